@@ -1,0 +1,98 @@
+//! The web role: a thin axum API. It validates requests, places credit holds, writes
+//! rows and enqueues jobs that carry ids only; it never calls a model.
+
+mod auth;
+mod error;
+mod json;
+mod pagination;
+mod routes;
+mod views;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use petportrait_core::config::{Config, UploadLimits};
+use petportrait_core::services::Services;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub public_url: String,
+    pub starter_credits: i64,
+    pub uploads: UploadLimits,
+    pub upload_ttl: Duration,
+}
+
+impl AppState {
+    pub fn new(config: &Config, services: Services) -> AppState {
+        AppState {
+            services,
+            public_url: config.public_url.clone(),
+            starter_credits: config.starter_credits,
+            uploads: config.uploads.clone(),
+            upload_ttl: config.retention.upload_ttl,
+        }
+    }
+}
+
+/// Every route of the API.
+pub fn router(state: AppState, dev_login: bool) -> Router {
+    // Multipart framing adds a little to the file itself.
+    let upload_body_limit = state.uploads.max_bytes + 64 * 1024;
+    let mut app = Router::new()
+        .route("/", get(page))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/auth/logout", post(auth::logout))
+        .route("/v1/me", get(routes::account::get_me))
+        .route("/v1/styles", get(routes::account::list_styles))
+        .route("/v1/credits", get(routes::account::get_credits))
+        .route("/v1/credits/ledger", get(routes::account::list_ledger))
+        .route(
+            "/v1/uploads",
+            post(routes::uploads::create_upload).layer(DefaultBodyLimit::max(upload_body_limit)),
+        )
+        .route("/v1/uploads/{id}", get(routes::uploads::get_upload))
+        .route(
+            "/v1/generations",
+            post(routes::generations::create_generation).get(routes::generations::list_generations),
+        )
+        .route("/v1/generations/{id}", get(routes::generations::get_generation))
+        .route("/v1/files/{id}", get(routes::files::get_file));
+    if dev_login {
+        app = app.route("/auth/dev-login", post(auth::dev_login));
+    }
+    app.fallback(|| async { ApiError::not_found() })
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The small page for trying the service in a browser (embedded mode).
+async fn page() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("page.html"))
+}
+
+/// Serves the API on `listener` until `shutdown` is cancelled, then finishes the
+/// requests in flight.
+pub async fn run(
+    config: &Config,
+    services: Services,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let state = AppState::new(config, services);
+    let app = router(state, config.dev_login);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

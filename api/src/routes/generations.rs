@@ -1,0 +1,246 @@
+//! `POST /v1/generations`, `GET /v1/generations/{id}`, `GET /v1/generations`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::Bytes;
+use petportrait_core::db::{CreateOutcome, GenerationFilter, GenerationRow, NewGeneration};
+use petportrait_core::domain::{GenerationKind, GenerationStatus, find_style};
+use petportrait_core::ids::GenerationId;
+use petportrait_core::time::now_ms;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ApiResult, internal};
+use crate::json::parse_json;
+use crate::pagination::{PageRequest, split_page};
+use crate::views::{GenerationView, Page};
+
+/// The body of `POST /v1/generations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGenerationRequest {
+    kind: String,
+    upload_id: String,
+    style: String,
+    #[serde(default)]
+    options: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    webhook: Option<String>,
+    #[serde(default)]
+    webhook_events_filter: Option<Vec<String>>,
+}
+
+/// How long pollers should wait before asking again while a generation runs.
+const POLL_HINT_SECONDS: &str = "1";
+
+/// Reads the `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let text = value.to_str().unwrap_or_default().trim().trim_matches('"');
+    if text.is_empty() || text.len() > 255 || !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        ));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// A fingerprint of the request body, independent of key order and whitespace.
+fn fingerprint(body: &[u8]) -> String {
+    let canonical = serde_json::from_slice::<serde_json::Value>(body)
+        .map(|v| v.to_string().into_bytes())
+        .unwrap_or_else(|_| body.to_vec());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical))
+}
+
+pub async fn create_generation(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let key = idempotency_key(&headers)?;
+    let print = fingerprint(&body);
+    let user_id = user.user_id();
+    let db = &state.services.db;
+
+    if let Some(key) = &key
+        && let Some(existing) = db.find_generation_by_idempotency_key(&user_id, key).await.map_err(internal)?
+    {
+        return replay(&state, existing, &print).await;
+    }
+
+    let request: CreateGenerationRequest = parse_json(&body)?;
+    let kind = GenerationKind::parse(&request.kind)
+        .ok_or_else(|| ApiError::unprocessable("unknown_kind", "kind must be portrait, music or sculpture"))?;
+    let style = find_style(kind, &request.style).ok_or_else(|| {
+        ApiError::unprocessable("unknown_style", format!("{} has no style {:?}; see GET /v1/styles", kind.as_str(), request.style))
+    })?;
+    if request.webhook.is_some() || request.webhook_events_filter.is_some() {
+        return Err(ApiError::unprocessable(
+            "webhooks_unavailable",
+            "per-generation webhooks are not available yet; poll the generation instead",
+        ));
+    }
+    let options = serde_json::Value::Object(request.options.unwrap_or_default()).to_string();
+    if options.len() > 4096 {
+        return Err(ApiError::unprocessable("invalid_options", "options must be at most 4 KiB of JSON"));
+    }
+    let upload = db
+        .get_upload_of_user(&request.upload_id, &user_id)
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| ApiError::unprocessable("upload_not_found", "no such upload"))?;
+    let now = now_ms();
+    if upload.expires_at <= now {
+        return Err(ApiError::unprocessable("upload_expired", "the upload has expired; upload the photo again"));
+    }
+
+    let id = GenerationId::generate();
+    let new = NewGeneration {
+        id: &id,
+        user_id: &user_id,
+        kind,
+        style: style.id,
+        options: &options,
+        upload_id: &upload.id,
+        cost: style.credits,
+        idempotency_key: key.as_deref(),
+        request_fingerprint: key.as_ref().map(|_| print.as_str()),
+    };
+    let row = match db.create_generation(&new, now).await.map_err(internal)? {
+        CreateOutcome::Created(row) => row,
+        CreateOutcome::InsufficientCredits => {
+            return Err(ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credits",
+                format!("this generation costs {} credits; your available balance is lower", style.credits),
+            ));
+        }
+        CreateOutcome::DuplicateKey => {
+            // A concurrent request with the same key won the race; answer as it did.
+            let key = key.as_deref().unwrap_or_default();
+            return match db.find_generation_by_idempotency_key(&user_id, key).await.map_err(internal)? {
+                Some(existing) => replay(&state, existing, &print).await,
+                None => Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is still being processed",
+                )),
+            };
+        }
+    };
+    // The row is the system of record: if this enqueue fails, the scheduler's sweep of
+    // stalled generations dispatches it, so the request still succeeds.
+    if let Err(error) = state.services.queue.enqueue_generation(&id, Duration::ZERO, "create").await {
+        tracing::error!(generation.id = %id, error = %error, "enqueue failed; the scheduler will dispatch it");
+    }
+    tracing::info!(generation.id = %id, generation.kind = kind.as_str(), generation.style = style.id, "generation created");
+    respond(&state, &row, StatusCode::ACCEPTED, false).await
+}
+
+/// Answers a repeated `Idempotency-Key`: the same body replays, another body conflicts.
+async fn replay(state: &AppState, existing: GenerationRow, print: &str) -> ApiResult<Response> {
+    if existing.request_fingerprint.as_deref() != Some(print) {
+        return Err(ApiError::unprocessable(
+            "idempotency_conflict",
+            "this Idempotency-Key was used with a different request body",
+        ));
+    }
+    respond(state, &existing, StatusCode::ACCEPTED, true).await
+}
+
+/// The generation object with its `Location`, `ETag` and polling hints.
+async fn respond(state: &AppState, row: &GenerationRow, status: StatusCode, replayed: bool) -> ApiResult<Response> {
+    let view = build_view(state, row).await?;
+    let mut response = (status, axum::Json(view)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, HeaderValue::from_str(&format!("/v1/generations/{}", row.id)).map_err(internal)?);
+    headers.insert(header::ETAG, etag(row));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if !row.status().map_err(internal)?.is_terminal() {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+fn etag(row: &GenerationRow) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{}.{}\"", row.id, row.version)).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+async fn build_view(state: &AppState, row: &GenerationRow) -> ApiResult<GenerationView> {
+    let db = &state.services.db;
+    let outputs = db.list_outputs(&row.id).await.map_err(internal)?;
+    let position = if row.status == GenerationStatus::Queued.as_str() {
+        Some(db.queue_position(row.created_at).await.map_err(internal)?)
+    } else {
+        None
+    };
+    GenerationView::build(row, &outputs, position).map_err(internal)
+}
+
+pub async fn get_generation(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let row = state
+        .services
+        .db
+        .get_generation_of_user(&id, &user.user_id())
+        .await
+        .map_err(internal)?
+        .ok_or_else(ApiError::not_found)?;
+    let tag = etag(&row);
+    if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == tag.as_bytes()) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response.headers_mut().insert(header::ETAG, tag);
+        if !row.status().map_err(internal)?.is_terminal() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
+        }
+        return Ok(response);
+    }
+    respond(&state, &row, StatusCode::OK, false).await
+}
+
+pub async fn list_generations(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<axum::Json<Page<GenerationView>>> {
+    let page = PageRequest::parse(query.get("limit").map(String::as_str), query.get("cursor").map(String::as_str))?;
+    let status = match query.get("status").map(String::as_str) {
+        None | Some("") => None,
+        Some(s) => Some(GenerationStatus::parse(s).ok_or_else(|| {
+            ApiError::unprocessable("invalid_parameter", format!("unknown status {s:?}"))
+        })?),
+    };
+    let kind = match query.get("kind").map(String::as_str) {
+        None | Some("") => None,
+        Some(k) => Some(
+            GenerationKind::parse(k)
+                .ok_or_else(|| ApiError::unprocessable("invalid_parameter", format!("unknown kind {k:?}")))?,
+        ),
+    };
+    let filter = GenerationFilter { status, kind, after: page.after(), limit: page.limit + 1 };
+    let rows = state.services.db.list_generations(&user.user_id(), &filter).await.map_err(internal)?;
+    let (rows, next_cursor) = split_page(rows, page.limit, |r| (r.created_at, r.id.as_str()));
+    let mut data = Vec::with_capacity(rows.len());
+    for row in &rows {
+        data.push(build_view(&state, row).await?);
+    }
+    Ok(axum::Json(Page { data, next_cursor }))
+}

@@ -1,0 +1,7 @@
+//! One module per resource of the API contract.
+
+pub mod account;
+pub mod files;
+pub mod generations;
+pub mod health;
+pub mod uploads;

@@ -1,0 +1,119 @@
+//! `POST /v1/uploads` and `GET /v1/uploads/{id}`.
+
+use axum::extract::{Multipart, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use petportrait_core::db::{NewObject, UploadRow};
+use petportrait_core::ids::UploadId;
+use petportrait_core::imaging::{self, ImageInfo, ImageRejection};
+use petportrait_core::storage::keys;
+use petportrait_core::time::{duration_ms, now_ms};
+
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ApiResult, internal};
+use crate::views::UploadView;
+
+fn rejection(error: ImageRejection) -> ApiError {
+    let status = match error {
+        ImageRejection::UnsupportedFormat => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    ApiError::new(status, error.code(), error.to_string())
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("uploads are limited to {max} bytes"))
+}
+
+/// Reads the part named `file`; the body limit is enforced while reading.
+async fn read_file_part(multipart: &mut Multipart, max: usize) -> ApiResult<Bytes> {
+    let multipart_error = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large(max)
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text())
+        }
+    };
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        if field.name() == Some("file") {
+            let bytes = field.bytes().await.map_err(multipart_error)?;
+            if bytes.len() > max {
+                return Err(too_large(max));
+            }
+            return Ok(bytes);
+        }
+    }
+    Err(ApiError::unprocessable("missing_file", "send the image as a multipart part named \"file\""))
+}
+
+pub async fn create_upload(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    mut multipart: Multipart,
+) -> ApiResult<Response> {
+    let limits = state.uploads.clone();
+    let bytes = read_file_part(&mut multipart, limits.max_bytes).await?;
+    // Header checks first (cheap, refuses bombs), then a full decode under a memory
+    // limit so that truncated or corrupt files are refused now rather than in the worker.
+    let checked = bytes.clone();
+    let info: ImageInfo = tokio::task::spawn_blocking(move || {
+        let info = imaging::inspect(&checked, &limits)?;
+        imaging::decode(&checked, &info)?;
+        Ok::<_, ImageRejection>(info)
+    })
+    .await
+    .map_err(internal)?
+    .map_err(rejection)?;
+
+    let user_id = user.user_id();
+    let id = UploadId::generate();
+    let now = now_ms();
+    let expires_at = now + duration_ms(state.upload_ttl);
+    let key = keys::upload(&user_id, &id, info.format.extension());
+    let size = i64::try_from(bytes.len()).map_err(internal)?;
+    let object = NewObject {
+        user_id: &user_id,
+        kind: "upload",
+        object_key: &key,
+        content_type: info.format.content_type(),
+        bytes: size,
+        expires_at: Some(expires_at),
+    };
+    let db = &state.services.db;
+    let object_id = db.insert_stored_object(&object, now).await.map_err(internal)?;
+    state.services.store.put(&key, bytes, info.format.content_type()).await.map_err(internal)?;
+    let upload = UploadRow {
+        id: id.to_string(),
+        user_id: user_id.to_string(),
+        object_id: object_id.to_string(),
+        content_type: info.format.content_type().to_owned(),
+        width: i64::from(info.width),
+        height: i64::from(info.height),
+        bytes: size,
+        created_at: now,
+        expires_at,
+    };
+    db.insert_upload(&upload).await.map_err(internal)?;
+    tracing::info!(upload.id = %id, bytes = size, width = info.width, height = info.height, "upload stored");
+    Ok((StatusCode::CREATED, axum::Json(UploadView::from_row(&upload))).into_response())
+}
+
+pub async fn get_upload(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<UploadView>> {
+    let upload = state
+        .services
+        .db
+        .get_upload_of_user(&id, &user.user_id())
+        .await
+        .map_err(internal)?
+        .ok_or_else(ApiError::not_found)?;
+    if upload.expires_at <= now_ms() {
+        return Err(ApiError::gone("the upload has expired and its photo was deleted"));
+    }
+    Ok(axum::Json(UploadView::from_row(&upload)))
+}

@@ -1,0 +1,462 @@
+//! Configuration from the environment.
+//!
+//! The variable names of `configuration.md` are fixed; the extra tuning knobs are
+//! documented in README.md and `.env.example`. Parsing collects every problem before
+//! failing, so an operator fixes a broken deployment in one go.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the processes need to know, already parsed and validated.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    /// Where users reach the service, without a trailing slash.
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database: DatabaseTarget,
+    pub queue: QueueConfig,
+    pub s3: S3Config,
+    pub dev_login: bool,
+    pub google_client_id: Option<String>,
+    pub starter_credits: i64,
+    pub retention: Retention,
+    pub uploads: UploadLimits,
+    pub worker: WorkerConfig,
+    pub scheduler: SchedulerConfig,
+    pub log: LogConfig,
+}
+
+/// Which database holds the system of record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite { url: String },
+    Postgres { url: String },
+}
+
+impl DatabaseTarget {
+    pub fn url(&self) -> &str {
+        match self {
+            DatabaseTarget::Sqlite { url } | DatabaseTarget::Postgres { url } => url,
+        }
+    }
+}
+
+/// Where jobs are dispatched from.
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    /// `None` keeps the queue in the SQLite database (embedded mode).
+    pub redis_url: Option<String>,
+    /// Prefix of every queue name, so that several deployments or tests share one Redis.
+    pub prefix: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    /// `None` runs the S3 server in-process over `DATA_DIR/objects`.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    pub region: String,
+    /// `None` in embedded mode: credentials are generated for the in-process server.
+    pub credentials: Option<(String, String)>,
+    pub force_path_style: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Retention {
+    pub upload_ttl: Duration,
+    pub output_ttl: Duration,
+    pub export_ttl: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct UploadLimits {
+    pub max_bytes: usize,
+    pub max_pixels: u64,
+    pub max_side: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    /// How often a worker proves to the queue that it is alive.
+    pub heartbeat: Duration,
+    /// How long a generation stays claimed by a worker that stopped renewing its lease.
+    pub job_lease: Duration,
+    pub max_attempts: u32,
+    pub retry_base_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// How often an idle worker looks for new jobs.
+    pub poll_interval: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    pub tick: Duration,
+    pub purge_batch: u32,
+    /// A generation that has not moved for this long is dispatched again.
+    pub stalled_after: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub filter: String,
+    pub json: bool,
+}
+
+/// One thing wrong with one variable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+/// Every problem found in the configuration.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problems):", self.problems.len())?;
+        for p in &self.problems {
+            writeln!(f, "  {}: {}", p.variable, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads variables and remembers what was wrong with them.
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Reader<'a> {
+    fn raw(&self, name: &'static str) -> Option<&'a str> {
+        self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
+        self.problems.push(Problem { variable, message: message.into() });
+    }
+
+    fn string(&self, name: &'static str, default: &str) -> String {
+        self.raw(name).unwrap_or(default).to_owned()
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, name: &'static str, default: T, what: &str) -> T {
+        match self.raw(name) {
+            None => default,
+            Some(v) => match v.parse() {
+                Ok(x) => x,
+                Err(_) => {
+                    self.problem(name, format!("expected {what}, got {v:?}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn boolean(&mut self, name: &'static str, default: bool) -> bool {
+        match self.raw(name).map(str::to_ascii_lowercase).as_deref() {
+            None => default,
+            Some("true" | "1" | "yes") => true,
+            Some("false" | "0" | "no") => false,
+            Some(v) => {
+                self.problem(name, format!("expected true or false, got {v:?}"));
+                default
+            }
+        }
+    }
+
+    fn duration(&mut self, name: &'static str, default: Duration) -> Duration {
+        match self.raw(name) {
+            None => default,
+            Some(v) => match parse_duration(v) {
+                Some(d) if !d.is_zero() => d,
+                _ => {
+                    self.problem(name, format!("expected a duration such as 500ms, 30s, 15m, 24h or 7d, got {v:?}"));
+                    default
+                }
+            },
+        }
+    }
+}
+
+/// Parses `500ms`, `30s`, `15m`, `24h`, `7d` (one number, one unit).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let millis = match unit {
+        "ms" => n,
+        "s" => n.checked_mul(1_000)?,
+        "m" => n.checked_mul(60_000)?,
+        "h" => n.checked_mul(3_600_000)?,
+        "d" => n.checked_mul(86_400_000)?,
+        _ => return None,
+    };
+    Some(Duration::from_millis(millis))
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_vars(std::env::vars())
+    }
+
+    /// Reads the given variables; tests pass their own instead of touching the process.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars: HashMap<String, String> = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let mut r = Reader { vars: &vars, problems: Vec::new() };
+
+        let host: IpAddr = r.parsed("HOST", IpAddr::from([127, 0, 0, 1]), "an IP address");
+        let port: u16 = r.parsed("PORT", 8080, "a port number");
+        let public_url = r.string("PUBLIC_URL", &format!("http://{}", socket_text(host, port)));
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            r.problem("PUBLIC_URL", "must start with http:// or https://");
+        }
+        let data_dir = PathBuf::from(r.string("DATA_DIR", "./data"));
+
+        let database = match r.raw("DATABASE_URL") {
+            None => DatabaseTarget::Sqlite {
+                url: format!("sqlite://{}?mode=rwc", data_dir.join("petportrait.db").display()),
+            },
+            Some(url) if url.starts_with("sqlite:") => DatabaseTarget::Sqlite { url: url.to_owned() },
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseTarget::Postgres { url: url.to_owned() }
+            }
+            Some(_) => {
+                r.problem("DATABASE_URL", "must start with sqlite:, postgres:// or postgresql://");
+                DatabaseTarget::Sqlite { url: String::new() }
+            }
+        };
+
+        let redis_url = r.raw("REDIS_URL").map(str::to_owned);
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            r.problem("REDIS_URL", "must start with redis:// or rediss://");
+        }
+        if matches!(database, DatabaseTarget::Postgres { .. }) && redis_url.is_none() {
+            r.problem("REDIS_URL", "is required when DATABASE_URL is PostgreSQL (the queue runs on Redis there)");
+        }
+        let queue_prefix = r.string("QUEUE_PREFIX", "petportrait");
+        if !queue_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')) {
+            r.problem("QUEUE_PREFIX", "may hold only letters, digits and - _ . :");
+        }
+        let embedded = redis_url.is_none() && matches!(database, DatabaseTarget::Sqlite { .. });
+
+        let endpoint = r.raw("S3_ENDPOINT").map(|s| s.trim_end_matches('/').to_owned());
+        let bucket = r.string("S3_BUCKET", "petportrait");
+        if !valid_bucket_name(&bucket) {
+            r.problem("S3_BUCKET", "must be 3-63 lowercase letters, digits, dots or hyphens");
+        }
+        let region = r.string("S3_REGION", "us-east-1");
+        let credentials = match (r.raw("AWS_ACCESS_KEY_ID"), r.raw("AWS_SECRET_ACCESS_KEY")) {
+            (Some(a), Some(s)) => Some((a.to_owned(), s.to_owned())),
+            (None, None) => None,
+            (Some(_), None) => {
+                r.problem("AWS_SECRET_ACCESS_KEY", "must be set together with AWS_ACCESS_KEY_ID");
+                None
+            }
+            (None, Some(_)) => {
+                r.problem("AWS_ACCESS_KEY_ID", "must be set together with AWS_SECRET_ACCESS_KEY");
+                None
+            }
+        };
+        if endpoint.is_some() && credentials.is_none() {
+            r.problem("AWS_ACCESS_KEY_ID", "S3 credentials are required when S3_ENDPOINT is set");
+        }
+        let force_path_style = r.boolean("S3_FORCE_PATH_STYLE", true);
+
+        let google_client_id = r.raw("GOOGLE_CLIENT_ID").map(str::to_owned);
+        if google_client_id.is_some() != r.raw("GOOGLE_CLIENT_SECRET").is_some() {
+            r.problem("GOOGLE_CLIENT_SECRET", "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET must be set together");
+        }
+        let dev_login = r.boolean("DEV_LOGIN", embedded && google_client_id.is_none());
+        if dev_login && !host.is_loopback() {
+            r.problem("DEV_LOGIN", format!("refused: the API binds {host}, which is not a loopback address"));
+        }
+        if dev_login && google_client_id.is_some() {
+            r.problem("DEV_LOGIN", "refused: Google sign-in is configured");
+        }
+
+        let starter_credits: i64 = r.parsed("STARTER_CREDITS", 10, "a whole number of credits");
+        if starter_credits < 0 {
+            r.problem("STARTER_CREDITS", "must not be negative");
+        }
+
+        let retention = Retention {
+            upload_ttl: r.duration("UPLOAD_TTL", Duration::from_secs(24 * 3600)),
+            output_ttl: r.duration("OUTPUT_TTL", Duration::from_secs(7 * 86_400)),
+            export_ttl: r.duration("EXPORT_TTL", Duration::from_secs(5 * 86_400)),
+        };
+        let uploads = UploadLimits {
+            max_bytes: r.parsed("UPLOAD_MAX_BYTES", 20 * 1024 * 1024, "a number of bytes"),
+            max_pixels: r.parsed("UPLOAD_MAX_PIXELS", 40_000_000, "a number of pixels"),
+            max_side: r.parsed("UPLOAD_MAX_SIDE", 12_000, "a number of pixels"),
+        };
+
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let worker = WorkerConfig {
+            concurrency: r.parsed("WORKER_CONCURRENCY", cores, "a positive number"),
+            heartbeat: r.duration("WORKER_HEARTBEAT", Duration::from_secs(5)),
+            job_lease: r.duration("JOB_LEASE", Duration::from_secs(30)),
+            max_attempts: r.parsed("JOB_MAX_ATTEMPTS", 5, "a positive number"),
+            retry_base_delay: r.duration("RETRY_BASE_DELAY", Duration::from_secs(2)),
+            retry_max_delay: r.duration("RETRY_MAX_DELAY", Duration::from_secs(600)),
+            poll_interval: r.duration("WORKER_POLL_INTERVAL", Duration::from_millis(50)),
+        };
+        if worker.concurrency == 0 {
+            r.problem("WORKER_CONCURRENCY", "must be at least 1");
+        }
+        if worker.max_attempts == 0 {
+            r.problem("JOB_MAX_ATTEMPTS", "must be at least 1");
+        }
+        if worker.job_lease <= worker.heartbeat {
+            r.problem("JOB_LEASE", "must be longer than WORKER_HEARTBEAT, or live jobs would be taken away");
+        }
+        let scheduler = SchedulerConfig {
+            tick: r.duration("SCHEDULER_TICK", Duration::from_secs(30)),
+            purge_batch: r.parsed("PURGE_BATCH", 500, "a positive number"),
+            stalled_after: r.duration("STALLED_AFTER", Duration::from_secs(300)),
+        };
+        if scheduler.purge_batch == 0 || scheduler.purge_batch > 1000 {
+            r.problem("PURGE_BATCH", "must be between 1 and 1000 (the S3 DeleteObjects limit)");
+        }
+
+        let log = LogConfig {
+            filter: r.string("RUST_LOG", "info"),
+            json: match r.raw("LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+                None | Some("pretty") => false,
+                Some("json") => true,
+                Some(other) => {
+                    r.problem("LOG_FORMAT", format!("expected json or pretty, got {other:?}"));
+                    false
+                }
+            },
+        };
+
+        if !r.problems.is_empty() {
+            return Err(ConfigError { problems: r.problems });
+        }
+        Ok(Config {
+            host,
+            port,
+            public_url,
+            data_dir,
+            database,
+            queue: QueueConfig { redis_url, prefix: queue_prefix },
+            s3: S3Config { endpoint, bucket, region, credentials, force_path_style },
+            dev_login,
+            google_client_id,
+            starter_credits,
+            retention,
+            uploads,
+            worker,
+            scheduler,
+            log,
+        })
+    }
+
+    /// True when nothing outside the process is needed: SQLite, the SQLite queue, in-process S3.
+    pub fn is_embedded(&self) -> bool {
+        self.queue.redis_url.is_none() && matches!(self.database, DatabaseTarget::Sqlite { .. })
+    }
+
+    /// A one-line, secret-free description for the start-up log.
+    pub fn summary(&self) -> String {
+        format!(
+            "database={} queue={} s3={} bucket={}",
+            match self.database {
+                DatabaseTarget::Sqlite { .. } => "sqlite",
+                DatabaseTarget::Postgres { .. } => "postgres",
+            },
+            if self.queue.redis_url.is_some() { "redis" } else { "sqlite" },
+            self.s3.endpoint.as_deref().unwrap_or("in-process"),
+            self.s3.bucket,
+        )
+    }
+}
+
+fn socket_text(host: IpAddr, port: u16) -> String {
+    match host {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+fn valid_bucket_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_mode() {
+        let c = parse(&[]).expect("defaults are valid");
+        assert!(c.is_embedded());
+        assert!(c.dev_login);
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.s3.bucket, "petportrait");
+        assert_eq!(c.starter_credits, 10);
+        assert_eq!(c.retention.output_ttl, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let err = parse(&[
+            ("PORT", "eighty"),
+            ("DATABASE_URL", "mysql://x"),
+            ("UPLOAD_TTL", "forever"),
+            ("HOST", "0.0.0.0"),
+            ("LOG_FORMAT", "xml"),
+        ])
+        .expect_err("invalid");
+        let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+        assert_eq!(names, ["PORT", "DATABASE_URL", "DEV_LOGIN", "UPLOAD_TTL", "LOG_FORMAT"]);
+        assert!(err.to_string().contains("PORT: expected a port number"));
+    }
+
+    #[test]
+    fn postgres_needs_redis_and_disables_dev_login() {
+        let err = parse(&[("DATABASE_URL", "postgres://localhost/x")]).expect_err("no redis");
+        assert_eq!(err.problems[0].variable, "REDIS_URL");
+        let c = parse(&[("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1")])
+            .expect("valid");
+        assert!(!c.is_embedded());
+        assert!(!c.dev_login);
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("h"), None);
+        assert_eq!(parse_duration("3w"), None);
+    }
+}

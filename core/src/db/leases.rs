@@ -1,0 +1,35 @@
+//! Named leases: single-flight for periodic work shared by several processes.
+
+use crate::time::Millis;
+
+use super::{Db, DbResult};
+
+impl Db {
+    /// Takes the lease `name` for `holder` until `until`, if it is free, lapsed or
+    /// already ours. Returns whether `holder` now holds it.
+    pub async fn try_acquire_lease(&self, name: &str, holder: &str, now: Millis, until: Millis) -> DbResult<bool> {
+        let taken = sqlx::query(
+            "INSERT INTO scheduler_leases (name, holder, expires_at) VALUES ($1, $2, $4) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE scheduler_leases.expires_at < $3 OR scheduler_leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .bind(until)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(taken == 1)
+    }
+
+    /// Gives the lease back early so another process may run the next tick at once.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> DbResult<()> {
+        sqlx::query("DELETE FROM scheduler_leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

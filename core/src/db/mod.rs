@@ -1,0 +1,142 @@
+//! The one module that holds SQL.
+//!
+//! Every query is written once, with `$n` placeholders, and runs on SQLite and
+//! PostgreSQL through sqlx's `Any` driver. Timestamps are BIGINT milliseconds, so no
+//! query depends on a dialect's date functions. Two rules keep SQLite's single writer
+//! happy: a transaction starts with its write (never read-then-write, which SQLite
+//! cannot upgrade without `SQLITE_BUSY`), and conditional state changes are single
+//! `UPDATE ... WHERE` statements rather than check-then-act.
+
+mod credits;
+mod generations;
+mod leases;
+mod objects;
+mod rows;
+mod users;
+
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor};
+
+pub use generations::{ClaimOutcome, CreateOutcome, GenerationFilter, NewGeneration};
+pub use objects::{DueObject, NewObject};
+pub use rows::*;
+
+use crate::config::DatabaseTarget;
+
+/// Which SQL dialect the pool speaks; only migrations and marked queries care.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// Errors of the database layer; the cause chain is kept for the logs.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database query failed")]
+    Query(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("the database schema is behind this build (run the release/migrate step first)")]
+    SchemaBehind,
+    #[error("stored value is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl DbError {
+    /// True for a violated unique constraint (a duplicate that the caller can resolve).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Query(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Our migrations table; apalis-sqlite owns `_sqlx_migrations` in the same SQLite file.
+const MIGRATIONS_TABLE: &str = "_petportrait_migrations";
+
+/// A pool on the system of record.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Db {
+    /// Connects (creating the SQLite file if needed); does not migrate.
+    pub async fn connect(target: &DatabaseTarget) -> DbResult<Db> {
+        sqlx::any::install_default_drivers();
+        let dialect = match target {
+            DatabaseTarget::Sqlite { .. } => Dialect::Sqlite,
+            DatabaseTarget::Postgres { .. } => Dialect::Postgres,
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10));
+        let options = if dialect == Dialect::Sqlite {
+            options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers proceed during a write; FULL keeps a committed charge
+                    // through a power loss; the busy timeout queues writers instead of failing.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options.connect(target.url()).await?;
+        Ok(Db { pool, dialect })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    fn migrator(&self) -> sqlx::migrate::Migrator {
+        let mut migrator = match self.dialect {
+            Dialect::Sqlite => sqlx::migrate!("../migrations/sqlite"),
+            Dialect::Postgres => sqlx::migrate!("../migrations/postgres"),
+        };
+        migrator.dangerous_set_table_name(MIGRATIONS_TABLE);
+        migrator
+    }
+
+    /// Applies pending migrations (the `release` step, and embedded start-up).
+    pub async fn migrate(&self) -> DbResult<()> {
+        self.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Fails when this build expects migrations the database has not applied.
+    pub async fn ensure_schema_current(&self) -> DbResult<()> {
+        let migrator = self.migrator();
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        // The table name is a constant of ours, so building this statement is safe.
+        let sql = format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE} WHERE success = TRUE");
+        let applied: Result<i64, sqlx::Error> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&self.pool).await;
+        match applied {
+            Ok(v) if v >= latest => Ok(()),
+            _ => Err(DbError::SchemaBehind),
+        }
+    }
+
+    /// A trivial round trip, for readiness checks.
+    pub async fn ping(&self) -> DbResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

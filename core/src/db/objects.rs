@@ -1,0 +1,151 @@
+//! Stored objects (the object store's index) and uploads.
+
+use crate::ids::{ObjectId, UserId};
+use crate::time::Millis;
+
+use super::{Db, DbResult, Dialect, StoredObjectRow, UploadRow};
+
+/// The facts about an object that is about to be written.
+#[derive(Clone, Debug)]
+pub struct NewObject<'a> {
+    pub user_id: &'a UserId,
+    pub kind: &'static str,
+    pub object_key: &'a str,
+    pub content_type: &'a str,
+    pub bytes: i64,
+    pub expires_at: Option<Millis>,
+}
+
+/// An object claimed for deletion by the purge.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DueObject {
+    pub id: String,
+    pub object_key: String,
+}
+
+impl Db {
+    /// Records an object before its bytes are written, so the purge can always find it.
+    /// Writing the same key again (a job that runs twice) returns the existing row's id.
+    pub async fn insert_stored_object(&self, object: &NewObject<'_>, now: Millis) -> DbResult<ObjectId> {
+        sqlx::query(
+            "INSERT INTO stored_objects (id, user_id, kind, object_key, content_type, bytes, state, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8) ON CONFLICT (object_key) DO NOTHING",
+        )
+        .bind(ObjectId::generate().as_str())
+        .bind(object.user_id.as_str())
+        .bind(object.kind)
+        .bind(object.object_key)
+        .bind(object.content_type)
+        .bind(object.bytes)
+        .bind(now)
+        .bind(object.expires_at)
+        .execute(&self.pool)
+        .await?;
+        let id: String = sqlx::query_scalar("SELECT id FROM stored_objects WHERE object_key = $1")
+            .bind(object.object_key)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(ObjectId::from_db(id))
+    }
+
+    /// An object of this user, whatever its state; `None` for another user's.
+    pub async fn get_object_of_user(&self, id: &str, user: &UserId) -> DbResult<Option<StoredObjectRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id, kind, object_key, content_type, bytes, state, created_at, expires_at \
+             FROM stored_objects WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn get_object(&self, id: &ObjectId) -> DbResult<Option<StoredObjectRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id, kind, object_key, content_type, bytes, state, created_at, expires_at \
+             FROM stored_objects WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Claims up to `limit` expired objects for deletion (state `deleting`). Rows left in
+    /// `deleting` by an interrupted purge are claimed again, so the purge resumes.
+    pub async fn claim_due_objects(&self, now: Millis, limit: i64) -> DbResult<Vec<DueObject>> {
+        // Dialect-marked query: PostgreSQL skips rows another purge has locked; SQLite has
+        // one writer at a time, so the plain form is already exclusive there.
+        let sql = match self.dialect {
+            Dialect::Postgres => {
+                "UPDATE stored_objects SET state = 'deleting' WHERE id IN \
+                 (SELECT id FROM stored_objects WHERE state IN ('active', 'deleting') AND expires_at <= $1 \
+                  ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, object_key"
+            }
+            Dialect::Sqlite => {
+                "UPDATE stored_objects SET state = 'deleting' WHERE id IN \
+                 (SELECT id FROM stored_objects WHERE state IN ('active', 'deleting') AND expires_at <= $1 \
+                  ORDER BY expires_at LIMIT $2) \
+                 RETURNING id, object_key"
+            }
+        };
+        Ok(sqlx::query_as(sql).bind(now).bind(limit).fetch_all(&self.pool).await?)
+    }
+
+    /// Marks objects whose bytes are gone; the rows stay so downloads answer 410.
+    pub async fn mark_objects_deleted(&self, ids: &[String], now: Millis) -> DbResult<u64> {
+        let mut done = 0;
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            done += sqlx::query("UPDATE stored_objects SET state = 'deleted', deleted_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    pub async fn insert_upload(&self, upload: &UploadRow) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO uploads (id, user_id, object_id, content_type, width, height, bytes, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&upload.id)
+        .bind(&upload.user_id)
+        .bind(&upload.object_id)
+        .bind(&upload.content_type)
+        .bind(upload.width)
+        .bind(upload.height)
+        .bind(upload.bytes)
+        .bind(upload.created_at)
+        .bind(upload.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// An upload of this user; `None` for another user's or an unknown id.
+    pub async fn get_upload_of_user(&self, id: &str, user: &UserId) -> DbResult<Option<UploadRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id, object_id, content_type, width, height, bytes, created_at, expires_at \
+             FROM uploads WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id)
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn get_upload(&self, id: &str) -> DbResult<Option<UploadRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id, object_id, content_type, width, height, bytes, created_at, expires_at \
+             FROM uploads WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,149 @@
+//! Rows as the database returns them. They are not DTOs: the API builds its own
+//! response types from them.
+
+use crate::domain::{GenerationError, GenerationKind, GenerationStatus, LedgerKind};
+use crate::ids::{GenerationId, ObjectId, UploadId, UserId};
+use crate::time::Millis;
+
+use super::{DbError, DbResult};
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub picture_url: Option<String>,
+    pub preferences: String,
+    pub credits_balance: i64,
+    pub credits_held: i64,
+    pub created_at: Millis,
+}
+
+impl UserRow {
+    pub fn user_id(&self) -> UserId {
+        UserId::from_db(self.id.clone())
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StoredObjectRow {
+    pub id: String,
+    pub user_id: String,
+    pub kind: String,
+    pub object_key: String,
+    pub content_type: String,
+    pub bytes: i64,
+    pub state: String,
+    pub created_at: Millis,
+    pub expires_at: Option<Millis>,
+}
+
+impl StoredObjectRow {
+    pub fn object_id(&self) -> ObjectId {
+        ObjectId::from_db(self.id.clone())
+    }
+
+    /// Whether the bytes can still be served at `now`.
+    pub fn is_available(&self, now: Millis) -> bool {
+        self.state == "active" && self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct UploadRow {
+    pub id: String,
+    pub user_id: String,
+    pub object_id: String,
+    pub content_type: String,
+    pub width: i64,
+    pub height: i64,
+    pub bytes: i64,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+}
+
+impl UploadRow {
+    pub fn upload_id(&self) -> UploadId {
+        UploadId::from_db(self.id.clone())
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct GenerationRow {
+    pub id: String,
+    pub user_id: String,
+    pub kind: String,
+    pub style: String,
+    pub options: String,
+    pub upload_id: String,
+    pub status: String,
+    pub cost: i64,
+    pub charged: i64,
+    pub refunded: i64,
+    pub attempts: i64,
+    pub progress_percent: i64,
+    pub progress_stage: String,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub error_retryable: Option<i64>,
+    pub version: i64,
+    pub idempotency_key: Option<String>,
+    pub request_fingerprint: Option<String>,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+    pub updated_at: Millis,
+}
+
+impl GenerationRow {
+    pub fn generation_id(&self) -> GenerationId {
+        GenerationId::from_db(self.id.clone())
+    }
+
+    pub fn status(&self) -> DbResult<GenerationStatus> {
+        GenerationStatus::parse(&self.status).ok_or_else(|| DbError::Corrupt(format!("status {:?}", self.status)))
+    }
+
+    pub fn kind(&self) -> DbResult<GenerationKind> {
+        GenerationKind::parse(&self.kind).ok_or_else(|| DbError::Corrupt(format!("kind {:?}", self.kind)))
+    }
+
+    pub fn error(&self) -> Option<GenerationError> {
+        self.error_code.as_ref().map(|code| GenerationError {
+            code: code.clone(),
+            message: self.error_message.clone().unwrap_or_default(),
+            retryable: self.error_retryable.unwrap_or(0) != 0,
+        })
+    }
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct OutputRow {
+    pub id: String,
+    pub generation_id: String,
+    pub position: i64,
+    pub object_id: String,
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: i64,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    /// The state of the stored object behind the output.
+    pub object_state: String,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct LedgerRow {
+    pub id: String,
+    pub user_id: String,
+    pub kind: String,
+    pub amount: i64,
+    pub generation_id: Option<String>,
+    pub created_at: Millis,
+}
+
+impl LedgerRow {
+    pub fn kind(&self) -> DbResult<LedgerKind> {
+        LedgerKind::parse(&self.kind).ok_or_else(|| DbError::Corrupt(format!("ledger kind {:?}", self.kind)))
+    }
+}

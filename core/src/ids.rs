@@ -1,0 +1,76 @@
+//! Opaque identifiers. Each kind of id is its own type, so a generation id can never
+//! be passed where an upload id is expected; all are ULIDs with a readable prefix.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A fresh, time-ordered id.
+            pub fn generate() -> Self {
+                Self(format!("{}_{}", $prefix, ulid::Ulid::generate().to_string().to_ascii_lowercase()))
+            }
+
+            /// Accepts only well-formed ids of this kind; anything else is `None`.
+            pub fn parse(text: &str) -> Option<Self> {
+                let rest = text.strip_prefix($prefix)?.strip_prefix('_')?;
+                (rest.len() == 26 && rest.chars().all(|c| c.is_ascii_alphanumeric()))
+                    .then(|| Self(text.to_owned()))
+            }
+
+            /// Wraps a value read from our own database.
+            pub fn from_db(text: String) -> Self {
+                Self(text)
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A user account.
+    UserId, "usr");
+id_type!(
+    /// An uploaded photo.
+    UploadId, "upl");
+id_type!(
+    /// A generation (one job).
+    GenerationId, "gen");
+id_type!(
+    /// A stored object: an upload's bytes or an output file.
+    ObjectId, "obj");
+id_type!(
+    /// A credit ledger entry.
+    LedgerEntryId, "led");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_accepts_only_its_own_kind() {
+        let id = GenerationId::generate();
+        assert_eq!(GenerationId::parse(id.as_str()), Some(id.clone()));
+        assert_eq!(UploadId::parse(id.as_str()), None);
+        assert_eq!(GenerationId::parse("gen_../../etc/passwd"), None);
+        assert_eq!(GenerationId::parse(""), None);
+    }
+}

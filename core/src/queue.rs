@@ -1,0 +1,338 @@
+//! The one module that knows the queue. Nothing outside it names apalis or its
+//! backends: the API enqueues through [`JobQueue::enqueue_generation`], the worker
+//! runs a plain async handler through [`JobQueue::run_generation_workers`].
+//!
+//! Embedded mode keeps the queue in the SQLite database (apalis-sqlite); distributed
+//! mode uses Redis (apalis-redis). The database is the system of record, so the queue
+//! only dispatches: payloads carry a generation id and nothing else, retries with
+//! backoff are decided by the worker (which pushes a delayed job), and the apalis
+//! backends' own retry loop only covers "the handler could not record an outcome".
+//!
+//! apalis 1.0 pitfalls handled here (see ../shared/notes/apalis-field-notes.md):
+//! a poll strategy on every worker (a push never wakes an idle worker otherwise),
+//! unique worker names, explicit queue names, a 5 s Redis response timeout instead of
+//! 500 ms, a finite orphan window, panics caught in the handler, restarts of failed
+//! workers, acknowledgements kept on, and periodic vacuum of finished jobs.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_core::backend::finalize::Durable;
+use apalis_core::backend::{BackendConfig, Vacuum, WireFormatBackend};
+use apalis_redis::RedisStorage;
+use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
+use futures::FutureExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, DatabaseTarget};
+use crate::ids::GenerationId;
+
+/// The payload of a generation job: the id, never personal data. Adding a field needs
+/// `#[serde(default)]`; a breaking change needs a new queue name.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GenerationJob {
+    pub generation_id: String,
+}
+
+/// What a handler tells the queue.
+#[derive(Debug)]
+pub enum JobOutcome {
+    /// Acknowledge: the outcome is recorded in the database.
+    Done,
+    /// Deliver again soon: the handler could not record an outcome.
+    Retry(Box<dyn std::error::Error + Send + Sync>),
+    /// Never deliver again (a malformed payload, a panic).
+    Abort(String),
+}
+
+/// How this process's workers behave.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Unique per process; apalis refuses two live workers of one name.
+    pub name: String,
+    pub concurrency: usize,
+    pub heartbeat: Duration,
+    pub poll_interval: Duration,
+    /// How long a stopping worker waits for its running jobs.
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot open the SQLite queue")]
+    Sqlite(#[source] apalis_sqlite::SqlxError),
+    #[error("cannot set up the SQLite queue")]
+    SqliteSetup(#[source] apalis_sqlite::Error),
+    #[error("cannot reach Redis")]
+    Redis(#[source] redis::RedisError),
+    #[error("the SQLite queue needs a SQLite database; set REDIS_URL for PostgreSQL")]
+    NoSqliteDatabase,
+    #[error("pushing a job failed")]
+    Push(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the worker monitor failed")]
+    Monitor(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Attempts after which the backend stops redelivering a job whose handler could not
+/// record an outcome (the scheduler's stalled sweep still finds the generation).
+const QUEUE_MAX_ATTEMPTS: usize = 25;
+/// How long finished jobs stay in the queue's storage before vacuum removes them.
+const FINISHED_RETENTION: Duration = Duration::from_secs(3_600);
+/// Heartbeats a worker may miss before its jobs are handed to another worker.
+const MISSED_HEARTBEATS: usize = 3;
+
+/// A handle on the queue, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct JobQueue {
+    backend: QueueBackend,
+}
+
+#[derive(Clone, Debug)]
+enum QueueBackend {
+    Sqlite { storage: SqliteStorage<GenerationJob>, pool: SqlitePool },
+    Redis { storage: RedisStorage<GenerationJob>, conn: ConnectionManager },
+}
+
+fn queue_name(prefix: &str) -> String {
+    format!("{prefix}:generation.v1")
+}
+
+impl JobQueue {
+    /// Connects to Redis when `REDIS_URL` is set, otherwise to the SQLite database.
+    pub async fn connect(config: &Config) -> Result<JobQueue, QueueError> {
+        let queue = queue_name(&config.queue.prefix);
+        // Whole seconds: apalis-sqlite compares heartbeats in seconds.
+        let heartbeat = Duration::from_secs(config.worker.heartbeat.as_secs().max(1));
+        let batch = config.worker.concurrency.clamp(1, 10);
+        let backend = match (&config.queue.redis_url, &config.database) {
+            (Some(url), _) => {
+                let client = redis::Client::open(url.as_str()).map_err(QueueError::Redis)?;
+                let manager = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(Duration::from_secs(5)))
+                    .set_connection_timeout(Some(Duration::from_secs(5)));
+                let conn = client.get_connection_manager_with_config(manager).await.map_err(QueueError::Redis)?;
+                let cfg = apalis_redis::Config::default()
+                    .queue(&queue)
+                    .batch_size(batch)
+                    .heartbeat_interval(heartbeat)
+                    .missed_heartbeats(MISSED_HEARTBEATS)
+                    .idempotency_ttl(Some(Duration::from_secs(86_400)));
+                QueueBackend::Redis { storage: RedisStorage::new(conn.clone()).with_config(cfg), conn }
+            }
+            (None, DatabaseTarget::Sqlite { url }) => {
+                let options: SqliteConnectOptions = url.parse().map_err(QueueError::Sqlite)?;
+                let options = options
+                    .create_if_missing(true)
+                    .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(options)
+                    .await
+                    .map_err(QueueError::Sqlite)?;
+                SqliteStorage::setup(&pool).await.map_err(QueueError::SqliteSetup)?;
+                let cfg = apalis_sqlite::Config::default()
+                    .queue(&queue)
+                    .batch_size(batch)
+                    .heartbeat_interval(heartbeat)
+                    .missed_heartbeats(MISSED_HEARTBEATS)
+                    .lock_tasks(true)
+                    .persist_results(true);
+                QueueBackend::Sqlite { storage: SqliteStorage::new(&pool).with_config(cfg), pool }
+            }
+            (None, DatabaseTarget::Postgres { .. }) => return Err(QueueError::NoSqliteDatabase),
+        };
+        Ok(JobQueue { backend })
+    }
+
+    /// Dispatches a generation after `delay` (rounded up to whole seconds by the
+    /// backends). `dispatch` names this dispatch ("create", "try-3", ...): pushing the
+    /// same generation with the same name twice enqueues one job.
+    pub async fn enqueue_generation(&self, id: &GenerationId, delay: Duration, dispatch: &str) -> Result<(), QueueError> {
+        let delay = Duration::from_secs(delay.as_secs() + u64::from(delay.subsec_nanos() > 0));
+        let task = TaskBuilder::new(GenerationJob { generation_id: id.to_string() })
+            .task_id(TaskId::from_ulid(ulid::Ulid::generate()))
+            .run_after(delay)
+            .max_attempts(QUEUE_MAX_ATTEMPTS)
+            .idempotency_key(format!("{id}:{dispatch}"))
+            .build();
+        let pushed = match &self.backend {
+            QueueBackend::Sqlite { storage, .. } => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _),
+            QueueBackend::Redis { storage, .. } => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _),
+        };
+        pushed.map_err(QueueError::Push)
+    }
+
+    /// Answers when the queue's store can be reached (readiness).
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        match &self.backend {
+            QueueBackend::Sqlite { pool, .. } => {
+                sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(QueueError::Sqlite)
+            }
+            QueueBackend::Redis { conn, .. } => {
+                let mut conn = conn.clone();
+                redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(QueueError::Redis)
+            }
+        }
+    }
+
+    /// Removes finished jobs older than the retention; returns how many.
+    pub async fn vacuum(&self) -> Result<usize, QueueError> {
+        let removed = match &self.backend {
+            QueueBackend::Sqlite { storage, .. } => {
+                storage.clone().vacuum_before(FINISHED_RETENTION).await.map_err(|e| Box::new(e) as _)
+            }
+            QueueBackend::Redis { storage, .. } => {
+                storage.clone().vacuum_before(FINISHED_RETENTION).await.map_err(|e| Box::new(e) as _)
+            }
+        };
+        removed.map_err(QueueError::Push)
+    }
+
+    pub async fn close(&self) {
+        if let QueueBackend::Sqlite { pool, .. } = &self.backend {
+            pool.close().await;
+        }
+    }
+
+    /// Runs workers that pass each job to `handler`, until `shutdown` is cancelled;
+    /// then running jobs get `options.drain_timeout` to finish.
+    pub async fn run_generation_workers<H, F>(
+        &self,
+        options: WorkerOptions,
+        handler: H,
+        shutdown: CancellationToken,
+    ) -> Result<(), QueueError>
+    where
+        H: Fn(GenerationJob) -> F + Send + Sync + 'static,
+        F: Future<Output = JobOutcome> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |job| Box::pin(handler(job)));
+        let poll = Every::new(options.poll_interval);
+        let monitor = Monitor::new()
+            .should_restart(|ctx, error| {
+                tracing::error!(worker = ctx.name(), error = %error, "queue worker failed; restarting it");
+                true
+            })
+            .shutdown_timeout(options.drain_timeout);
+        let monitor = match &self.backend {
+            QueueBackend::Sqlite { storage, .. } => {
+                register(monitor, &options, storage.clone().poll_with_strategy(poll), handler)
+            }
+            QueueBackend::Redis { storage, .. } => {
+                register(monitor, &options, storage.clone().poll_with_strategy(poll), handler)
+            }
+        };
+        let vacuum = self.spawn_vacuum(shutdown.clone());
+        let result = monitor
+            .run_with_signal(async move {
+                shutdown.cancelled().await;
+                Ok(())
+            })
+            .await;
+        vacuum.abort();
+        result.map_err(|e| QueueError::Monitor(Box::new(e)))
+    }
+
+    /// Vacuums finished jobs every few minutes while workers run.
+    fn spawn_vacuum(&self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let queue = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(300));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                match queue.vacuum().await {
+                    Ok(removed) if removed > 0 => tracing::info!(removed, "vacuumed finished jobs"),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(error = %crate::errors::chain(&error), "queue vacuum failed"),
+                }
+            }
+        })
+    }
+}
+
+type Handler = Arc<dyn Fn(GenerationJob) -> Pin<Box<dyn Future<Output = JobOutcome> + Send>> + Send + Sync>;
+
+/// The apalis handler: runs ours, turns panics into aborted jobs, maps outcomes.
+async fn dispatch(job: GenerationJob, handler: Data<Handler>, attempt: Attempt) -> Result<(), BoxDynError> {
+    let outcome = AssertUnwindSafe((*handler)(job)).catch_unwind().await;
+    match outcome {
+        Ok(JobOutcome::Done) => Ok(()),
+        Ok(JobOutcome::Retry(error)) if attempt.current() < QUEUE_MAX_ATTEMPTS => Err(error),
+        Ok(JobOutcome::Retry(error)) => Err(AbortError::new(error).into()),
+        Ok(JobOutcome::Abort(reason)) => Err(AbortError::new(reason).into()),
+        Err(_) => {
+            tracing::error!("job handler panicked; the job is aborted and its generation swept later");
+            Err(AbortError::new("handler panicked").into())
+        }
+    }
+}
+
+/// The persistence layer both backends use.
+type PersistLayer = <SqliteStorage<GenerationJob> as BackendConfig>::Layer;
+
+/// Registers the generation worker for either backend.
+fn register<B>(monitor: Monitor, options: &WorkerOptions, backend: B, handler: Handler) -> Monitor
+where
+    B: Backend<Task = Task<Vec<u8>>>
+        + BackendConfig<Args = GenerationJob, Kind = Durable, Layer = PersistLayer>
+        + WireFormatBackend<Codec = apalis_sqlite::JsonCodec<Vec<u8>>>
+        + Clone
+        + Send
+        + Sync
+        + Unpin
+        + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let name = options.name.clone();
+    let concurrency = options.concurrency;
+    monitor.register(move |restarts| {
+        WorkerBuilder::new(format!("{name}#{restarts}"))
+            .backend(backend.clone())
+            .concurrency(concurrency)
+            .parallelize(tokio::spawn)
+            .data(handler.clone())
+            .build(dispatch)
+    })
+}
+
+/// A poll strategy that fires every period and never misses a tick (apalis's own
+/// interval strategy can stall for a heartbeat period).
+#[derive(Debug)]
+struct Every(tokio::time::Interval, Duration);
+
+impl Clone for Every {
+    fn clone(&self) -> Self {
+        Every::new(self.1)
+    }
+}
+
+impl Every {
+    fn new(period: Duration) -> Self {
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Every(interval, period)
+    }
+}
+
+impl PollStrategy for Every {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        let mut fired = false;
+        // Poll until Pending so the waker is armed for the next tick.
+        while self.0.poll_tick(cx).is_ready() {
+            fired = true;
+        }
+        if fired { Poll::Ready(Some(())) } else { Poll::Pending }
+    }
+}

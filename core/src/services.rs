@@ -1,0 +1,81 @@
+//! The outside world every role needs: the database, the queue and the object store,
+//! connected from the configuration. Embedded mode also starts the in-process S3 server.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, DatabaseTarget};
+use crate::db::{Db, DbError};
+use crate::queue::{JobQueue, QueueError};
+use crate::storage::{self, EmbeddedS3, ObjectStore, StorageError};
+
+/// Why the services could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("cannot use the database")]
+    Db(#[from] DbError),
+    #[error("cannot use the job queue")]
+    Queue(#[from] QueueError),
+    #[error("cannot use the object store")]
+    Storage(#[from] StorageError),
+    #[error("cannot bind the in-process S3 server")]
+    Bind(#[source] std::io::Error),
+}
+
+/// Whether this process applies migrations or expects them applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchemaPolicy {
+    /// Embedded mode and the `release` step.
+    Migrate,
+    /// `web`, `worker` and `scheduler` of the distributed mode.
+    RequireCurrent,
+}
+
+/// Connected services, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Services {
+    pub db: Db,
+    pub queue: JobQueue,
+    pub store: ObjectStore,
+    embedded_s3: Option<Arc<EmbeddedS3>>,
+}
+
+impl Services {
+    pub async fn connect(config: &Config, schema: SchemaPolicy) -> Result<Services, ServicesError> {
+        if let DatabaseTarget::Sqlite { .. } = config.database {
+            // SQLite creates the file but not its folder.
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| ServicesError::Storage(StorageError::Embedded(Box::new(e))))?;
+        }
+        let db = Db::connect(&config.database).await?;
+        match schema {
+            SchemaPolicy::Migrate => db.migrate().await?,
+            SchemaPolicy::RequireCurrent => db.ensure_schema_current().await?,
+        }
+        let queue = JobQueue::connect(config).await?;
+
+        let (store, embedded_s3) = match (&config.s3.endpoint, &config.s3.credentials) {
+            (Some(endpoint), Some((access, secret))) => {
+                (ObjectStore::new(&config.s3, Some(endpoint), access, secret), None)
+            }
+            _ => {
+                let (access, secret) = config.s3.credentials.clone().unwrap_or_else(storage::generated_credentials);
+                let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(ServicesError::Bind)?;
+                let server = EmbeddedS3::start(&config.data_dir.join("objects"), listener, access, secret)?;
+                let store = ObjectStore::new(&config.s3, Some(&server.endpoint()), &server.access_key, &server.secret_key);
+                (store, Some(Arc::new(server)))
+            }
+        };
+        store.ensure_bucket().await?;
+        Ok(Services { db, queue, store, embedded_s3 })
+    }
+
+    /// Stops the in-process S3 server (if any) and closes the pools.
+    pub async fn close(&self) {
+        if let Some(s3) = &self.embedded_s3 {
+            s3.stop().await;
+        }
+        self.queue.close().await;
+        self.db.close().await;
+    }
+}

@@ -1,0 +1,183 @@
+//! The object store: one aws-sdk-s3 client for every S3-compatible server, including
+//! the in-process one of embedded mode (`embedded.rs`).
+
+mod embedded;
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use bytes::Bytes;
+
+pub use embedded::{EmbeddedS3, generated_credentials};
+
+use crate::config::S3Config;
+use crate::ids::{GenerationId, UploadId, UserId};
+
+/// Errors talking to the object store. All are worth retrying except where noted.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("object store request {operation} failed")]
+    Request {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("reading an object body failed")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the in-process S3 server could not start")]
+    Embedded(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn request_error(operation: &'static str) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> StorageError {
+    move |source| StorageError::Request { operation, source }
+}
+
+/// Where each kind of object lives. Keys carry ids only, never personal data.
+pub mod keys {
+    use super::*;
+
+    pub fn upload(user: &UserId, upload: &UploadId, extension: &str) -> String {
+        format!("u/{user}/uploads/{upload}.{extension}")
+    }
+
+    pub fn output(user: &UserId, generation: &GenerationId, attempt: i64, position: usize, filename: &str) -> String {
+        format!("u/{user}/generated/{generation}/a{attempt}-{position}-{filename}")
+    }
+}
+
+/// A bucket on an S3-compatible server.
+#[derive(Clone, Debug)]
+pub struct ObjectStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl ObjectStore {
+    /// A client for `endpoint` (or AWS itself when `None`) with the given credentials.
+    pub fn new(config: &S3Config, endpoint: Option<&str>, access_key: &str, secret_key: &str) -> ObjectStore {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let mut builder = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::v2026_01_12())
+            .region(Region::new(config.region.clone()))
+            .credentials_provider(Credentials::new(access_key, secret_key, None, None, "petportrait"))
+            .force_path_style(config.force_path_style)
+            .http_client(http);
+        if let Some(endpoint) = endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        ObjectStore { client: aws_sdk_s3::Client::from_conf(builder.build()), bucket: config.bucket.clone() }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Creates the bucket unless it exists already.
+    pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                // s3s-fs answers BucketAlreadyExists even for our own bucket, and a
+                // concurrent start may have created it: it is fine if we can reach it.
+                let service = e.as_service_error();
+                if service.is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()) {
+                    self.ping().await
+                } else {
+                    Err(request_error("CreateBucket")(Box::new(e)))
+                }
+            }
+        }
+    }
+
+    /// Answers when the bucket can be reached (readiness).
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("HeadBucket")(Box::new(e)))
+    }
+
+    pub async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StorageError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("PutObject")(Box::new(e)))
+    }
+
+    /// The object's bytes, or `None` when there is no such key.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => {
+                let data = out.body.collect().await.map_err(|e| StorageError::Body(Box::new(e)))?;
+                Ok(Some(data.into_bytes()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(request_error("GetObject")(Box::new(e))),
+        }
+    }
+
+    /// Deletes up to 1000 keys in one request; returns the keys the server reported
+    /// deleted (missing keys count as deleted). Keys it reported errors for are left out.
+    pub async fn delete_many(&self, keys: &[String]) -> Result<Vec<String>, StorageError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| request_error("DeleteObjects")(Box::new(e)))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(false)
+            .build()
+            .map_err(|e| request_error("DeleteObjects")(Box::new(e)))?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| request_error("DeleteObjects")(Box::new(e)))?;
+        let failed: Vec<&str> = out.errors().iter().filter_map(|e| e.key()).collect();
+        Ok(keys.iter().filter(|k| !failed.contains(&k.as_str())).cloned().collect())
+    }
+
+    /// Lists keys under a prefix (tests and reconciliation).
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| request_error("ListObjectsV2")(Box::new(e)))?;
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+            token = out.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+}

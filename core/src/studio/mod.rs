@@ -1,0 +1,177 @@
+//! The model interface the worker calls, and the local studio that implements it with
+//! real image algorithms (no downloads, deterministic for a given input).
+
+mod portrait;
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use image::{DynamicImage, ImageFormat};
+
+use crate::config::UploadLimits;
+use crate::domain::{GenerationKind, find_style};
+use crate::imaging;
+
+/// The input of one generation.
+#[derive(Clone, Debug)]
+pub struct RenderRequest {
+    pub kind: GenerationKind,
+    pub style: String,
+    pub input: bytes::Bytes,
+}
+
+/// One file a generation produced.
+#[derive(Clone, Debug)]
+pub struct RenderedFile {
+    pub filename: String,
+    pub content_type: &'static str,
+    pub bytes: Vec<u8>,
+}
+
+/// How a render reports progress and learns that it should stop.
+pub struct RenderContext {
+    progress: Box<dyn Fn(u8, &'static str) + Send + Sync>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl RenderContext {
+    pub fn new(progress: impl Fn(u8, &'static str) + Send + Sync + 'static, cancel: Arc<AtomicBool>) -> Self {
+        RenderContext { progress: Box::new(progress), cancel }
+    }
+
+    /// A context that reports nowhere and never cancels (tests, benchmarks).
+    pub fn detached() -> Self {
+        RenderContext::new(|_, _| {}, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// Reports progress and stops the render when cancellation was asked for.
+    pub fn checkpoint(&self, percent: u8, stage: &'static str) -> Result<(), StudioError> {
+        if self.cancel.load(Ordering::Relaxed) {
+            return Err(StudioError::Canceled);
+        }
+        (self.progress)(percent, stage);
+        Ok(())
+    }
+}
+
+/// Why a render did not produce files.
+#[derive(Debug, thiserror::Error)]
+pub enum StudioError {
+    /// The input cannot be used; running again will not help.
+    #[error("the input cannot be used")]
+    InvalidInput(#[source] imaging::ImageRejection),
+    #[error("{kind} generations are not available in this studio")]
+    Unsupported { kind: &'static str },
+    #[error("unknown style {0:?}")]
+    UnknownStyle(String),
+    #[error("the render was canceled")]
+    Canceled,
+    #[error("encoding the output failed")]
+    Encode(#[source] image::ImageError),
+}
+
+/// Something that turns a pet photo into generated files. Implementations are called
+/// from a blocking thread.
+pub trait Studio: Send + Sync + 'static {
+    fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError>;
+}
+
+/// The built-in studio.
+#[derive(Clone, Debug)]
+pub struct LocalStudio {
+    limits: UploadLimits,
+    /// Longest side of the generated portrait.
+    output_side: u32,
+}
+
+impl LocalStudio {
+    pub fn new(limits: UploadLimits) -> Self {
+        LocalStudio { limits, output_side: 1024 }
+    }
+}
+
+impl Studio for LocalStudio {
+    fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError> {
+        if find_style(request.kind, &request.style).is_none() {
+            return Err(StudioError::UnknownStyle(request.style.clone()));
+        }
+        match request.kind {
+            GenerationKind::Portrait => {
+                ctx.checkpoint(5, "decoding")?;
+                let info = imaging::inspect(&request.input, &self.limits).map_err(StudioError::InvalidInput)?;
+                let photo = imaging::decode(&request.input, &info).map_err(StudioError::InvalidInput)?;
+                ctx.checkpoint(15, "preparing")?;
+                let photo = if photo.width().max(photo.height()) > self.output_side {
+                    photo.resize(self.output_side, self.output_side, image::imageops::FilterType::Triangle)
+                } else {
+                    photo
+                };
+                let art = portrait::render(&request.style, photo.to_rgb8(), ctx)?;
+                ctx.checkpoint(90, "encoding")?;
+                let bytes = encode_jpeg(DynamicImage::ImageRgb8(art))?;
+                Ok(vec![RenderedFile {
+                    filename: format!("portrait-{}.jpg", request.style),
+                    content_type: "image/jpeg",
+                    bytes,
+                }])
+            }
+            other => Err(StudioError::Unsupported { kind: other.as_str() }),
+        }
+    }
+}
+
+fn encode_jpeg(image: DynamicImage) -> Result<Vec<u8>, StudioError> {
+    let mut out = Vec::new();
+    image.write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg).map_err(StudioError::Encode)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photo() -> bytes::Bytes {
+        let img = image::RgbImage::from_fn(160, 120, |x, y| {
+            let d = ((x as i32 - 80).pow(2) + (y as i32 - 60).pow(2)) as f32;
+            if d < 1600.0 { image::Rgb([200, 140, 60]) } else { image::Rgb([40, 90 + (y / 2) as u8, 160]) }
+        });
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("encode");
+        out.into()
+    }
+
+    fn limits() -> UploadLimits {
+        UploadLimits { max_bytes: 1 << 24, max_pixels: 10_000_000, max_side: 5_000 }
+    }
+
+    #[test]
+    fn every_portrait_style_renders_a_jpeg_of_the_photo_size() {
+        let studio = LocalStudio::new(limits());
+        for style in crate::domain::CATALOGUE.iter().filter(|s| s.kind == GenerationKind::Portrait) {
+            let req = RenderRequest { kind: GenerationKind::Portrait, style: style.id.into(), input: photo() };
+            let files = studio.render(&req, &RenderContext::detached()).expect("renders");
+            assert_eq!(files.len(), 1);
+            let out = image::load_from_memory(&files[0].bytes).expect("decodes");
+            assert_eq!(image::guess_format(&files[0].bytes).expect("format"), ImageFormat::Jpeg);
+            assert_eq!((out.width(), out.height()), (160, 120), "style {}", style.id);
+        }
+    }
+
+    #[test]
+    fn cancellation_stops_at_the_next_checkpoint() {
+        let studio = LocalStudio::new(limits());
+        let cancel = Arc::new(AtomicBool::new(true));
+        let ctx = RenderContext::new(|_, _| {}, cancel);
+        let req = RenderRequest { kind: GenerationKind::Portrait, style: "watercolor".into(), input: photo() };
+        assert!(matches!(studio.render(&req, &ctx), Err(StudioError::Canceled)));
+    }
+
+    #[test]
+    fn text_is_invalid_input() {
+        let studio = LocalStudio::new(limits());
+        let req =
+            RenderRequest { kind: GenerationKind::Portrait, style: "watercolor".into(), input: "not an image".into() };
+        assert!(matches!(studio.render(&req, &RenderContext::detached()), Err(StudioError::InvalidInput(_))));
+    }
+}

@@ -1,0 +1,181 @@
+//! Portrait styles: each is a chain of classic image filters over the pet photo.
+
+use image::{GrayImage, Luma, Rgb, RgbImage, imageops};
+
+use super::{RenderContext, StudioError};
+
+pub(super) fn render(style: &str, photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError> {
+    match style {
+        "watercolor" => watercolor(photo, ctx),
+        "pencil_sketch" => pencil_sketch(photo, ctx),
+        "pop_art" => pop_art(photo, ctx),
+        other => Err(StudioError::UnknownStyle(other.to_owned())),
+    }
+}
+
+fn luminance(p: &Rgb<u8>) -> f32 {
+    0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])
+}
+
+fn gray(photo: &RgbImage) -> GrayImage {
+    GrayImage::from_fn(photo.width(), photo.height(), |x, y| Luma([luminance(photo.get_pixel(x, y)) as u8]))
+}
+
+/// A deterministic "paper grain" value in [-1, 1] for a pixel.
+fn grain(x: u32, y: u32) -> f32 {
+    let mut h = x.wrapping_mul(0x9E37_79B1) ^ y.wrapping_mul(0x85EB_CA77);
+    h ^= h >> 15;
+    h = h.wrapping_mul(0x2C1B_3C6D);
+    h ^= h >> 12;
+    (h & 0xFFFF) as f32 / 32_767.5 - 1.0
+}
+
+/// Sobel gradient magnitude of a grey image, scaled to 0..=1.
+fn edges(g: &GrayImage) -> Vec<f32> {
+    let (w, h) = g.dimensions();
+    let at = |x: i64, y: i64| f32::from(g.get_pixel(x.clamp(0, w as i64 - 1) as u32, y.clamp(0, h as i64 - 1) as u32)[0]);
+    let mut out = vec![0.0; (w * h) as usize];
+    for y in 0..h as i64 {
+        for x in 0..w as i64 {
+            let gx = at(x + 1, y - 1) + 2.0 * at(x + 1, y) + at(x + 1, y + 1)
+                - at(x - 1, y - 1)
+                - 2.0 * at(x - 1, y)
+                - at(x - 1, y + 1);
+            let gy = at(x - 1, y + 1) + 2.0 * at(x, y + 1) + at(x + 1, y + 1)
+                - at(x - 1, y - 1)
+                - 2.0 * at(x, y - 1)
+                - at(x + 1, y - 1);
+            out[(y as u32 * w + x as u32) as usize] = ((gx * gx + gy * gy).sqrt() / 1_442.0).min(1.0);
+        }
+    }
+    out
+}
+
+/// Flattened colour washes, pigment pooling at the edges, paper texture, lifted whites.
+fn watercolor(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError> {
+    let side = photo.width().max(photo.height()) as f32;
+    ctx.checkpoint(25, "softening")?;
+    let soft = imageops::fast_blur(&photo, (side / 180.0).max(1.5));
+    ctx.checkpoint(45, "washing")?;
+    let outline = edges(&gray(&imageops::fast_blur(&photo, 1.0)));
+    ctx.checkpoint(65, "pigment")?;
+    let (w, h) = photo.dimensions();
+    let levels = 6.0;
+    let out = RgbImage::from_fn(w, h, |x, y| {
+        let p = soft.get_pixel(x, y);
+        let edge = outline[(y * w + x) as usize];
+        let paper = grain(x / 2, y / 2) * 6.0;
+        let mut c = [0u8; 3];
+        for (i, v) in p.0.iter().enumerate() {
+            // Quantise softly: halfway between the wash level and the original tone.
+            let v = f32::from(*v) / 255.0;
+            let washed = ((v * levels).round() / levels) * 0.6 + v * 0.4;
+            // Lift towards white like diluted pigment, then darken where pigment pools.
+            let lifted = washed * 0.82 + 0.18;
+            let pooled = lifted * (1.0 - 0.55 * edge.powf(0.8));
+            c[i] = (pooled * 255.0 + paper).clamp(0.0, 255.0) as u8;
+        }
+        Rgb(c)
+    });
+    Ok(out)
+}
+
+/// A graphite drawing: colour dodge of the grey image with its inverted blur, then
+/// hatching that follows the darker tones, on warm paper.
+fn pencil_sketch(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError> {
+    let side = photo.width().max(photo.height()) as f32;
+    let g = gray(&photo);
+    ctx.checkpoint(30, "tracing")?;
+    let inverted = GrayImage::from_fn(g.width(), g.height(), |x, y| Luma([255 - g.get_pixel(x, y)[0]]));
+    let blurred = imageops::fast_blur(&inverted, (side / 90.0).max(2.0));
+    ctx.checkpoint(60, "shading")?;
+    let (w, h) = g.dimensions();
+    let out = RgbImage::from_fn(w, h, |x, y| {
+        let base = f32::from(g.get_pixel(x, y)[0]);
+        let b = f32::from(blurred.get_pixel(x, y)[0]);
+        let dodge = (base * 255.0 / (256.0 - b)).min(255.0);
+        // Diagonal hatching in the shadows.
+        let tone = base / 255.0;
+        let hatch = if tone < 0.45 && (x + y) % 6 == 0 { 0.78 } else { 1.0 };
+        let v = (dodge * hatch + grain(x, y) * 5.0).clamp(0.0, 255.0);
+        Rgb([v as u8, (v * 0.98) as u8, (v * 0.93) as u8])
+    });
+    Ok(out)
+}
+
+/// Four screen-printed panels, each posterised to its own bold palette.
+fn pop_art(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError> {
+    const PALETTES: [[[u8; 3]; 3]; 4] = [
+        [[20, 20, 90], [240, 40, 120], [255, 230, 0]],
+        [[10, 70, 40], [255, 120, 0], [120, 230, 255]],
+        [[80, 0, 80], [0, 200, 180], [255, 255, 160]],
+        [[120, 0, 0], [40, 90, 255], [255, 200, 220]],
+    ];
+    let (w, h) = photo.dimensions();
+    let (pw, ph) = ((w / 2).max(1), (h / 2).max(1));
+    ctx.checkpoint(30, "screening")?;
+    let small = imageops::resize(&photo, pw, ph, imageops::FilterType::Triangle);
+    let g = gray(&small);
+    let outline = edges(&g);
+    ctx.checkpoint(60, "printing")?;
+    let mut out = RgbImage::new(w, h);
+    for (panel, palette) in PALETTES.iter().enumerate() {
+        let (ox, oy) = ((panel as u32 % 2) * pw, (panel as u32 / 2) * ph);
+        for y in 0..ph {
+            for x in 0..pw {
+                let (tx, ty) = (ox + x, oy + y);
+                if tx >= w || ty >= h {
+                    continue;
+                }
+                let v = g.get_pixel(x, y)[0];
+                let band = if v < 85 { 0 } else if v < 170 { 1 } else { 2 };
+                let colour =
+                    if outline[(y * pw + x) as usize] > 0.35 { [10, 10, 10] } else { palette[band] };
+                out.put_pixel(tx, ty, Rgb(colour));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photo() -> RgbImage {
+        RgbImage::from_fn(64, 48, |x, y| Rgb([(x * 4) as u8, (y * 5) as u8, 128]))
+    }
+
+    fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f32 {
+        let total: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| u64::from(x.abs_diff(*y))).sum();
+        total as f32 / a.as_raw().len() as f32
+    }
+
+    #[test]
+    fn each_style_visibly_transforms_the_photo_and_styles_differ() {
+        let ctx = RenderContext::detached();
+        let styles = ["watercolor", "pencil_sketch", "pop_art"];
+        let outs: Vec<RgbImage> = styles.iter().map(|s| render(s, photo(), &ctx).expect("renders")).collect();
+        for (s, out) in styles.iter().zip(&outs) {
+            assert_eq!(out.dimensions(), (64, 48));
+            assert!(mean_abs_diff(out, &photo()) > 8.0, "{s} is too close to the photo");
+        }
+        assert!(mean_abs_diff(&outs[0], &outs[1]) > 8.0);
+        assert!(mean_abs_diff(&outs[1], &outs[2]) > 8.0);
+    }
+
+    #[test]
+    fn pencil_sketch_is_nearly_monochrome() {
+        let out = render("pencil_sketch", photo(), &RenderContext::detached()).expect("renders");
+        assert!(out.pixels().all(|p| p[0].abs_diff(p[2]) <= 20));
+    }
+
+    #[test]
+    fn pop_art_uses_only_its_palettes() {
+        let out = render("pop_art", photo(), &RenderContext::detached()).expect("renders");
+        let mut colours: Vec<[u8; 3]> = out.pixels().map(|p| p.0).collect();
+        colours.sort();
+        colours.dedup();
+        assert!(colours.len() <= 13, "{} colours", colours.len());
+    }
+}

@@ -1,0 +1,41 @@
+//! Time as the system stores it: milliseconds since the Unix epoch, UTC.
+//!
+//! Both databases store timestamps as BIGINT milliseconds, so comparisons and
+//! arithmetic are identical in SQLite and PostgreSQL; RFC 3339 text exists only at
+//! the HTTP edge.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// The current time in milliseconds.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// A duration as milliseconds, saturating instead of overflowing.
+pub fn duration_ms(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+}
+
+/// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-29T12:00:00.000Z`.
+pub fn rfc3339(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_000_000_123), "2026-11-18T11:06:40.123Z");
+    }
+}

@@ -1,0 +1,260 @@
+//! The generation job: claim, charge, render, store, finish. Idempotent: any step may
+//! run again after a crash and the result is the same generation, charged once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use petportrait_core::db::{ClaimOutcome, GenerationRow, NewObject, OutputRow};
+use petportrait_core::ids::{GenerationId, ObjectId, UserId};
+use petportrait_core::queue::{GenerationJob, JobOutcome};
+use petportrait_core::storage::keys;
+use petportrait_core::studio::{RenderContext, RenderRequest, RenderedFile, StudioError};
+use petportrait_core::time::{Millis, duration_ms, now_ms};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::error::JobError;
+use petportrait_core::errors::chain as error_chain;
+use crate::retry::backoff_delay;
+use crate::WorkerState;
+
+/// Runs one delivery of a generation job. Every outcome the product knows about is
+/// recorded in the database and acknowledged; only failures to record an outcome go
+/// back to the queue for it to redeliver.
+pub async fn handle(state: Arc<WorkerState>, job: GenerationJob) -> JobOutcome {
+    let Some(id) = GenerationId::parse(&job.generation_id) else {
+        tracing::error!(job.generation_id = %job.generation_id, "malformed generation id in job payload");
+        return JobOutcome::Abort("malformed generation id".into());
+    };
+    let span = tracing::info_span!("job_run", job.kind = "generation", generation.id = %id, job.attempt = tracing::field::Empty);
+    async move {
+        match process(&state, &id).await {
+            Ok(()) => JobOutcome::Done,
+            Err(error) => {
+                tracing::warn!(error = %error_chain(&error), "could not record the outcome; the queue will deliver again");
+                JobOutcome::Retry(Box::new(error))
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Claims the generation and drives it to its next resting state.
+async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportrait_core::db::DbError> {
+    let db = &state.services.db;
+    let now = now_ms();
+    let lease_until = now + duration_ms(state.config.worker.job_lease);
+    let row = match db.claim_generation(id, &state.worker_id, now, lease_until).await? {
+        ClaimOutcome::Claimed(row) => row,
+        ClaimOutcome::Terminal | ClaimOutcome::Missing => {
+            tracing::info!("generation already ended; nothing to do");
+            return Ok(());
+        }
+        ClaimOutcome::Leased { until } => {
+            // Another worker holds it. Look again once its lease could have lapsed, in
+            // case that worker dies; if it finishes, the next delivery is a no-op.
+            let delay = Duration::from_millis((until - now).max(0) as u64 + 250);
+            tracing::info!(lease.until = until, "generation held by another worker; checking again later");
+            if let Err(error) = state.services.queue.enqueue_generation(id, delay, &format!("lease-{until}")).await {
+                tracing::warn!(error = %error_chain(&error), "could not schedule the lease check");
+            }
+            return Ok(());
+        }
+    };
+    tracing::Span::current().record("job.attempt", row.attempts);
+    let max_attempts = i64::from(state.config.worker.max_attempts);
+    if row.attempts > max_attempts {
+        tracing::warn!(attempts = row.attempts, "attempts exhausted before this run");
+        db.mark_failed(id, "attempts_exhausted", "the generation failed too many times", true, now_ms()).await?;
+        return Ok(());
+    }
+
+    match run_claimed(state, id, &row).await {
+        Ok(()) => Ok(()),
+        Err(JobError::LostLease) => {
+            tracing::info!("lease lost or generation ended elsewhere; stopping");
+            Ok(())
+        }
+        Err(JobError::Abort { code, source }) => {
+            tracing::warn!(error.code = code, error = %error_chain(source.as_ref()), "generation failed permanently");
+            db.mark_failed(id, code, &public_message(code), false, now_ms()).await?;
+            Ok(())
+        }
+        Err(JobError::Retry { code, source }) if row.attempts < max_attempts => {
+            let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+            let delay = backoff_delay(
+                attempt,
+                state.config.worker.retry_base_delay,
+                state.config.worker.retry_max_delay,
+                &mut rand::rng(),
+            );
+            tracing::warn!(error.code = code, error = %error_chain(source.as_ref()), retry.in_ms = delay.as_millis() as u64, "attempt failed; retrying");
+            if db.mark_waiting_for_retry(id, &state.worker_id, now_ms()).await? {
+                let key = format!("try-{}", row.attempts + 1);
+                if let Err(error) = state.services.queue.enqueue_generation(id, delay, &key).await {
+                    // The stalled-generation sweep of the scheduler dispatches it again.
+                    tracing::error!(error = %error_chain(&error), "could not schedule the retry");
+                }
+            }
+            Ok(())
+        }
+        Err(JobError::Retry { code, source }) => {
+            tracing::error!(error.code = code, error = %error_chain(source.as_ref()), "last attempt failed");
+            db.mark_failed(id, "attempts_exhausted", &public_message(code), true, now_ms()).await?;
+            Ok(())
+        }
+    }
+}
+
+/// The work itself, once the lease is held.
+async fn run_claimed(state: &WorkerState, id: &GenerationId, row: &GenerationRow) -> Result<(), JobError> {
+    let db = &state.services.db;
+    let user = UserId::from_db(row.user_id.clone());
+    let kind = row.kind().map_err(JobError::abort("corrupt_row"))?;
+
+    if db.charge_generation(id, &row.user_id, row.cost, now_ms()).await.map_err(JobError::retry("database"))? {
+        tracing::info!(credits = row.cost, "charged");
+    }
+
+    let input = load_upload(state, &row.upload_id).await?;
+    let request = RenderRequest { kind, style: row.style.clone(), input };
+    let files = render_with_progress(state, id, request).await?;
+
+    let now = now_ms();
+    let expires_at = now + duration_ms(state.config.retention.output_ttl);
+    for (position, file) in files.into_iter().enumerate() {
+        store_output(state, &user, id, row.attempts, position, file, now, expires_at).await?;
+    }
+    if db.mark_succeeded(id, &state.worker_id, now_ms()).await.map_err(JobError::retry("database"))? {
+        tracing::info!("generation succeeded");
+        Ok(())
+    } else {
+        Err(JobError::LostLease)
+    }
+}
+
+/// The bytes of the photo, if the upload still exists.
+async fn load_upload(state: &WorkerState, upload_id: &str) -> Result<Bytes, JobError> {
+    let db = &state.services.db;
+    let gone = || JobError::Abort { code: "upload_expired", source: "the upload expired before the work started".into() };
+    let upload = db.get_upload(upload_id).await.map_err(JobError::retry("database"))?.ok_or_else(gone)?;
+    let object = db
+        .get_object(&ObjectId::from_db(upload.object_id.clone()))
+        .await
+        .map_err(JobError::retry("database"))?
+        .ok_or_else(gone)?;
+    if !object.is_available(now_ms()) {
+        return Err(gone());
+    }
+    state.services.store.get(&object.object_key).await.map_err(JobError::retry("storage"))?.ok_or_else(gone)
+}
+
+/// Runs the studio on a blocking thread while this task records its progress and
+/// keeps the lease alive. Losing the lease cancels the render at its next checkpoint.
+async fn render_with_progress(
+    state: &WorkerState,
+    id: &GenerationId,
+    request: RenderRequest,
+) -> Result<Vec<RenderedFile>, JobError> {
+    let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(u8, &'static str)>();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let ctx = RenderContext::new(move |percent, stage| {
+        let _ = progress_tx.send((percent, stage));
+    }, cancel.clone());
+    let studio = state.studio.clone();
+    let mut render = tokio::task::spawn_blocking(move || studio.render(&request, &ctx));
+
+    let db = &state.services.db;
+    let lease = state.config.worker.job_lease;
+    let mut heartbeat = tokio::time::interval(state.config.worker.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let result = loop {
+        tokio::select! {
+            joined = &mut render => break joined,
+            Some((percent, stage)) = progress_rx.recv() => {
+                let now = now_ms();
+                match db.record_progress(id, &state.worker_id, i64::from(percent), stage, now, now + duration_ms(lease)).await {
+                    Ok(true) => {}
+                    Ok(false) => cancel.store(true, Ordering::Relaxed),
+                    Err(error) => tracing::warn!(error = %error_chain(&error), "could not record progress"),
+                }
+            }
+            _ = heartbeat.tick() => {
+                let now = now_ms();
+                match db.renew_lease(id, &state.worker_id, now, now + duration_ms(lease)).await {
+                    Ok(true) => {}
+                    Ok(false) => cancel.store(true, Ordering::Relaxed),
+                    Err(error) => tracing::warn!(error = %error_chain(&error), "could not renew the lease"),
+                }
+            }
+        }
+    };
+    match result {
+        Ok(Ok(files)) => Ok(files),
+        Ok(Err(StudioError::Canceled)) => Err(JobError::LostLease),
+        Ok(Err(error @ (StudioError::InvalidInput(_) | StudioError::Unsupported { .. } | StudioError::UnknownStyle(_)))) => {
+            Err(JobError::Abort { code: "invalid_input", source: Box::new(error) })
+        }
+        Ok(Err(error @ StudioError::Encode(_))) => Err(JobError::Abort { code: "internal_error", source: Box::new(error) }),
+        // A panic in an image algorithm is a bug that will recur on the same input.
+        Err(join) if join.is_panic() => Err(JobError::Abort { code: "internal_error", source: Box::new(join) }),
+        Err(join) => Err(JobError::Retry { code: "worker_stopping", source: Box::new(join) }),
+    }
+}
+
+/// Records the object row first (so the purge always finds it), then writes the bytes,
+/// then the output row (the first attempt to record a position wins). Keys include
+/// the attempt, so two runs never write one key at once (the S3 servers we support do
+/// not make concurrent overwrites of one key atomic); an object of a run whose output
+/// row lost is still tracked by its own row and purged with the others.
+async fn store_output(
+    state: &WorkerState,
+    user: &UserId,
+    id: &GenerationId,
+    attempt: i64,
+    position: usize,
+    file: RenderedFile,
+    now: Millis,
+    expires_at: Millis,
+) -> Result<(), JobError> {
+    let db = &state.services.db;
+    let key = keys::output(user, id, attempt, position, &file.filename);
+    let bytes = i64::try_from(file.bytes.len()).unwrap_or(i64::MAX);
+    let object = NewObject {
+        user_id: user,
+        kind: "output",
+        object_key: &key,
+        content_type: file.content_type,
+        bytes,
+        expires_at: Some(expires_at),
+    };
+    let object_id = db.insert_stored_object(&object, now).await.map_err(JobError::retry("database"))?;
+    state.services.store.put(&key, file.bytes.into(), file.content_type).await.map_err(JobError::retry("storage"))?;
+    let output = OutputRow {
+        id: format!("out_{}_{position}", id.as_str().trim_start_matches("gen_")),
+        generation_id: id.to_string(),
+        position: position as i64,
+        object_id: object_id.to_string(),
+        filename: file.filename,
+        content_type: file.content_type.to_owned(),
+        bytes,
+        created_at: now,
+        expires_at,
+        object_state: "active".into(),
+    };
+    db.insert_output(&output).await.map_err(JobError::retry("database"))
+}
+
+/// The message shown to the user for a failure code; causes stay in the logs.
+fn public_message(code: &str) -> String {
+    match code {
+        "invalid_input" => "the photo could not be used for this generation",
+        "upload_expired" => "the uploaded photo expired before the generation could start",
+        "database" | "storage" => "a temporary problem persisted through every attempt",
+        _ => "the generation failed because of an internal error",
+    }
+    .to_owned()
+}

@@ -1,0 +1,59 @@
+//! The worker role: takes generation jobs from the queue and runs them.
+
+mod error;
+pub mod generation;
+pub mod retry;
+
+use std::sync::Arc;
+
+use petportrait_core::config::Config;
+use petportrait_core::queue::{QueueError, WorkerOptions};
+use petportrait_core::services::Services;
+use petportrait_core::studio::Studio;
+use tokio_util::sync::CancellationToken;
+
+pub use error::JobError;
+
+/// What every job of this process shares.
+pub struct WorkerState {
+    pub config: Config,
+    pub services: Services,
+    pub studio: Arc<dyn Studio>,
+    /// Unique per process: it names the process to the queue and owns job leases.
+    pub worker_id: String,
+}
+
+/// Runs workers until `shutdown` is cancelled, then lets running jobs finish (up to
+/// the drain deadline) and returns.
+pub async fn run(
+    config: Config,
+    services: Services,
+    studio: Arc<dyn Studio>,
+    shutdown: CancellationToken,
+) -> Result<(), QueueError> {
+    let worker_id = unique_worker_id();
+    tracing::info!(worker.id = %worker_id, concurrency = config.worker.concurrency, "worker starting");
+    let options = WorkerOptions {
+        name: worker_id.clone(),
+        concurrency: config.worker.concurrency,
+        heartbeat: config.worker.heartbeat,
+        poll_interval: config.worker.poll_interval,
+        drain_timeout: config.worker.job_lease,
+    };
+    let queue = services.queue.clone();
+    let state = Arc::new(WorkerState { config, services, studio, worker_id });
+    queue.run_generation_workers(options, move |job| generation::handle(state.clone(), job), shutdown).await
+}
+
+/// `host-pid-random`: unique across replicas and restarts, readable in logs.
+pub fn unique_worker_id() -> String {
+    use rand::Rng;
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    let suffix: u32 = rand::rng().random();
+    format!("{host}-{}-{suffix:08x}", std::process::id())
+}

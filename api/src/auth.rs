@@ -14,9 +14,9 @@ use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::AppState;
 use crate::error::{ApiError, ApiResult, internal};
 use crate::json::JsonBody;
-use crate::AppState;
 
 pub const SESSION_COOKIE: &str = "pp_session";
 const SESSION_DAYS: i64 = 30;
@@ -45,7 +45,13 @@ fn check_same_origin(method: &Method, headers: &HeaderMap, public_url: &str) -> 
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
-    let forbidden = || ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected", "cross-site request refused");
+    let forbidden = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "csrf_rejected",
+            "cross-site request refused",
+        )
+    };
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && !matches!(site, "same-origin" | "none")
     {
@@ -84,7 +90,9 @@ pub struct DevLoginRequest {
 }
 
 fn valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else { return false };
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
     email.len() <= 254
         && !local.is_empty()
         && domain.contains('.')
@@ -108,11 +116,17 @@ pub async fn dev_login(
     check_same_origin(&method, &headers, &state.public_url)?;
     let email = request.email.trim().to_ascii_lowercase();
     if !valid_email(&email) {
-        return Err(ApiError::unprocessable("invalid_email", "email must be a valid e-mail address"));
+        return Err(ApiError::unprocessable(
+            "invalid_email",
+            "email must be a valid e-mail address",
+        ));
     }
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::unprocessable("invalid_name", "name must be 1 to 100 characters"));
+        return Err(ApiError::unprocessable(
+            "invalid_name",
+            "name must be 1 to 100 characters",
+        ));
     }
     let now = now_ms();
     let (user, created) = state
@@ -134,21 +148,37 @@ pub async fn dev_login(
         .insert_session(&hash_token(&token), &user.user_id(), now, expires_at)
         .await
         .map_err(internal)?;
-    let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let secure = if state.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
     let cookie = format!(
         "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
         SESSION_DAYS * 86_400
     );
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(internal)?);
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).map_err(internal)?,
+    );
     Ok(response)
 }
 
 /// `POST /auth/logout`: ends this session.
-pub async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult<Response> {
+pub async fn logout(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
     if let Some(token) = session_token(&headers) {
         check_same_origin(&method, &headers, &state.public_url)?;
-        state.services.db.delete_session(&hash_token(&token)).await.map_err(internal)?;
+        state
+            .services
+            .db
+            .delete_session(&hash_token(&token))
+            .await
+            .map_err(internal)?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
@@ -165,7 +195,10 @@ mod tests {
     #[test]
     fn finds_the_session_cookie_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; pp_session=abc; b=2"));
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; pp_session=abc; b=2"),
+        );
         assert_eq!(session_token(&headers).as_deref(), Some("abc"));
     }
 

@@ -24,7 +24,11 @@ struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError { status, code, detail: detail.into() }
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+        }
     }
 
     pub fn not_found() -> ApiError {
@@ -40,13 +44,21 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "sign in or send a valid bearer token")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "sign in or send a valid bearer token",
+        )
     }
 
     /// An unexpected failure: logged with its whole cause chain, answered opaquely.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> ApiError {
         tracing::error!(error = %petportrait_core::errors::chain(error), "request failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "an internal error occurred",
+        )
     }
 }
 
@@ -67,9 +79,10 @@ impl IntoResponse for ApiError {
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, bytes).into_response();
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         response
     }
 }

@@ -26,14 +26,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 "send the body as application/json",
             ));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
+            })?;
         parse_json(&bytes).map(JsonBody)
     }
 }
 
 /// Parses JSON with an error that says where it went wrong.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::unprocessable("invalid_body", format!("invalid JSON body: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::unprocessable("invalid_body", format!("invalid JSON body: {e}")))
 }

@@ -19,7 +19,12 @@ impl PageRequest {
             None => 20,
             Some(text) => match text.parse::<i64>() {
                 Ok(n) if (1..=100).contains(&n) => n,
-                _ => return Err(ApiError::unprocessable("invalid_parameter", "limit must be between 1 and 100")),
+                _ => {
+                    return Err(ApiError::unprocessable(
+                        "invalid_parameter",
+                        "limit must be between 1 and 100",
+                    ));
+                }
             },
         };
         let after = match cursor {
@@ -47,7 +52,11 @@ fn decode_cursor(text: &str) -> Option<(Millis, String)> {
 }
 
 /// Fetch `limit + 1` rows; if the extra one came back, there is a next page.
-pub fn split_page<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> (Millis, &str)) -> (Vec<T>, Option<String>) {
+pub fn split_page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> (Millis, &str),
+) -> (Vec<T>, Option<String>) {
     let limit = usize::try_from(limit).unwrap_or(0);
     if rows.len() > limit {
         rows.truncate(limit);

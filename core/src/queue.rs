@@ -96,8 +96,14 @@ pub struct JobQueue {
 
 #[derive(Clone, Debug)]
 enum QueueBackend {
-    Sqlite { storage: SqliteStorage<GenerationJob>, pool: SqlitePool },
-    Redis { storage: RedisStorage<GenerationJob>, conn: ConnectionManager },
+    Sqlite {
+        storage: SqliteStorage<GenerationJob>,
+        pool: SqlitePool,
+    },
+    Redis {
+        storage: RedisStorage<GenerationJob>,
+        conn: ConnectionManager,
+    },
 }
 
 fn queue_name(prefix: &str) -> String {
@@ -117,14 +123,20 @@ impl JobQueue {
                 let manager = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(Duration::from_secs(5)))
                     .set_connection_timeout(Some(Duration::from_secs(5)));
-                let conn = client.get_connection_manager_with_config(manager).await.map_err(QueueError::Redis)?;
+                let conn = client
+                    .get_connection_manager_with_config(manager)
+                    .await
+                    .map_err(QueueError::Redis)?;
                 let cfg = apalis_redis::Config::default()
                     .queue(&queue)
                     .batch_size(batch)
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(MISSED_HEARTBEATS)
                     .idempotency_ttl(Some(Duration::from_secs(86_400)));
-                QueueBackend::Redis { storage: RedisStorage::new(conn.clone()).with_config(cfg), conn }
+                QueueBackend::Redis {
+                    storage: RedisStorage::new(conn.clone()).with_config(cfg),
+                    conn,
+                }
             }
             (None, DatabaseTarget::Sqlite { url }) => {
                 let options: SqliteConnectOptions = url.parse().map_err(QueueError::Sqlite)?;
@@ -138,7 +150,9 @@ impl JobQueue {
                     .connect_with(options)
                     .await
                     .map_err(QueueError::Sqlite)?;
-                SqliteStorage::setup(&pool).await.map_err(QueueError::SqliteSetup)?;
+                SqliteStorage::setup(&pool)
+                    .await
+                    .map_err(QueueError::SqliteSetup)?;
                 let cfg = apalis_sqlite::Config::default()
                     .queue(&queue)
                     .batch_size(batch)
@@ -146,7 +160,10 @@ impl JobQueue {
                     .missed_heartbeats(MISSED_HEARTBEATS)
                     .lock_tasks(true)
                     .persist_results(true);
-                QueueBackend::Sqlite { storage: SqliteStorage::new(&pool).with_config(cfg), pool }
+                QueueBackend::Sqlite {
+                    storage: SqliteStorage::new(&pool).with_config(cfg),
+                    pool,
+                }
             }
             (None, DatabaseTarget::Postgres { .. }) => return Err(QueueError::NoSqliteDatabase),
         };
@@ -156,17 +173,32 @@ impl JobQueue {
     /// Dispatches a generation after `delay` (rounded up to whole seconds by the
     /// backends). `dispatch` names this dispatch ("create", "try-3", ...): pushing the
     /// same generation with the same name twice enqueues one job.
-    pub async fn enqueue_generation(&self, id: &GenerationId, delay: Duration, dispatch: &str) -> Result<(), QueueError> {
+    pub async fn enqueue_generation(
+        &self,
+        id: &GenerationId,
+        delay: Duration,
+        dispatch: &str,
+    ) -> Result<(), QueueError> {
         let delay = Duration::from_secs(delay.as_secs() + u64::from(delay.subsec_nanos() > 0));
-        let task = TaskBuilder::new(GenerationJob { generation_id: id.to_string() })
-            .task_id(TaskId::from_ulid(ulid::Ulid::generate()))
-            .run_after(delay)
-            .max_attempts(QUEUE_MAX_ATTEMPTS)
-            .idempotency_key(format!("{id}:{dispatch}"))
-            .build();
+        let task = TaskBuilder::new(GenerationJob {
+            generation_id: id.to_string(),
+        })
+        .task_id(TaskId::from_ulid(ulid::Ulid::generate()))
+        .run_after(delay)
+        .max_attempts(QUEUE_MAX_ATTEMPTS)
+        .idempotency_key(format!("{id}:{dispatch}"))
+        .build();
         let pushed = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _),
-            QueueBackend::Redis { storage, .. } => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _),
+            QueueBackend::Sqlite { storage, .. } => storage
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| Box::new(e) as _),
+            QueueBackend::Redis { storage, .. } => storage
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| Box::new(e) as _),
         };
         pushed.map_err(QueueError::Push)
     }
@@ -174,12 +206,18 @@ impl JobQueue {
     /// Answers when the queue's store can be reached (readiness).
     pub async fn ping(&self) -> Result<(), QueueError> {
         match &self.backend {
-            QueueBackend::Sqlite { pool, .. } => {
-                sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(QueueError::Sqlite)
-            }
+            QueueBackend::Sqlite { pool, .. } => sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(QueueError::Sqlite),
             QueueBackend::Redis { conn, .. } => {
                 let mut conn = conn.clone();
-                redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(QueueError::Redis)
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(QueueError::Redis)
             }
         }
     }
@@ -187,12 +225,16 @@ impl JobQueue {
     /// Removes finished jobs older than the retention; returns how many.
     pub async fn vacuum(&self) -> Result<usize, QueueError> {
         let removed = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => {
-                storage.clone().vacuum_before(FINISHED_RETENTION).await.map_err(|e| Box::new(e) as _)
-            }
-            QueueBackend::Redis { storage, .. } => {
-                storage.clone().vacuum_before(FINISHED_RETENTION).await.map_err(|e| Box::new(e) as _)
-            }
+            QueueBackend::Sqlite { storage, .. } => storage
+                .clone()
+                .vacuum_before(FINISHED_RETENTION)
+                .await
+                .map_err(|e| Box::new(e) as _),
+            QueueBackend::Redis { storage, .. } => storage
+                .clone()
+                .vacuum_before(FINISHED_RETENTION)
+                .await
+                .map_err(|e| Box::new(e) as _),
         };
         removed.map_err(QueueError::Push)
     }
@@ -224,12 +266,18 @@ impl JobQueue {
             })
             .shutdown_timeout(options.drain_timeout);
         let monitor = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => {
-                register(monitor, &options, storage.clone().poll_with_strategy(poll), handler)
-            }
-            QueueBackend::Redis { storage, .. } => {
-                register(monitor, &options, storage.clone().poll_with_strategy(poll), handler)
-            }
+            QueueBackend::Sqlite { storage, .. } => register(
+                monitor,
+                &options,
+                storage.clone().poll_with_strategy(poll),
+                handler,
+            ),
+            QueueBackend::Redis { storage, .. } => register(
+                monitor,
+                &options,
+                storage.clone().poll_with_strategy(poll),
+                handler,
+            ),
         };
         let vacuum = self.spawn_vacuum(shutdown.clone());
         let result = monitor
@@ -255,17 +303,24 @@ impl JobQueue {
                 match queue.vacuum().await {
                     Ok(removed) if removed > 0 => tracing::info!(removed, "vacuumed finished jobs"),
                     Ok(_) => {}
-                    Err(error) => tracing::warn!(error = %crate::errors::chain(&error), "queue vacuum failed"),
+                    Err(error) => {
+                        tracing::warn!(error = %crate::errors::chain(&error), "queue vacuum failed")
+                    }
                 }
             }
         })
     }
 }
 
-type Handler = Arc<dyn Fn(GenerationJob) -> Pin<Box<dyn Future<Output = JobOutcome> + Send>> + Send + Sync>;
+type Handler =
+    Arc<dyn Fn(GenerationJob) -> Pin<Box<dyn Future<Output = JobOutcome> + Send>> + Send + Sync>;
 
 /// The apalis handler: runs ours, turns panics into aborted jobs, maps outcomes.
-async fn dispatch(job: GenerationJob, handler: Data<Handler>, attempt: Attempt) -> Result<(), BoxDynError> {
+async fn dispatch(
+    job: GenerationJob,
+    handler: Data<Handler>,
+    attempt: Attempt,
+) -> Result<(), BoxDynError> {
     let outcome = AssertUnwindSafe((*handler)(job)).catch_unwind().await;
     match outcome {
         Ok(JobOutcome::Done) => Ok(()),
@@ -273,7 +328,9 @@ async fn dispatch(job: GenerationJob, handler: Data<Handler>, attempt: Attempt) 
         Ok(JobOutcome::Retry(error)) => Err(AbortError::new(error).into()),
         Ok(JobOutcome::Abort(reason)) => Err(AbortError::new(reason).into()),
         Err(_) => {
-            tracing::error!("job handler panicked; the job is aborted and its generation swept later");
+            tracing::error!(
+                "job handler panicked; the job is aborted and its generation swept later"
+            );
             Err(AbortError::new("handler panicked").into())
         }
     }
@@ -333,6 +390,10 @@ impl PollStrategy for Every {
         while self.0.poll_tick(cx).is_ready() {
             fired = true;
         }
-        if fired { Poll::Ready(Some(())) } else { Poll::Pending }
+        if fired {
+            Poll::Ready(Some(()))
+        } else {
+            Poll::Pending
+        }
     }
 }

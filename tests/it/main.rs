@@ -1,1 +1,26 @@
-//! System tests.
+//! System tests: the real app on a random port, every scenario in embedded mode
+//! (SQLite + SQLite queue + in-process S3) and distributed mode (PostgreSQL + Redis +
+//! in-process S3). Test names end in `::embedded` or `::distributed`.
+
+/// Declares `mod $name { embedded, distributed }` running `$scenario(Mode)`.
+macro_rules! both_modes {
+    ($name:ident, $scenario:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                super::$scenario(petportrait_tests::Mode::Embedded).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn distributed() {
+                super::$scenario(petportrait_tests::Mode::Distributed).await;
+            }
+        }
+    };
+}
+
+mod bad_input;
+mod crash;
+mod flow;
+mod retention;
+mod retries;

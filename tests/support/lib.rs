@@ -1,1 +1,324 @@
-//! Test support.
+//! Test support: start the real app on a random port, in embedded mode (SQLite, the
+//! SQLite queue, in-process S3) or distributed mode (PostgreSQL, Redis, in-process
+//! S3), each test with its own data folder, database, queue prefix and bucket.
+//!
+//! Distributed tests need PostgreSQL and Redis. They never skip themselves: without
+//! the servers they fail with a message saying so. `scripts/test` leaves the
+//! distributed suite out (and says so) on a machine without the servers, unless
+//! `PETPORTRAIT_REQUIRE_SERVICES=1` (set by CI), in which case the servers are mandatory.
+
+pub mod client;
+pub mod fixtures;
+pub mod studios;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use petportrait_core::config::Config;
+use petportrait_core::services::{SchemaPolicy, Services};
+use petportrait_core::studio::{LocalStudio, Studio};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use client::Client;
+
+/// Which deployment shape a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    Distributed,
+}
+
+/// `postgres://` URL of a database this test may create databases from.
+fn admin_database_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Everything a test needs to isolate itself, removed when dropped.
+pub struct Isolation {
+    pub tag: String,
+    pub data_dir: PathBuf,
+    pub vars: Vec<(String, String)>,
+    database: Option<String>,
+}
+
+impl Isolation {
+    /// A fresh data folder and, in distributed mode, a fresh PostgreSQL database,
+    /// Redis key prefix and bucket.
+    pub async fn new(mode: Mode) -> Isolation {
+        let tag = ulid::Ulid::generate().to_string().to_ascii_lowercase();
+        let data_dir = std::env::temp_dir().join(format!("petportrait-test-{tag}"));
+        std::fs::create_dir_all(&data_dir).expect("create the test data folder");
+        let mut vars = vec![
+            ("DATA_DIR".to_owned(), data_dir.display().to_string()),
+            ("S3_BUCKET".to_owned(), format!("pp-{tag}")),
+            ("QUEUE_PREFIX".to_owned(), format!("pp-test-{tag}")),
+        ];
+        let mut database = None;
+        if mode == Mode::Distributed {
+            let name = format!("pp_test_{tag}");
+            let admin = admin_database_url();
+            sqlx::any::install_default_drivers();
+            let mut conn = connect_admin(&admin).await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create the test database");
+            let base = admin
+                .rsplit_once('/')
+                .map_or(admin.as_str(), |(b, _)| b)
+                .to_owned();
+            vars.push(("DATABASE_URL".into(), format!("{base}/{name}")));
+            let redis = redis_url();
+            check_redis(&redis).await;
+            vars.push(("REDIS_URL".into(), redis));
+            database = Some(name);
+        }
+        Isolation {
+            tag,
+            data_dir,
+            vars,
+            database,
+        }
+    }
+}
+
+async fn connect_admin(url: &str) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    match sqlx::AnyConnection::connect(url).await {
+        Ok(conn) => conn,
+        Err(error) => panic!(
+            "the distributed-mode tests need PostgreSQL at {url} (set TEST_POSTGRES_URL); \
+             it could not be reached: {error}"
+        ),
+    }
+}
+
+async fn check_redis(url: &str) {
+    let reached = async {
+        let client = redis::Client::open(url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    if let Err(error) = tokio::time::timeout(Duration::from_secs(5), reached)
+        .await
+        .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::Io, "timed out"))))
+    {
+        panic!(
+            "the distributed-mode tests need Redis at {url} (set TEST_REDIS_URL); it could not be reached: {error}"
+        );
+    }
+}
+
+impl Drop for Isolation {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some(name) = self.database.take() {
+            // Dropping needs its own runtime: Drop cannot await, and the test's runtime
+            // may be shutting down.
+            let admin = admin_database_url();
+            let _ = std::thread::spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                rt.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Builds a configuration for a test: fast heartbeats and short leases so recovery is
+/// quick, plus the isolation variables and the test's own overrides.
+pub fn test_config(isolation: &Isolation, overrides: &[(&str, &str)]) -> Config {
+    let mut vars: Vec<(String, String)> = vec![
+        ("PORT".into(), "0".into()),
+        ("WORKER_HEARTBEAT".into(), "1s".into()),
+        ("JOB_LEASE".into(), "3s".into()),
+        ("WORKER_POLL_INTERVAL".into(), "50ms".into()),
+        ("RETRY_BASE_DELAY".into(), "1s".into()),
+        ("RETRY_MAX_DELAY".into(), "1s".into()),
+        ("SCHEDULER_TICK".into(), "1h".into()),
+        ("WORKER_CONCURRENCY".into(), "2".into()),
+        ("DEV_LOGIN".into(), "true".into()),
+        (
+            "RUST_LOG".into(),
+            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        ),
+    ];
+    vars.extend(isolation.vars.iter().cloned());
+    vars.extend(
+        overrides
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    Config::from_vars(vars).unwrap_or_else(|e| panic!("test configuration is invalid: {e}"))
+}
+
+/// The app under test: every role, or a chosen subset, in this process.
+pub struct TestApp {
+    pub config: Config,
+    pub services: Services,
+    pub base_url: String,
+    pub shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    // Dropped last: the data folder and database outlive the app.
+    pub isolation: Isolation,
+}
+
+impl TestApp {
+    /// Every role with the local studio.
+    pub async fn spawn(mode: Mode, overrides: &[(&str, &str)]) -> TestApp {
+        TestApp::spawn_with(mode, overrides, petportrait::Roles::ALL, None).await
+    }
+
+    pub async fn spawn_with(
+        mode: Mode,
+        overrides: &[(&str, &str)],
+        roles: petportrait::Roles,
+        studio: Option<Arc<dyn Studio>>,
+    ) -> TestApp {
+        init_logs();
+        let isolation = Isolation::new(mode).await;
+        let config = test_config(&isolation, overrides);
+        let services = Services::connect(&config, SchemaPolicy::Migrate)
+            .await
+            .expect("services connect");
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind a port");
+        let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let studio = studio.unwrap_or_else(|| Arc::new(LocalStudio::new(config.uploads.clone())));
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(petportrait::run(
+            config.clone(),
+            services.clone(),
+            studio,
+            listener,
+            roles,
+            shutdown.clone(),
+        ));
+        TestApp {
+            config,
+            services,
+            base_url,
+            shutdown,
+            task: Some(task),
+            isolation,
+        }
+    }
+
+    /// A signed-in client of a new user.
+    pub async fn user(&self, name: &str) -> Client {
+        Client::sign_in(&self.base_url, name).await
+    }
+
+    /// Stops every role and waits for them to drain.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+        self.services.close().await;
+    }
+}
+
+/// A worker in a runtime of its own, as a separate process would have: it can be
+/// killed by dropping that runtime mid-job.
+pub struct DetachedWorker {
+    kill: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DetachedWorker {
+    pub fn start(config: Config, studio: Arc<dyn Studio>) -> DetachedWorker {
+        let (kill, killed) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("worker runtime");
+            rt.spawn(async move {
+                let services = Services::connect(&config, SchemaPolicy::RequireCurrent)
+                    .await
+                    .expect("worker services connect");
+                let _ = petportrait_worker::run(config, services, studio, CancellationToken::new())
+                    .await;
+            });
+            // Wait for the kill order (or the test ending), then drop everything at once:
+            // no graceful drain, no acknowledgement, no lease renewal.
+            let _ = killed.recv();
+            rt.shutdown_background();
+        });
+        DetachedWorker {
+            kill: Some(kill),
+            thread: Some(thread),
+        }
+    }
+
+    /// Kills the worker as `kill -9` would: its runtime disappears mid-job.
+    pub fn kill(mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for DetachedWorker {
+    fn drop(&mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `deadline`.
+pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    let mut every = tokio::time::interval(Duration::from_millis(25));
+    loop {
+        every.tick().await;
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+    }
+}
+
+fn init_logs() {
+    let filter = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
+    petportrait_core::telemetry::init(&petportrait_core::config::LogConfig {
+        filter,
+        json: false,
+    });
+}

@@ -10,15 +10,21 @@ use petportrait_core::studio::LocalStudio;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
-        println!("petportrait-worker: runs generation jobs from the queue.\nConfigured by environment variables; see README.md.");
+        println!(
+            "petportrait-worker: runs generation jobs from the queue.\nConfigured by environment variables; see README.md."
+        );
         return Ok(());
     }
     let config = Config::from_env()?;
     petportrait_core::telemetry::init(&config.log);
-    let services = Services::connect(&config, SchemaPolicy::RequireCurrent).await.context("connecting services")?;
+    let services = Services::connect(&config, SchemaPolicy::RequireCurrent)
+        .await
+        .context("connecting services")?;
     let shutdown = petportrait_core::shutdown::on_signal();
     let studio = Arc::new(LocalStudio::new(config.uploads.clone()));
-    petportrait_worker::run(config, services.clone(), studio, shutdown).await.context("running workers")?;
+    petportrait_worker::run(config, services.clone(), studio, shutdown)
+        .await
+        .context("running workers")?;
     services.close().await;
     Ok(())
 }

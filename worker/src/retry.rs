@@ -30,7 +30,11 @@ mod tests {
             let full = (base * 2u32.pow(attempt - 1)).min(max);
             for _ in 0..50 {
                 let d = backoff_delay(attempt, base, max, &mut rng);
-                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} not in [{:?}, {full:?}]", full / 2);
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "attempt {attempt}: {d:?} not in [{:?}, {full:?}]",
+                    full / 2
+                );
             }
         }
     }

@@ -7,7 +7,12 @@ use super::{Db, DbResult, LedgerRow};
 
 impl Db {
     /// The user's ledger, newest first, resuming strictly after `(created_at, id)`.
-    pub async fn list_ledger(&self, user: &UserId, after: Option<(Millis, &str)>, limit: i64) -> DbResult<Vec<LedgerRow>> {
+    pub async fn list_ledger(
+        &self,
+        user: &UserId,
+        after: Option<(Millis, &str)>,
+        limit: i64,
+    ) -> DbResult<Vec<LedgerRow>> {
         let (after_at, after_id) = after.unwrap_or((Millis::MAX, ""));
         Ok(sqlx::query_as(
             "SELECT id, user_id, kind, amount, generation_id, created_at FROM credit_ledger \

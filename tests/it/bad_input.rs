@@ -1,0 +1,283 @@
+//! Every way a request can be wrong answers a clear problem+json, never a 500.
+
+use std::time::{Duration, Instant};
+
+use petportrait_tests::fixtures::{pet_jpeg, png_bomb};
+use petportrait_tests::{Mode, TestApp};
+use reqwest::StatusCode;
+use serde_json::json;
+
+both_modes!(rejections, rejections);
+both_modes!(isolation_between_users, isolation_between_users);
+both_modes!(idempotency_key, idempotency_key);
+
+fn assert_problem(status: StatusCode, body: &serde_json::Value, expected: StatusCode, code: &str) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], expected.as_u16(), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(),
+        "{body}"
+    );
+}
+
+async fn rejections(mode: Mode) {
+    let app = TestApp::spawn(
+        mode,
+        &[("STARTER_CREDITS", "5"), ("UPLOAD_MAX_BYTES", "2000000")],
+    )
+    .await;
+    let ann = app.user("Ann").await;
+
+    // Unauthenticated.
+    let anonymous = reqwest::Client::new();
+    let response = anonymous
+        .get(format!("{}/v1/me", app.base_url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // A text file named .jpg and declared image/jpeg is sniffed and refused.
+    let response = ann
+        .upload(
+            b"this is not a photo, just text".to_vec(),
+            "cat.jpg",
+            "image/jpeg",
+        )
+        .await;
+    let status = response.status();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert_problem(
+        status,
+        &response.json().await.expect("json"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+
+    // A 20000x20000 PNG bomb is refused from its header: quickly, without decoding.
+    let bomb = png_bomb();
+    let started = Instant::now();
+    let response = ann.upload(bomb, "bomb.png", "image/png").await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    assert_problem(
+        status,
+        &response.json().await.expect("json"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "image_too_large",
+    );
+    assert!(
+        elapsed < Duration::from_secs(2),
+        "the bomb took {elapsed:?} to refuse"
+    );
+    // Decoding it would need 400 MB; the whole test process stays far below that.
+    let peak_kb = peak_rss_kb();
+    assert!(
+        peak_kb < 300_000,
+        "peak RSS {peak_kb} kB suggests the bomb was decoded"
+    );
+
+    // A truncated JPEG is corrupt.
+    let jpeg = pet_jpeg();
+    let response = ann
+        .upload(jpeg[..jpeg.len() / 2].to_vec(), "cut.jpg", "image/jpeg")
+        .await;
+    let status = response.status();
+    assert_problem(
+        status,
+        &response.json().await.expect("json"),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "image_corrupt",
+    );
+
+    // Too large a body.
+    let response = ann
+        .upload(vec![0u8; 3_000_000], "huge.jpg", "image/jpeg")
+        .await;
+    let status = response.status();
+    assert_problem(
+        status,
+        &response.json().await.expect("json"),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+
+    // Unknown kind and style; unknown upload.
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let (status, body) = ann
+        .post_json(
+            "/v1/generations",
+            &json!({"kind": "video", "upload_id": upload, "style": "x"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_kind",
+    );
+    let (status, body) = ann
+        .post_json(
+            "/v1/generations",
+            &json!({"kind": "portrait", "upload_id": upload, "style": "cubism"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_style",
+    );
+    let (status, body) = ann
+        .post_json(
+            "/v1/generations",
+            &json!({"kind": "portrait", "upload_id": "upl_nope", "style": "watercolor"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "upload_not_found",
+    );
+    let (status, body) = ann.post_json("/v1/generations", &json!({"kind": 3})).await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+
+    // Insufficient credits: 5 credits cover one watercolor (4), not a second.
+    ann.create_portrait(&upload, "watercolor").await;
+    let (status, body) = ann
+        .post_json(
+            "/v1/generations",
+            &json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::PAYMENT_REQUIRED,
+        "insufficient_credits",
+    );
+    let (_, me) = ann.get("/v1/me").await;
+    assert_eq!(me["credits"]["balance"], 5);
+    assert!(
+        me["credits"]["held"]
+            .as_i64()
+            .is_some_and(|h| h == 4 || h == 0),
+        "{me}"
+    );
+
+    // Unknown routes answer problem+json too.
+    let (status, body) = ann.get("/v1/nothing-here").await;
+    assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    app.stop().await;
+}
+
+/// Peak resident memory of this test process (each nextest test is its own process).
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn isolation_between_users(mode: Mode) {
+    let app = TestApp::spawn(mode, &[]).await;
+    let ann = app.user("Ann").await;
+    let bob = app.user("Bob").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let generation = ann.create_portrait(&upload, "pencil_sketch").await;
+    let id = generation["id"].as_str().expect("id");
+    let done = ann.wait_terminal(id, Duration::from_secs(60)).await;
+    let file = done["outputs"][0]["url"].as_str().expect("url").to_owned();
+
+    for path in [
+        format!("/v1/generations/{id}"),
+        format!("/v1/uploads/{upload}"),
+        file.clone(),
+    ] {
+        let (status, body) = bob.get(&path).await;
+        assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
+    }
+    // Bob cannot use Ann's upload either.
+    let (status, body) = bob
+        .post_json(
+            "/v1/generations",
+            &json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"}),
+        )
+        .await;
+    assert_problem(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "upload_not_found",
+    );
+    let (_, history) = bob.get("/v1/generations").await;
+    assert_eq!(history["data"].as_array().map(Vec::len), Some(0));
+    assert_eq!(ann.download(&file).await.0, StatusCode::OK);
+    app.stop().await;
+}
+
+async fn idempotency_key(mode: Mode) {
+    let app = TestApp::spawn(mode, &[]).await;
+    let ann = app.user("Ann").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let body = json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"});
+    let send = |body: serde_json::Value| {
+        let request = ann
+            .http
+            .post(ann.url("/v1/generations"))
+            .header("idempotency-key", "order-1")
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("post");
+            let status = response.status();
+            let replayed = response.headers().get("idempotent-replayed").is_some();
+            (
+                status,
+                replayed,
+                response.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+    let (status, replayed, first) = send(body.clone()).await;
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, false));
+    let (status, replayed, second) = send(body.clone()).await;
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, true));
+    assert_eq!(
+        first["id"], second["id"],
+        "the same key and body replay the first generation"
+    );
+    let (status, _, conflict) =
+        send(json!({"kind": "portrait", "upload_id": upload, "style": "pop_art"})).await;
+    assert_problem(
+        status,
+        &conflict,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "idempotency_conflict",
+    );
+    let (_, me) = ann.get("/v1/me").await;
+    assert_eq!(
+        me["credits"]["balance"]
+            .as_i64()
+            .zip(me["credits"]["held"].as_i64())
+            .map(|(b, h)| b - h),
+        Some(6),
+        "held once"
+    );
+    app.stop().await;
+}

@@ -19,11 +19,7 @@ pub struct Roles {
 }
 
 impl Roles {
-    pub const ALL: Roles = Roles {
-        web: true,
-        worker: true,
-        scheduler: true,
-    };
+    pub const ALL: Roles = Roles { web: true, worker: true, scheduler: true };
 }
 
 /// Runs the selected roles until `shutdown`, then drains them: the API finishes its
@@ -38,16 +34,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     if roles.worker {
-        let (config, services, studio, shutdown) = (
-            config.clone(),
-            services.clone(),
-            studio.clone(),
-            shutdown.clone(),
-        );
+        let (config, services, studio, shutdown) = (config.clone(), services.clone(), studio.clone(), shutdown.clone());
         tasks.spawn(async move {
-            petportrait_worker::run(config, services, studio, shutdown)
-                .await
-                .map_err(anyhow::Error::from)
+            petportrait_worker::run(config, services, studio, shutdown).await.map_err(anyhow::Error::from)
         });
     }
     if roles.scheduler {
@@ -60,19 +49,14 @@ pub async fn run(
     if roles.web {
         let (config, services, shutdown) = (config.clone(), services.clone(), shutdown.clone());
         tasks.spawn(async move {
-            petportrait_api::run(&config, services, listener, shutdown)
-                .await
-                .map_err(anyhow::Error::from)
+            petportrait_api::run(&config, services, listener, shutdown).await.map_err(anyhow::Error::from)
         });
     }
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
         if let Err(error) = result {
-            tracing::error!(
-                error = format!("{error:#}"),
-                "a role stopped with an error; shutting down the others"
-            );
+            tracing::error!(error = format!("{error:#}"), "a role stopped with an error; shutting down the others");
             shutdown.cancel();
             first_error.get_or_insert(error);
         }

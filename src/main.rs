@@ -39,9 +39,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve_all(config: Config) -> anyhow::Result<()> {
-    let services = Services::connect(&config, SchemaPolicy::Migrate)
-        .await
-        .context("connecting services")?;
+    let services = Services::connect(&config, SchemaPolicy::Migrate).await.context("connecting services")?;
     let listener = TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
@@ -49,45 +47,28 @@ async fn serve_all(config: Config) -> anyhow::Result<()> {
     println!("PetPortrait is running at {}", config.public_url);
     let studio = Arc::new(LocalStudio::new(config.uploads.clone()));
     let shutdown = petportrait_core::shutdown::on_signal();
-    let result = petportrait::run(
-        config,
-        services.clone(),
-        studio,
-        listener,
-        petportrait::Roles::ALL,
-        shutdown,
-    )
-    .await;
+    let result = petportrait::run(config, services.clone(), studio, listener, petportrait::Roles::ALL, shutdown).await;
     services.close().await;
     result
 }
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
-    let db = petportrait_core::db::Db::connect(&config.database)
-        .await
-        .context("connecting to the database")?;
+    let db = petportrait_core::db::Db::connect(&config.database).await.context("connecting to the database")?;
     db.migrate().await.context("applying migrations")?;
     println!("migrations applied");
     Ok(())
 }
 
 async fn s3_server(config: Config) -> anyhow::Result<()> {
-    let port: u16 = std::env::var("S3_SERVER_PORT")
-        .ok()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(9000);
-    let (access, secret) = config.s3.credentials.clone().context(
-        "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: clients must sign with the same keys",
-    )?;
-    let listener = TcpListener::bind((config.host, port))
-        .await
-        .with_context(|| format!("binding port {port}"))?;
+    let port: u16 = std::env::var("S3_SERVER_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9000);
+    let (access, secret) = config
+        .s3
+        .credentials
+        .clone()
+        .context("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: clients must sign with the same keys")?;
+    let listener = TcpListener::bind((config.host, port)).await.with_context(|| format!("binding port {port}"))?;
     let server = EmbeddedS3::start(&config.data_dir.join("objects"), listener, access, secret)?;
-    println!(
-        "S3-compatible server at {} over {}",
-        server.endpoint(),
-        config.data_dir.join("objects").display()
-    );
+    println!("S3-compatible server at {} over {}", server.endpoint(), config.data_dir.join("objects").display());
     petportrait_core::shutdown::on_signal().cancelled().await;
     server.stop().await;
     Ok(())

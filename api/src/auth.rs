@@ -41,28 +41,23 @@ fn session_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Refuses a cookie-authenticated write that a browser says comes from another site.
+/// Browsers send `Sec-Fetch-Site`, which pages cannot forge; older ones only `Origin`,
+/// which must then be the public URL. Clients that send neither are not browsers.
 fn check_same_origin(method: &Method, headers: &HeaderMap, public_url: &str) -> ApiResult<()> {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
-    let forbidden = || {
-        ApiError::new(
-            StatusCode::FORBIDDEN,
-            "csrf_rejected",
-            "cross-site request refused",
-        )
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let allowed = match (header("sec-fetch-site"), header("origin")) {
+        (Some(site), _) => matches!(site, "same-origin" | "none"),
+        (None, Some(origin)) => origin == public_url,
+        (None, None) => true,
     };
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return Err(forbidden());
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "csrf_rejected", "cross-site request refused"))
     }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-        && origin != public_url
-    {
-        return Err(forbidden());
-    }
-    Ok(())
 }
 
 impl FromRequestParts<AppState> for CurrentUser {
@@ -116,25 +111,15 @@ pub async fn dev_login(
     check_same_origin(&method, &headers, &state.public_url)?;
     let email = request.email.trim().to_ascii_lowercase();
     if !valid_email(&email) {
-        return Err(ApiError::unprocessable(
-            "invalid_email",
-            "email must be a valid e-mail address",
-        ));
+        return Err(ApiError::unprocessable("invalid_email", "email must be a valid e-mail address"));
     }
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::unprocessable(
-            "invalid_name",
-            "name must be 1 to 100 characters",
-        ));
+        return Err(ApiError::unprocessable("invalid_name", "name must be 1 to 100 characters"));
     }
     let now = now_ms();
-    let (user, created) = state
-        .services
-        .db
-        .find_or_create_user(&email, name, state.starter_credits, now)
-        .await
-        .map_err(internal)?;
+    let (user, created) =
+        state.services.db.find_or_create_user(&email, name, state.starter_credits, now).await.map_err(internal)?;
     if created {
         tracing::info!(user.id = %user.id, "account created through dev sign-in");
     }
@@ -142,49 +127,25 @@ pub async fn dev_login(
     rand::rng().fill_bytes(&mut secret);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
     let expires_at = now + SESSION_DAYS * 86_400_000;
-    state
-        .services
-        .db
-        .insert_session(&hash_token(&token), &user.user_id(), now, expires_at)
-        .await
-        .map_err(internal)?;
-    let secure = if state.public_url.starts_with("https://") {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}",
-        SESSION_DAYS * 86_400
-    );
+    state.services.db.insert_session(&hash_token(&token), &user.user_id(), now, expires_at).await.map_err(internal)?;
+    let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
+    let cookie =
+        format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}", SESSION_DAYS * 86_400);
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(internal)?,
-    );
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(internal)?);
     Ok(response)
 }
 
 /// `POST /auth/logout`: ends this session.
-pub async fn logout(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
+pub async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(token) = session_token(&headers) {
         check_same_origin(&method, &headers, &state.public_url)?;
-        state
-            .services
-            .db
-            .delete_session(&hash_token(&token))
-            .await
-            .map_err(internal)?;
+        state.services.db.delete_session(&hash_token(&token)).await.map_err(internal)?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("pp_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"),
-    );
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_static("pp_session=; HttpOnly; SameSite=Lax; Path=/; Max-Age=0"));
     Ok(response)
 }
 
@@ -195,11 +156,26 @@ mod tests {
     #[test]
     fn finds_the_session_cookie_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; pp_session=abc; b=2"),
-        );
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; pp_session=abc; b=2"));
         assert_eq!(session_token(&headers).as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn cross_site_writes_are_refused() {
+        let public = "http://127.0.0.1:8080";
+        let with = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(check_same_origin(&Method::POST, &with(&[("sec-fetch-site", "same-origin")]), public).is_ok());
+        assert!(check_same_origin(&Method::POST, &with(&[("sec-fetch-site", "cross-site")]), public).is_err());
+        assert!(check_same_origin(&Method::POST, &with(&[("origin", "https://evil.example")]), public).is_err());
+        assert!(check_same_origin(&Method::POST, &with(&[("origin", "http://127.0.0.1:8080")]), public).is_ok());
+        assert!(check_same_origin(&Method::POST, &with(&[]), public).is_ok());
+        assert!(check_same_origin(&Method::GET, &with(&[("sec-fetch-site", "cross-site")]), public).is_ok());
     }
 
     #[test]

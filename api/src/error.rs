@@ -24,11 +24,7 @@ struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            detail: detail.into(),
-        }
+        ApiError { status, code, detail: detail.into() }
     }
 
     pub fn not_found() -> ApiError {
@@ -44,21 +40,13 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "sign in or send a valid bearer token",
-        )
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "sign in or send a valid bearer token")
     }
 
     /// An unexpected failure: logged with its whole cause chain, answered opaquely.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> ApiError {
         tracing::error!(error = %petportrait_core::errors::chain(error), "request failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "an internal error occurred",
-        )
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
     }
 }
 
@@ -70,19 +58,11 @@ pub fn internal<E: std::error::Error + 'static>(error: E) -> ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let body = Problem {
-            kind: "about:blank",
-            title,
-            status: self.status.as_u16(),
-            detail: &self.detail,
-            code: self.code,
-        };
+        let body =
+            Problem { kind: "about:blank", title, status: self.status.as_u16(), detail: &self.detail, code: self.code };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, bytes).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         response
     }
 }

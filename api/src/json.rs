@@ -28,9 +28,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         }
         let bytes = Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| {
-                ApiError::new(rejection.status(), "invalid_body", rejection.body_text())
-            })?;
+            .map_err(|rejection| ApiError::new(rejection.status(), "invalid_body", rejection.body_text()))?;
         parse_json(&bytes).map(JsonBody)
     }
 }

@@ -57,19 +57,13 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .route("/v1/styles", get(routes::account::list_styles))
         .route("/v1/credits", get(routes::account::get_credits))
         .route("/v1/credits/ledger", get(routes::account::list_ledger))
-        .route(
-            "/v1/uploads",
-            post(routes::uploads::create_upload).layer(DefaultBodyLimit::max(upload_body_limit)),
-        )
+        .route("/v1/uploads", post(routes::uploads::create_upload).layer(DefaultBodyLimit::max(upload_body_limit)))
         .route("/v1/uploads/{id}", get(routes::uploads::get_upload))
         .route(
             "/v1/generations",
             post(routes::generations::create_generation).get(routes::generations::list_generations),
         )
-        .route(
-            "/v1/generations/{id}",
-            get(routes::generations::get_generation),
-        )
+        .route("/v1/generations/{id}", get(routes::generations::get_generation))
         .route("/v1/files/{id}", get(routes::files::get_file));
     if dev_login {
         app = app.route("/auth/dev-login", post(auth::dev_login));
@@ -95,10 +89,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let state = AppState::new(config, services);
     let app = router(state, config.dev_login);
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
 }

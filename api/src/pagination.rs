@@ -20,19 +20,17 @@ impl PageRequest {
             Some(text) => match text.parse::<i64>() {
                 Ok(n) if (1..=100).contains(&n) => n,
                 _ => {
-                    return Err(ApiError::unprocessable(
-                        "invalid_parameter",
-                        "limit must be between 1 and 100",
-                    ));
+                    return Err(ApiError::unprocessable("invalid_parameter", "limit must be between 1 and 100"));
                 }
             },
         };
-        let after = match cursor {
-            None | Some("") => None,
-            Some(text) => Some(decode_cursor(text).ok_or_else(|| {
-                ApiError::unprocessable("invalid_parameter", "cursor is not one this API returned")
-            })?),
-        };
+        let after =
+            match cursor {
+                None | Some("") => None,
+                Some(text) => Some(decode_cursor(text).ok_or_else(|| {
+                    ApiError::unprocessable("invalid_parameter", "cursor is not one this API returned")
+                })?),
+            };
         Ok(PageRequest { limit, after })
     }
 
@@ -52,11 +50,7 @@ fn decode_cursor(text: &str) -> Option<(Millis, String)> {
 }
 
 /// Fetch `limit + 1` rows; if the extra one came back, there is a next page.
-pub fn split_page<T>(
-    mut rows: Vec<T>,
-    limit: i64,
-    key: impl Fn(&T) -> (Millis, &str),
-) -> (Vec<T>, Option<String>) {
+pub fn split_page<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> (Millis, &str)) -> (Vec<T>, Option<String>) {
     let limit = usize::try_from(limit).unwrap_or(0);
     if rows.len() > limit {
         rows.truncate(limit);

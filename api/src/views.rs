@@ -37,17 +37,10 @@ impl MeView {
             name: user.name.clone(),
             email: user.email.clone(),
             picture_url: user.picture_url.clone(),
-            preferences: serde_json::from_str(&user.preferences)
-                .unwrap_or_else(|_| serde_json::json!({})),
-            credits: CreditsView {
-                balance: user.credits_balance,
-                held: user.credits_held,
-            },
+            preferences: serde_json::from_str(&user.preferences).unwrap_or_else(|_| serde_json::json!({})),
+            credits: CreditsView { balance: user.credits_balance, held: user.credits_held },
             // Policy versions and acceptance arrive with the privacy work; nothing is recorded yet.
-            policy: PolicyStatusView {
-                accepted_version: None,
-                current_version: None,
-            },
+            policy: PolicyStatusView { accepted_version: None, current_version: None },
             created_at: rfc3339(user.created_at),
         }
     }
@@ -129,11 +122,7 @@ pub struct GenerationView {
 }
 
 impl GenerationView {
-    pub fn build(
-        row: &GenerationRow,
-        outputs: &[OutputRow],
-        queue_position: Option<i64>,
-    ) -> DbResult<GenerationView> {
+    pub fn build(row: &GenerationRow, outputs: &[OutputRow], queue_position: Option<i64>) -> DbResult<GenerationView> {
         let status = row.status()?;
         let self_url = format!("/v1/generations/{}", row.id);
         Ok(GenerationView {
@@ -146,15 +135,8 @@ impl GenerationView {
             started_at: row.started_at.map(rfc3339),
             completed_at: row.completed_at.map(rfc3339),
             queue_position,
-            progress: ProgressView {
-                percent: row.progress_percent,
-                stage: row.progress_stage.clone(),
-            },
-            cost: CostView {
-                credits: row.cost,
-                charged: row.charged,
-                refunded: row.refunded,
-            },
+            progress: ProgressView { percent: row.progress_percent, stage: row.progress_stage.clone() },
+            cost: CostView { credits: row.cost, charged: row.charged, refunded: row.refunded },
             outputs: outputs
                 .iter()
                 .map(|o| OutputView {

@@ -80,6 +80,13 @@ pub struct UploadLimits {
     pub max_side: u32,
 }
 
+impl Default for UploadLimits {
+    /// 20 MiB, 40 megapixels (a 12 MP phone photo with room to spare), 12000 a side.
+    fn default() -> Self {
+        UploadLimits { max_bytes: 20 * 1024 * 1024, max_pixels: 40_000_000, max_side: 12_000 }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     pub concurrency: usize,
@@ -123,11 +130,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "invalid configuration ({} problems):",
-            self.problems.len()
-        )?;
+        writeln!(f, "invalid configuration ({} problems):", self.problems.len())?;
         for p in &self.problems {
             writeln!(f, "  {}: {}", p.variable, p.message)?;
         }
@@ -143,17 +146,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn raw(&self, name: &'static str) -> Option<&'a str> {
-        self.vars
-            .get(name)
-            .map(|v| v.trim())
-            .filter(|v| !v.is_empty())
+        self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
     fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
-        self.problems.push(Problem {
-            variable,
-            message: message.into(),
-        });
+        self.problems.push(Problem { variable, message: message.into() });
     }
 
     fn string(&self, name: &'static str, default: &str) -> String {
@@ -191,12 +188,7 @@ impl<'a> Reader<'a> {
             Some(v) => match parse_duration(v) {
                 Some(d) if !d.is_zero() => d,
                 _ => {
-                    self.problem(
-                        name,
-                        format!(
-                            "expected a duration such as 500ms, 30s, 15m, 24h or 7d, got {v:?}"
-                        ),
-                    );
+                    self.problem(name, format!("expected a duration such as 500ms, 30s, 15m, 24h or 7d, got {v:?}"));
                     default
                 }
             },
@@ -234,14 +226,8 @@ impl Config {
         K: Into<String>,
         V: Into<String>,
     {
-        let vars: HashMap<String, String> = vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        let mut r = Reader {
-            vars: &vars,
-            problems: Vec::new(),
-        };
+        let vars: HashMap<String, String> = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let mut r = Reader { vars: &vars, problems: Vec::new() };
 
         let host: IpAddr = r.parsed("HOST", IpAddr::from([127, 0, 0, 1]), "an IP address");
         let port: u16 = r.parsed("PORT", 8080, "a port number");
@@ -254,24 +240,14 @@ impl Config {
 
         let database = match r.raw("DATABASE_URL") {
             None => DatabaseTarget::Sqlite {
-                url: format!(
-                    "sqlite://{}?mode=rwc",
-                    data_dir.join("petportrait.db").display()
-                ),
+                url: format!("sqlite://{}?mode=rwc", data_dir.join("petportrait.db").display()),
             },
-            Some(url) if url.starts_with("sqlite:") => DatabaseTarget::Sqlite {
-                url: url.to_owned(),
-            },
+            Some(url) if url.starts_with("sqlite:") => DatabaseTarget::Sqlite { url: url.to_owned() },
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                DatabaseTarget::Postgres {
-                    url: url.to_owned(),
-                }
+                DatabaseTarget::Postgres { url: url.to_owned() }
             }
             Some(_) => {
-                r.problem(
-                    "DATABASE_URL",
-                    "must start with sqlite:, postgres:// or postgresql://",
-                );
+                r.problem("DATABASE_URL", "must start with sqlite:, postgres:// or postgresql://");
                 DatabaseTarget::Sqlite { url: String::new() }
             }
         };
@@ -283,70 +259,44 @@ impl Config {
             r.problem("REDIS_URL", "must start with redis:// or rediss://");
         }
         if matches!(database, DatabaseTarget::Postgres { .. }) && redis_url.is_none() {
-            r.problem(
-                "REDIS_URL",
-                "is required when DATABASE_URL is PostgreSQL (the queue runs on Redis there)",
-            );
+            r.problem("REDIS_URL", "is required when DATABASE_URL is PostgreSQL (the queue runs on Redis there)");
         }
         let queue_prefix = r.string("QUEUE_PREFIX", "petportrait");
-        if !queue_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-        {
+        if !queue_prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')) {
             r.problem("QUEUE_PREFIX", "may hold only letters, digits and - _ . :");
         }
         let embedded = redis_url.is_none() && matches!(database, DatabaseTarget::Sqlite { .. });
 
-        let endpoint = r
-            .raw("S3_ENDPOINT")
-            .map(|s| s.trim_end_matches('/').to_owned());
+        let endpoint = r.raw("S3_ENDPOINT").map(|s| s.trim_end_matches('/').to_owned());
         let bucket = r.string("S3_BUCKET", "petportrait");
         if !valid_bucket_name(&bucket) {
-            r.problem(
-                "S3_BUCKET",
-                "must be 3-63 lowercase letters, digits, dots or hyphens",
-            );
+            r.problem("S3_BUCKET", "must be 3-63 lowercase letters, digits, dots or hyphens");
         }
         let region = r.string("S3_REGION", "us-east-1");
         let credentials = match (r.raw("AWS_ACCESS_KEY_ID"), r.raw("AWS_SECRET_ACCESS_KEY")) {
             (Some(a), Some(s)) => Some((a.to_owned(), s.to_owned())),
             (None, None) => None,
             (Some(_), None) => {
-                r.problem(
-                    "AWS_SECRET_ACCESS_KEY",
-                    "must be set together with AWS_ACCESS_KEY_ID",
-                );
+                r.problem("AWS_SECRET_ACCESS_KEY", "must be set together with AWS_ACCESS_KEY_ID");
                 None
             }
             (None, Some(_)) => {
-                r.problem(
-                    "AWS_ACCESS_KEY_ID",
-                    "must be set together with AWS_SECRET_ACCESS_KEY",
-                );
+                r.problem("AWS_ACCESS_KEY_ID", "must be set together with AWS_SECRET_ACCESS_KEY");
                 None
             }
         };
         if endpoint.is_some() && credentials.is_none() {
-            r.problem(
-                "AWS_ACCESS_KEY_ID",
-                "S3 credentials are required when S3_ENDPOINT is set",
-            );
+            r.problem("AWS_ACCESS_KEY_ID", "S3 credentials are required when S3_ENDPOINT is set");
         }
         let force_path_style = r.boolean("S3_FORCE_PATH_STYLE", true);
 
         let google_client_id = r.raw("GOOGLE_CLIENT_ID").map(str::to_owned);
         if google_client_id.is_some() != r.raw("GOOGLE_CLIENT_SECRET").is_some() {
-            r.problem(
-                "GOOGLE_CLIENT_SECRET",
-                "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET must be set together",
-            );
+            r.problem("GOOGLE_CLIENT_SECRET", "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET must be set together");
         }
         let dev_login = r.boolean("DEV_LOGIN", embedded && google_client_id.is_none());
         if dev_login && !host.is_loopback() {
-            r.problem(
-                "DEV_LOGIN",
-                format!("refused: the API binds {host}, which is not a loopback address"),
-            );
+            r.problem("DEV_LOGIN", format!("refused: the API binds {host}, which is not a loopback address"));
         }
         if dev_login && google_client_id.is_some() {
             r.problem("DEV_LOGIN", "refused: Google sign-in is configured");
@@ -362,15 +312,14 @@ impl Config {
             output_ttl: r.duration("OUTPUT_TTL", Duration::from_secs(7 * 86_400)),
             export_ttl: r.duration("EXPORT_TTL", Duration::from_secs(5 * 86_400)),
         };
+        let default_limits = UploadLimits::default();
         let uploads = UploadLimits {
-            max_bytes: r.parsed("UPLOAD_MAX_BYTES", 20 * 1024 * 1024, "a number of bytes"),
-            max_pixels: r.parsed("UPLOAD_MAX_PIXELS", 40_000_000, "a number of pixels"),
-            max_side: r.parsed("UPLOAD_MAX_SIDE", 12_000, "a number of pixels"),
+            max_bytes: r.parsed("UPLOAD_MAX_BYTES", default_limits.max_bytes, "a number of bytes"),
+            max_pixels: r.parsed("UPLOAD_MAX_PIXELS", default_limits.max_pixels, "a number of pixels"),
+            max_side: r.parsed("UPLOAD_MAX_SIDE", default_limits.max_side, "a number of pixels"),
         };
 
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let worker = WorkerConfig {
             concurrency: r.parsed("WORKER_CONCURRENCY", cores, "a positive number"),
             heartbeat: r.duration("WORKER_HEARTBEAT", Duration::from_secs(5)),
@@ -387,10 +336,7 @@ impl Config {
             r.problem("JOB_MAX_ATTEMPTS", "must be at least 1");
         }
         if worker.job_lease <= worker.heartbeat {
-            r.problem(
-                "JOB_LEASE",
-                "must be longer than WORKER_HEARTBEAT, or live jobs would be taken away",
-            );
+            r.problem("JOB_LEASE", "must be longer than WORKER_HEARTBEAT, or live jobs would be taken away");
         }
         let scheduler = SchedulerConfig {
             tick: r.duration("SCHEDULER_TICK", Duration::from_secs(30)),
@@ -398,10 +344,7 @@ impl Config {
             stalled_after: r.duration("STALLED_AFTER", Duration::from_secs(300)),
         };
         if scheduler.purge_batch == 0 || scheduler.purge_batch > 1000 {
-            r.problem(
-                "PURGE_BATCH",
-                "must be between 1 and 1000 (the S3 DeleteObjects limit)",
-            );
+            r.problem("PURGE_BATCH", "must be between 1 and 1000 (the S3 DeleteObjects limit)");
         }
 
         let log = LogConfig {
@@ -410,19 +353,14 @@ impl Config {
                 None | Some("pretty") => false,
                 Some("json") => true,
                 Some(other) => {
-                    r.problem(
-                        "LOG_FORMAT",
-                        format!("expected json or pretty, got {other:?}"),
-                    );
+                    r.problem("LOG_FORMAT", format!("expected json or pretty, got {other:?}"));
                     false
                 }
             },
         };
 
         if !r.problems.is_empty() {
-            return Err(ConfigError {
-                problems: r.problems,
-            });
+            return Err(ConfigError { problems: r.problems });
         }
         Ok(Config {
             host,
@@ -430,17 +368,8 @@ impl Config {
             public_url,
             data_dir,
             database,
-            queue: QueueConfig {
-                redis_url,
-                prefix: queue_prefix,
-            },
-            s3: S3Config {
-                endpoint,
-                bucket,
-                region,
-                credentials,
-                force_path_style,
-            },
+            queue: QueueConfig { redis_url, prefix: queue_prefix },
+            s3: S3Config { endpoint, bucket, region, credentials, force_path_style },
             dev_login,
             google_client_id,
             starter_credits,
@@ -465,11 +394,7 @@ impl Config {
                 DatabaseTarget::Sqlite { .. } => "sqlite",
                 DatabaseTarget::Postgres { .. } => "postgres",
             },
-            if self.queue.redis_url.is_some() {
-                "redis"
-            } else {
-                "sqlite"
-            },
+            if self.queue.redis_url.is_some() { "redis" } else { "sqlite" },
             self.s3.endpoint.as_deref().unwrap_or("in-process"),
             self.s3.bucket,
         )
@@ -485,9 +410,7 @@ fn socket_text(host: IpAddr, port: u16) -> String {
 
 fn valid_bucket_name(name: &str) -> bool {
     (3..=63).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
 }
 
 #[cfg(test)]
@@ -521,16 +444,7 @@ mod tests {
         ])
         .expect_err("invalid");
         let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
-        assert_eq!(
-            names,
-            [
-                "PORT",
-                "DATABASE_URL",
-                "DEV_LOGIN",
-                "UPLOAD_TTL",
-                "LOG_FORMAT"
-            ]
-        );
+        assert_eq!(names, ["PORT", "DATABASE_URL", "DEV_LOGIN", "UPLOAD_TTL", "LOG_FORMAT"]);
         assert!(err.to_string().contains("PORT: expected a port number"));
     }
 
@@ -538,11 +452,8 @@ mod tests {
     fn postgres_needs_redis_and_disables_dev_login() {
         let err = parse(&[("DATABASE_URL", "postgres://localhost/x")]).expect_err("no redis");
         assert_eq!(err.problems[0].variable, "REDIS_URL");
-        let c = parse(&[
-            ("DATABASE_URL", "postgres://localhost/x"),
-            ("REDIS_URL", "redis://127.0.0.1"),
-        ])
-        .expect("valid");
+        let c =
+            parse(&[("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1")]).expect("valid");
         assert!(!c.is_embedded());
         assert!(!c.dev_login);
     }

@@ -12,11 +12,7 @@ pub enum GenerationKind {
 }
 
 impl GenerationKind {
-    pub const ALL: [GenerationKind; 3] = [
-        GenerationKind::Portrait,
-        GenerationKind::Music,
-        GenerationKind::Sculpture,
-    ];
+    pub const ALL: [GenerationKind; 3] = [GenerationKind::Portrait, GenerationKind::Music, GenerationKind::Sculpture];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -69,10 +65,7 @@ impl GenerationStatus {
     }
 
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            GenerationStatus::Succeeded | GenerationStatus::Failed | GenerationStatus::Canceled
-        )
+        matches!(self, GenerationStatus::Succeeded | GenerationStatus::Failed | GenerationStatus::Canceled)
     }
 }
 
@@ -148,16 +141,9 @@ impl LedgerKind {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            Self::Grant,
-            Self::Purchase,
-            Self::Hold,
-            Self::Charge,
-            Self::Release,
-            Self::Refund,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
+        [Self::Grant, Self::Purchase, Self::Hold, Self::Charge, Self::Release, Self::Refund]
+            .into_iter()
+            .find(|k| k.as_str() == text)
     }
 }
 
@@ -186,10 +172,7 @@ mod tests {
 
     #[test]
     fn catalogue_has_at_least_two_portrait_styles_with_positive_costs() {
-        let portraits: Vec<_> = CATALOGUE
-            .iter()
-            .filter(|s| s.kind == GenerationKind::Portrait)
-            .collect();
+        let portraits: Vec<_> = CATALOGUE.iter().filter(|s| s.kind == GenerationKind::Portrait).collect();
         assert!(portraits.len() >= 2);
         assert!(CATALOGUE.iter().all(|s| s.credits > 0));
         assert!(find_style(GenerationKind::Portrait, "watercolor").is_some());

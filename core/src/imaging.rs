@@ -49,15 +49,8 @@ impl AcceptedFormat {
 pub enum ImageRejection {
     #[error("the file is not a JPEG, PNG or WebP image")]
     UnsupportedFormat,
-    #[error(
-        "the image is {width}x{height}; at most {max_pixels} pixels and {max_side} pixels a side are accepted"
-    )]
-    TooManyPixels {
-        width: u32,
-        height: u32,
-        max_pixels: u64,
-        max_side: u32,
-    },
+    #[error("the image is {width}x{height}; at most {max_pixels} pixels and {max_side} pixels a side are accepted")]
+    TooManyPixels { width: u32, height: u32, max_pixels: u64, max_side: u32 },
     #[error("the image header cannot be read")]
     UnreadableHeader(#[source] image::ImageError),
     #[error("the image is truncated or corrupt")]
@@ -100,15 +93,9 @@ pub fn sniff_format(bytes: &[u8]) -> Option<AcceptedFormat> {
 pub fn inspect(bytes: &[u8], limits: &UploadLimits) -> Result<ImageInfo, ImageRejection> {
     let format = sniff_format(bytes).ok_or(ImageRejection::UnsupportedFormat)?;
     let reader = ImageReader::with_format(Cursor::new(bytes), format.image_format());
-    let (width, height) = reader
-        .into_dimensions()
-        .map_err(ImageRejection::UnreadableHeader)?;
+    let (width, height) = reader.into_dimensions().map_err(ImageRejection::UnreadableHeader)?;
     let pixels = u64::from(width) * u64::from(height);
-    if pixels > limits.max_pixels
-        || width > limits.max_side
-        || height > limits.max_side
-        || pixels == 0
-    {
+    if pixels > limits.max_pixels || width > limits.max_side || height > limits.max_side || pixels == 0 {
         return Err(ImageRejection::TooManyPixels {
             width,
             height,
@@ -116,11 +103,7 @@ pub fn inspect(bytes: &[u8], limits: &UploadLimits) -> Result<ImageInfo, ImageRe
             max_side: limits.max_side,
         });
     }
-    Ok(ImageInfo {
-        format,
-        width,
-        height,
-    })
+    Ok(ImageInfo { format, width, height })
 }
 
 /// Checks that the container is complete. Decoders are lenient and fill a truncated
@@ -140,11 +123,7 @@ fn check_complete(bytes: &[u8], format: AcceptedFormat) -> Result<(), ImageRejec
         // The PNG decoder itself fails on a missing chunk or a short IDAT stream.
         AcceptedFormat::Png => true,
     };
-    if complete {
-        Ok(())
-    } else {
-        Err(ImageRejection::Truncated)
-    }
+    if complete { Ok(()) } else { Err(ImageRejection::Truncated) }
 }
 
 /// Decodes a checked image under a memory limit, honouring its EXIF orientation.
@@ -170,18 +149,13 @@ mod tests {
     use super::*;
 
     fn limits() -> UploadLimits {
-        UploadLimits {
-            max_bytes: 1 << 20,
-            max_pixels: 1_000_000,
-            max_side: 2_000,
-        }
+        UploadLimits { max_bytes: 1 << 20, max_pixels: 1_000_000, max_side: 2_000 }
     }
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
         let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
-            .expect("encode");
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("encode");
         out
     }
 
@@ -189,28 +163,15 @@ mod tests {
     fn accepts_a_real_png_and_reads_its_size() {
         let bytes = png(40, 30);
         let info = inspect(&bytes, &limits()).expect("accepted");
-        assert_eq!(
-            (info.format, info.width, info.height),
-            (AcceptedFormat::Png, 40, 30)
-        );
+        assert_eq!((info.format, info.width, info.height), (AcceptedFormat::Png, 40, 30));
         let decoded = decode(&bytes, &info).expect("decodes");
         assert_eq!((decoded.width(), decoded.height()), (40, 30));
     }
 
     #[test]
     fn refuses_text_and_gif() {
-        assert_eq!(
-            inspect(b"hello, this is text", &limits())
-                .unwrap_err()
-                .code(),
-            "unsupported_media_type"
-        );
-        assert_eq!(
-            inspect(b"GIF89a\x01\x00\x01\x00", &limits())
-                .unwrap_err()
-                .code(),
-            "unsupported_media_type"
-        );
+        assert_eq!(inspect(b"hello, this is text", &limits()).unwrap_err().code(), "unsupported_media_type");
+        assert_eq!(inspect(b"GIF89a\x01\x00\x01\x00", &limits()).unwrap_err().code(), "unsupported_media_type");
     }
 
     #[test]
@@ -223,8 +184,7 @@ mod tests {
     fn a_truncated_jpeg_is_refused() {
         let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]));
         let mut bytes = Vec::new();
-        img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg)
-            .expect("encode");
+        img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg).expect("encode");
         let info = inspect(&bytes, &limits()).expect("accepted");
         assert!(decode(&bytes, &info).is_ok());
         let cut = &bytes[..bytes.len() - 100];

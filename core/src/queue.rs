@@ -76,6 +76,8 @@ pub enum QueueError {
     NoSqliteDatabase,
     #[error("pushing a job failed")]
     Push(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("vacuuming finished jobs failed")]
+    Vacuum(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the worker monitor failed")]
     Monitor(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -96,14 +98,8 @@ pub struct JobQueue {
 
 #[derive(Clone, Debug)]
 enum QueueBackend {
-    Sqlite {
-        storage: SqliteStorage<GenerationJob>,
-        pool: SqlitePool,
-    },
-    Redis {
-        storage: RedisStorage<GenerationJob>,
-        conn: ConnectionManager,
-    },
+    Sqlite { storage: SqliteStorage<GenerationJob>, pool: SqlitePool, queue: String },
+    Redis { storage: RedisStorage<GenerationJob>, conn: ConnectionManager },
 }
 
 fn queue_name(prefix: &str) -> String {
@@ -123,20 +119,14 @@ impl JobQueue {
                 let manager = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(Duration::from_secs(5)))
                     .set_connection_timeout(Some(Duration::from_secs(5)));
-                let conn = client
-                    .get_connection_manager_with_config(manager)
-                    .await
-                    .map_err(QueueError::Redis)?;
+                let conn = client.get_connection_manager_with_config(manager).await.map_err(QueueError::Redis)?;
                 let cfg = apalis_redis::Config::default()
                     .queue(&queue)
                     .batch_size(batch)
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(MISSED_HEARTBEATS)
                     .idempotency_ttl(Some(Duration::from_secs(86_400)));
-                QueueBackend::Redis {
-                    storage: RedisStorage::new(conn.clone()).with_config(cfg),
-                    conn,
-                }
+                QueueBackend::Redis { storage: RedisStorage::new(conn.clone()).with_config(cfg), conn }
             }
             (None, DatabaseTarget::Sqlite { url }) => {
                 let options: SqliteConnectOptions = url.parse().map_err(QueueError::Sqlite)?;
@@ -145,14 +135,20 @@ impl JobQueue {
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10));
+                // apalis's setup leaves `synchronous = OFF` on the connection it used, so
+                // it runs on a connection of its own that is closed afterwards.
+                let setup = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(QueueError::Sqlite)?;
+                SqliteStorage::setup(&setup).await.map_err(QueueError::SqliteSetup)?;
+                setup.close().await;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .connect_with(options)
                     .await
                     .map_err(QueueError::Sqlite)?;
-                SqliteStorage::setup(&pool)
-                    .await
-                    .map_err(QueueError::SqliteSetup)?;
                 let cfg = apalis_sqlite::Config::default()
                     .queue(&queue)
                     .batch_size(batch)
@@ -160,10 +156,7 @@ impl JobQueue {
                     .missed_heartbeats(MISSED_HEARTBEATS)
                     .lock_tasks(true)
                     .persist_results(true);
-                QueueBackend::Sqlite {
-                    storage: SqliteStorage::new(&pool).with_config(cfg),
-                    pool,
-                }
+                QueueBackend::Sqlite { storage: SqliteStorage::new(&pool).with_config(cfg), pool, queue }
             }
             (None, DatabaseTarget::Postgres { .. }) => return Err(QueueError::NoSqliteDatabase),
         };
@@ -180,25 +173,15 @@ impl JobQueue {
         dispatch: &str,
     ) -> Result<(), QueueError> {
         let delay = Duration::from_secs(delay.as_secs() + u64::from(delay.subsec_nanos() > 0));
-        let task = TaskBuilder::new(GenerationJob {
-            generation_id: id.to_string(),
-        })
-        .task_id(TaskId::from_ulid(ulid::Ulid::generate()))
-        .run_after(delay)
-        .max_attempts(QUEUE_MAX_ATTEMPTS)
-        .idempotency_key(format!("{id}:{dispatch}"))
-        .build();
+        let task = TaskBuilder::new(GenerationJob { generation_id: id.to_string() })
+            .task_id(TaskId::from_ulid(ulid::Ulid::generate()))
+            .run_after(delay)
+            .max_attempts(QUEUE_MAX_ATTEMPTS)
+            .idempotency_key(format!("{id}:{dispatch}"))
+            .build();
         let pushed = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => storage
-                .clone()
-                .push_task(task)
-                .await
-                .map_err(|e| Box::new(e) as _),
-            QueueBackend::Redis { storage, .. } => storage
-                .clone()
-                .push_task(task)
-                .await
-                .map_err(|e| Box::new(e) as _),
+            QueueBackend::Sqlite { storage, .. } => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _),
+            QueueBackend::Redis { storage, .. } => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _),
         };
         pushed.map_err(QueueError::Push)
     }
@@ -206,37 +189,45 @@ impl JobQueue {
     /// Answers when the queue's store can be reached (readiness).
     pub async fn ping(&self) -> Result<(), QueueError> {
         match &self.backend {
-            QueueBackend::Sqlite { pool, .. } => sqlx::query("SELECT 1")
-                .execute(pool)
-                .await
-                .map(|_| ())
-                .map_err(QueueError::Sqlite),
+            QueueBackend::Sqlite { pool, .. } => {
+                sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(QueueError::Sqlite)
+            }
             QueueBackend::Redis { conn, .. } => {
                 let mut conn = conn.clone();
-                redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .map(|_| ())
-                    .map_err(QueueError::Redis)
+                redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(QueueError::Redis)
             }
         }
     }
 
-    /// Removes finished jobs older than the retention; returns how many.
-    pub async fn vacuum(&self) -> Result<usize, QueueError> {
-        let removed = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => storage
-                .clone()
-                .vacuum_before(FINISHED_RETENTION)
+    /// Removes jobs that finished more than `older_than` ago; returns how many.
+    pub async fn vacuum(&self, older_than: Duration) -> Result<u64, QueueError> {
+        match &self.backend {
+            // apalis-sqlite 1.0's own vacuum ignores the age (it compares an integer with
+            // a date string) and rewrites the whole file with VACUUM, our tables
+            // included; this deletes only our queue's finished rows, by age.
+            QueueBackend::Sqlite { pool, queue, .. } => {
+                let cutoff = (crate::time::now_ms() / 1000) - older_than.as_secs() as i64;
+                sqlx::query(
+                    "DELETE FROM Jobs WHERE job_type = ?1 AND done_at IS NOT NULL AND done_at < ?2 \
+                     AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND max_attempts <= attempts))",
+                )
+                .bind(queue)
+                .bind(cutoff)
+                .execute(pool)
                 .await
-                .map_err(|e| Box::new(e) as _),
+                .map(|r| r.rows_affected())
+                .map_err(QueueError::Sqlite)
+            }
+            // apalis-redis's vacuum also deletes a failed job that waits for its retry, so
+            // only old jobs are vacuumed: the backend retries within seconds, long before
+            // the job is an hour old. Its `vacuum()` without an age must never be used.
             QueueBackend::Redis { storage, .. } => storage
                 .clone()
-                .vacuum_before(FINISHED_RETENTION)
+                .vacuum_before(older_than)
                 .await
-                .map_err(|e| Box::new(e) as _),
-        };
-        removed.map_err(QueueError::Push)
+                .map(|n| n as u64)
+                .map_err(|e| QueueError::Vacuum(Box::new(e))),
+        }
     }
 
     pub async fn close(&self) {
@@ -266,18 +257,12 @@ impl JobQueue {
             })
             .shutdown_timeout(options.drain_timeout);
         let monitor = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => register(
-                monitor,
-                &options,
-                storage.clone().poll_with_strategy(poll),
-                handler,
-            ),
-            QueueBackend::Redis { storage, .. } => register(
-                monitor,
-                &options,
-                storage.clone().poll_with_strategy(poll),
-                handler,
-            ),
+            QueueBackend::Sqlite { storage, .. } => {
+                register(monitor, &options, storage.clone().poll_with_strategy(poll), handler)
+            }
+            QueueBackend::Redis { storage, .. } => {
+                register(monitor, &options, storage.clone().poll_with_strategy(poll), handler)
+            }
         };
         let vacuum = self.spawn_vacuum(shutdown.clone());
         let result = monitor
@@ -300,7 +285,7 @@ impl JobQueue {
                     () = shutdown.cancelled() => return,
                     _ = every.tick() => {}
                 }
-                match queue.vacuum().await {
+                match queue.vacuum(FINISHED_RETENTION).await {
                     Ok(removed) if removed > 0 => tracing::info!(removed, "vacuumed finished jobs"),
                     Ok(_) => {}
                     Err(error) => {
@@ -312,15 +297,10 @@ impl JobQueue {
     }
 }
 
-type Handler =
-    Arc<dyn Fn(GenerationJob) -> Pin<Box<dyn Future<Output = JobOutcome> + Send>> + Send + Sync>;
+type Handler = Arc<dyn Fn(GenerationJob) -> Pin<Box<dyn Future<Output = JobOutcome> + Send>> + Send + Sync>;
 
 /// The apalis handler: runs ours, turns panics into aborted jobs, maps outcomes.
-async fn dispatch(
-    job: GenerationJob,
-    handler: Data<Handler>,
-    attempt: Attempt,
-) -> Result<(), BoxDynError> {
+async fn dispatch(job: GenerationJob, handler: Data<Handler>, attempt: Attempt) -> Result<(), BoxDynError> {
     let outcome = AssertUnwindSafe((*handler)(job)).catch_unwind().await;
     match outcome {
         Ok(JobOutcome::Done) => Ok(()),
@@ -328,9 +308,7 @@ async fn dispatch(
         Ok(JobOutcome::Retry(error)) => Err(AbortError::new(error).into()),
         Ok(JobOutcome::Abort(reason)) => Err(AbortError::new(reason).into()),
         Err(_) => {
-            tracing::error!(
-                "job handler panicked; the job is aborted and its generation swept later"
-            );
+            tracing::error!("job handler panicked; the job is aborted and its generation swept later");
             Err(AbortError::new("handler panicked").into())
         }
     }
@@ -390,10 +368,6 @@ impl PollStrategy for Every {
         while self.0.poll_tick(cx).is_ready() {
             fired = true;
         }
-        if fired {
-            Poll::Ready(Some(()))
-        } else {
-            Poll::Pending
-        }
+        if fired { Poll::Ready(Some(())) } else { Poll::Pending }
     }
 }

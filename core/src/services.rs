@@ -56,37 +56,20 @@ impl Services {
         let queue = JobQueue::connect(config).await?;
 
         let (store, embedded_s3) = match (&config.s3.endpoint, &config.s3.credentials) {
-            (Some(endpoint), Some((access, secret))) => (
-                ObjectStore::new(&config.s3, Some(endpoint), access, secret),
-                None,
-            ),
+            (Some(endpoint), Some((access, secret))) => {
+                (ObjectStore::new(&config.s3, Some(endpoint), access, secret), None)
+            }
             _ => {
-                let (access, secret) = config
-                    .s3
-                    .credentials
-                    .clone()
-                    .unwrap_or_else(storage::generated_credentials);
-                let listener = TcpListener::bind(("127.0.0.1", 0))
-                    .await
-                    .map_err(ServicesError::Bind)?;
-                let server =
-                    EmbeddedS3::start(&config.data_dir.join("objects"), listener, access, secret)?;
-                let store = ObjectStore::new(
-                    &config.s3,
-                    Some(&server.endpoint()),
-                    &server.access_key,
-                    &server.secret_key,
-                );
+                let (access, secret) = config.s3.credentials.clone().unwrap_or_else(storage::generated_credentials);
+                let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(ServicesError::Bind)?;
+                let server = EmbeddedS3::start(&config.data_dir.join("objects"), listener, access, secret)?;
+                let store =
+                    ObjectStore::new(&config.s3, Some(&server.endpoint()), &server.access_key, &server.secret_key);
                 (store, Some(Arc::new(server)))
             }
         };
         store.ensure_bucket().await?;
-        Ok(Services {
-            db,
-            queue,
-            store,
-            embedded_s3,
-        })
+        Ok(Services { db, queue, store, embedded_s3 })
     }
 
     /// Stops the in-process S3 server (if any) and closes the pools.

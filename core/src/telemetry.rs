@@ -8,12 +8,6 @@ use crate::config::LogConfig;
 /// A second call (tests start several apps in one process) keeps the first subscriber.
 pub fn init(log: &LogConfig) {
     let filter = EnvFilter::try_new(&log.filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true);
-    let _ = if log.json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let _ = if log.json { builder.json().try_init() } else { builder.try_init() };
 }

@@ -11,10 +11,7 @@ pub type Millis = i64;
 
 /// The current time in milliseconds.
 pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0)
 }
 
 /// A duration as milliseconds, saturating instead of overflowing.
@@ -24,9 +21,7 @@ pub fn duration_ms(d: Duration) -> Millis {
 
 /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-29T12:00:00.000Z`.
 pub fn rfc3339(ms: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]

@@ -39,11 +39,7 @@ pub struct TickReport {
 
 /// Runs a tick every `config.scheduler.tick` until `shutdown`.
 pub async fn run(config: &Config, services: &Services, shutdown: CancellationToken) {
-    let holder = format!(
-        "scheduler-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
+    let holder = format!("scheduler-{}-{:08x}", std::process::id(), rand::random::<u32>());
     let mut ticks = tokio::time::interval(config.scheduler.tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(scheduler.holder = %holder, tick_ms = duration_ms(config.scheduler.tick), "scheduler starting");
@@ -79,38 +75,20 @@ pub async fn tick(
 ) -> Result<TickReport, SchedulerError> {
     // The lease lasts a little less than a tick, so the next tick can be anyone's.
     let lease_ms = (duration_ms(config.scheduler.tick) * 9 / 10).max(1_000);
-    if !services
-        .db
-        .try_acquire_lease(LEASE_NAME, holder, now, now + lease_ms)
-        .await?
-    {
+    if !services.db.try_acquire_lease(LEASE_NAME, holder, now, now + lease_ms).await? {
         return Ok(TickReport::default());
     }
-    let objects_purged =
-        purge_expired_objects(services, now, i64::from(config.scheduler.purge_batch)).await?;
+    let objects_purged = purge_expired_objects(services, now, i64::from(config.scheduler.purge_batch)).await?;
     let sessions_deleted = services.db.delete_expired_sessions(now, 1_000).await?;
-    let generations_redispatched = redispatch_stalled(
-        services,
-        now,
-        now - duration_ms(config.scheduler.stalled_after),
-    )
-    .await?;
-    Ok(TickReport {
-        ran: true,
-        objects_purged,
-        sessions_deleted,
-        generations_redispatched,
-    })
+    let generations_redispatched =
+        redispatch_stalled(services, now, now - duration_ms(config.scheduler.stalled_after)).await?;
+    Ok(TickReport { ran: true, objects_purged, sessions_deleted, generations_redispatched })
 }
 
 /// Deletes expired uploads and outputs in batches: claim rows, delete the objects,
 /// mark the rows. A crash between the steps leaves rows `deleting`, claimed again next
 /// time; deleting a missing key succeeds, so the retry is harmless.
-pub async fn purge_expired_objects(
-    services: &Services,
-    now: Millis,
-    batch: i64,
-) -> Result<u64, SchedulerError> {
+pub async fn purge_expired_objects(services: &Services, now: Millis, batch: i64) -> Result<u64, SchedulerError> {
     let mut purged = 0;
     for _ in 0..MAX_BATCHES_PER_TICK {
         let due = services.db.claim_due_objects(now, batch).await?;
@@ -119,16 +97,9 @@ pub async fn purge_expired_objects(
         }
         let keys: Vec<String> = due.iter().map(|d| d.object_key.clone()).collect();
         let deleted = services.store.delete_many(&keys).await?;
-        let ids: Vec<String> = due
-            .iter()
-            .filter(|d| deleted.contains(&d.object_key))
-            .map(|d| d.id.clone())
-            .collect();
+        let ids: Vec<String> = due.iter().filter(|d| deleted.contains(&d.object_key)).map(|d| d.id.clone()).collect();
         if ids.len() < due.len() {
-            tracing::warn!(
-                failed = due.len() - ids.len(),
-                "some objects could not be deleted; retrying next tick"
-            );
+            tracing::warn!(failed = due.len() - ids.len(), "some objects could not be deleted; retrying next tick");
         }
         purged += services.db.mark_objects_deleted(&ids, now).await?;
         if (due.len() as i64) < batch || ids.is_empty() {
@@ -141,25 +112,14 @@ pub async fn purge_expired_objects(
 /// The database is the system of record and the queue only dispatches: a generation
 /// that has not moved for a long time, with no live lease, is dispatched again. The
 /// worker's claim makes an extra delivery harmless.
-async fn redispatch_stalled(
-    services: &Services,
-    now: Millis,
-    quiet_since: Millis,
-) -> Result<u64, SchedulerError> {
-    let stalled = services
-        .db
-        .stalled_generations(now, quiet_since, STALLED_BATCH)
-        .await?;
+async fn redispatch_stalled(services: &Services, now: Millis, quiet_since: Millis) -> Result<u64, SchedulerError> {
+    let stalled = services.db.stalled_generations(now, quiet_since, STALLED_BATCH).await?;
     let mut dispatched = 0;
     for id in stalled {
         let Some(generation) = petportrait_core::ids::GenerationId::parse(&id) else {
             continue;
         };
-        match services
-            .queue
-            .enqueue_generation(&generation, Duration::ZERO, &format!("sweep-{now}"))
-            .await
-        {
+        match services.queue.enqueue_generation(&generation, Duration::ZERO, &format!("sweep-{now}")).await {
             Ok(()) => {
                 services.db.touch_generation(&id, now).await?;
                 dispatched += 1;

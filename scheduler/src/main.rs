@@ -14,9 +14,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::from_env()?;
     petportrait_core::telemetry::init(&config.log);
-    let services = Services::connect(&config, SchemaPolicy::RequireCurrent)
-        .await
-        .context("connecting services")?;
+    let services = Services::connect(&config, SchemaPolicy::RequireCurrent).await.context("connecting services")?;
     let shutdown = petportrait_core::shutdown::on_signal();
     petportrait_scheduler::run(&config, &services, shutdown).await;
     services.close().await;

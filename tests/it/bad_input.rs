@@ -15,46 +15,23 @@ fn assert_problem(status: StatusCode, body: &serde_json::Value, expected: Status
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], expected.as_u16(), "{body}");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(),
-        "{body}"
-    );
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string(), "{body}");
 }
 
 async fn rejections(mode: Mode) {
-    let app = TestApp::spawn(
-        mode,
-        &[("STARTER_CREDITS", "5"), ("UPLOAD_MAX_BYTES", "2000000")],
-    )
-    .await;
+    let app = TestApp::spawn(mode, &[("STARTER_CREDITS", "5"), ("UPLOAD_MAX_BYTES", "2000000")]).await;
     let ann = app.user("Ann").await;
 
     // Unauthenticated.
     let anonymous = reqwest::Client::new();
-    let response = anonymous
-        .get(format!("{}/v1/me", app.base_url))
-        .send()
-        .await
-        .expect("get");
+    let response = anonymous.get(format!("{}/v1/me", app.base_url)).send().await.expect("get");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
 
     // A text file named .jpg and declared image/jpeg is sniffed and refused.
-    let response = ann
-        .upload(
-            b"this is not a photo, just text".to_vec(),
-            "cat.jpg",
-            "image/jpeg",
-        )
-        .await;
+    let response = ann.upload(b"this is not a photo, just text".to_vec(), "cat.jpg", "image/jpeg").await;
     let status = response.status();
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
     assert_problem(
         status,
         &response.json().await.expect("json"),
@@ -68,116 +45,57 @@ async fn rejections(mode: Mode) {
     let response = ann.upload(bomb, "bomb.png", "image/png").await;
     let elapsed = started.elapsed();
     let status = response.status();
-    assert_problem(
-        status,
-        &response.json().await.expect("json"),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "image_too_large",
-    );
-    assert!(
-        elapsed < Duration::from_secs(2),
-        "the bomb took {elapsed:?} to refuse"
-    );
+    assert_problem(status, &response.json().await.expect("json"), StatusCode::UNPROCESSABLE_ENTITY, "image_too_large");
+    assert!(elapsed < Duration::from_secs(2), "the bomb took {elapsed:?} to refuse");
     // Decoding it would need 400 MB; the whole test process stays far below that.
     let peak_kb = peak_rss_kb();
-    assert!(
-        peak_kb < 300_000,
-        "peak RSS {peak_kb} kB suggests the bomb was decoded"
-    );
+    assert!(peak_kb < 300_000, "peak RSS {peak_kb} kB suggests the bomb was decoded");
 
     // A truncated JPEG is corrupt.
     let jpeg = pet_jpeg();
-    let response = ann
-        .upload(jpeg[..jpeg.len() / 2].to_vec(), "cut.jpg", "image/jpeg")
-        .await;
+    let response = ann.upload(jpeg[..jpeg.len() / 2].to_vec(), "cut.jpg", "image/jpeg").await;
     let status = response.status();
-    assert_problem(
-        status,
-        &response.json().await.expect("json"),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "image_corrupt",
-    );
+    assert_problem(status, &response.json().await.expect("json"), StatusCode::UNPROCESSABLE_ENTITY, "image_corrupt");
 
     // Too large a body.
-    let response = ann
-        .upload(vec![0u8; 3_000_000], "huge.jpg", "image/jpeg")
-        .await;
+    let response = ann.upload(vec![0u8; 3_000_000], "huge.jpg", "image/jpeg").await;
     let status = response.status();
-    assert_problem(
-        status,
-        &response.json().await.expect("json"),
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-    );
+    assert_problem(status, &response.json().await.expect("json"), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 
-    // Unknown kind and style; unknown upload.
+    // Bodies that name no valid kind, style or upload.
     let upload = ann.upload_ok(pet_jpeg()).await;
-    let (status, body) = ann
-        .post_json(
-            "/v1/generations",
-            &json!({"kind": "video", "upload_id": upload, "style": "x"}),
-        )
-        .await;
-    assert_problem(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown_kind",
-    );
-    let (status, body) = ann
-        .post_json(
-            "/v1/generations",
-            &json!({"kind": "portrait", "upload_id": upload, "style": "cubism"}),
-        )
-        .await;
-    assert_problem(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown_style",
-    );
-    let (status, body) = ann
-        .post_json(
-            "/v1/generations",
-            &json!({"kind": "portrait", "upload_id": "upl_nope", "style": "watercolor"}),
-        )
-        .await;
-    assert_problem(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "upload_not_found",
-    );
-    let (status, body) = ann.post_json("/v1/generations", &json!({"kind": 3})).await;
-    assert_problem(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_body",
-    );
+    let cases = [
+        (json!({"kind": "video", "upload_id": upload, "style": "x"}), "unknown_kind"),
+        (json!({"kind": "portrait", "upload_id": upload, "style": "cubism"}), "unknown_style"),
+        (json!({"kind": "portrait", "upload_id": "upl_nope", "style": "watercolor"}), "upload_not_found"),
+        (json!({"kind": 3}), "invalid_body"),
+    ];
+    for (body, code) in cases {
+        let (status, problem) = ann.post_json("/v1/generations", &body).await;
+        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
 
     // Insufficient credits: 5 credits cover one watercolor (4), not a second.
     ann.create_portrait(&upload, "watercolor").await;
     let (status, body) = ann
-        .post_json(
-            "/v1/generations",
-            &json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"}),
-        )
+        .post_json("/v1/generations", &json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"}))
         .await;
-    assert_problem(
-        status,
-        &body,
-        StatusCode::PAYMENT_REQUIRED,
-        "insufficient_credits",
-    );
+    assert_problem(status, &body, StatusCode::PAYMENT_REQUIRED, "insufficient_credits");
     let (_, me) = ann.get("/v1/me").await;
     assert_eq!(me["credits"]["balance"], 5);
-    assert!(
-        me["credits"]["held"]
-            .as_i64()
-            .is_some_and(|h| h == 4 || h == 0),
-        "{me}"
-    );
+    assert!(me["credits"]["held"].as_i64().is_some_and(|h| h == 4 || h == 0), "{me}");
+
+    // A cookie-authenticated write that a browser marks cross-site is refused.
+    let response = ann
+        .http
+        .post(ann.url("/v1/generations"))
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"}))
+        .send()
+        .await
+        .expect("post");
+    let status = response.status();
+    assert_problem(status, &response.json().await.expect("json"), StatusCode::FORBIDDEN, "csrf_rejected");
 
     // Unknown routes answer problem+json too.
     let (status, body) = ann.get("/v1/nothing-here").await;
@@ -205,27 +123,15 @@ async fn isolation_between_users(mode: Mode) {
     let done = ann.wait_terminal(id, Duration::from_secs(60)).await;
     let file = done["outputs"][0]["url"].as_str().expect("url").to_owned();
 
-    for path in [
-        format!("/v1/generations/{id}"),
-        format!("/v1/uploads/{upload}"),
-        file.clone(),
-    ] {
+    for path in [format!("/v1/generations/{id}"), format!("/v1/uploads/{upload}"), file.clone()] {
         let (status, body) = bob.get(&path).await;
         assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
     }
     // Bob cannot use Ann's upload either.
     let (status, body) = bob
-        .post_json(
-            "/v1/generations",
-            &json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"}),
-        )
+        .post_json("/v1/generations", &json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"}))
         .await;
-    assert_problem(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "upload_not_found",
-    );
+    assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "upload_not_found");
     let (_, history) = bob.get("/v1/generations").await;
     assert_eq!(history["data"].as_array().map(Vec::len), Some(0));
     assert_eq!(ann.download(&file).await.0, StatusCode::OK);
@@ -238,44 +144,24 @@ async fn idempotency_key(mode: Mode) {
     let upload = ann.upload_ok(pet_jpeg()).await;
     let body = json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"});
     let send = |body: serde_json::Value| {
-        let request = ann
-            .http
-            .post(ann.url("/v1/generations"))
-            .header("idempotency-key", "order-1")
-            .json(&body);
+        let request = ann.http.post(ann.url("/v1/generations")).header("idempotency-key", "order-1").json(&body);
         async move {
             let response = request.send().await.expect("post");
             let status = response.status();
             let replayed = response.headers().get("idempotent-replayed").is_some();
-            (
-                status,
-                replayed,
-                response.json::<serde_json::Value>().await.expect("json"),
-            )
+            (status, replayed, response.json::<serde_json::Value>().await.expect("json"))
         }
     };
     let (status, replayed, first) = send(body.clone()).await;
     assert_eq!((status, replayed), (StatusCode::ACCEPTED, false));
     let (status, replayed, second) = send(body.clone()).await;
     assert_eq!((status, replayed), (StatusCode::ACCEPTED, true));
-    assert_eq!(
-        first["id"], second["id"],
-        "the same key and body replay the first generation"
-    );
-    let (status, _, conflict) =
-        send(json!({"kind": "portrait", "upload_id": upload, "style": "pop_art"})).await;
-    assert_problem(
-        status,
-        &conflict,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "idempotency_conflict",
-    );
+    assert_eq!(first["id"], second["id"], "the same key and body replay the first generation");
+    let (status, _, conflict) = send(json!({"kind": "portrait", "upload_id": upload, "style": "pop_art"})).await;
+    assert_problem(status, &conflict, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_conflict");
     let (_, me) = ann.get("/v1/me").await;
     assert_eq!(
-        me["credits"]["balance"]
-            .as_i64()
-            .zip(me["credits"]["held"].as_i64())
-            .map(|(b, h)| b - h),
+        me["credits"]["balance"].as_i64().zip(me["credits"]["held"].as_i64()).map(|(b, h)| b - h),
         Some(6),
         "held once"
     );

@@ -8,56 +8,35 @@ use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::studios::StallingStudio;
 use petportrait_tests::{DetachedWorker, Mode, TestApp, wait_until};
 
-both_modes!(
-    killed_worker_job_completes_once,
-    killed_worker_job_completes_once
-);
+both_modes!(killed_worker_job_completes_once, killed_worker_job_completes_once);
 
 async fn killed_worker_job_completes_once(mode: Mode) {
     // The app serves the API and the scheduler; workers run in runtimes of their own.
-    let roles = petportrait::Roles {
-        web: true,
-        worker: false,
-        scheduler: false,
-    };
+    let roles = petportrait::Roles { web: true, worker: false, scheduler: false };
     let app = TestApp::spawn_with(mode, &[], roles, None).await;
     let ann = app.user("Ann").await;
     let upload = ann.upload_ok(pet_jpeg()).await;
 
     let (stalling, release) = StallingStudio::new();
     let doomed = DetachedWorker::start(app.config.clone(), stalling);
-    let id = ann.create_portrait(&upload, "watercolor").await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = ann.create_portrait(&upload, "watercolor").await["id"].as_str().expect("id").to_owned();
     let path = format!("/v1/generations/{id}");
-    wait_until(
-        "the first worker to start rendering",
-        Duration::from_secs(30),
-        || async {
-            let (_, body) = ann.get(&path).await;
-            (body["status"] == "processing").then_some(())
-        },
-    )
+    wait_until("the first worker to start rendering", Duration::from_secs(30), || async {
+        let (_, body) = ann.get(&path).await;
+        (body["status"] == "processing").then_some(())
+    })
     .await;
 
     // kill -9: the runtime vanishes with the job in flight (no ack, no lease renewal).
     doomed.kill();
     drop(release);
 
-    let survivor = DetachedWorker::start(
-        app.config.clone(),
-        std::sync::Arc::new(LocalStudio::new(app.config.uploads.clone())),
-    );
+    let survivor =
+        DetachedWorker::start(app.config.clone(), std::sync::Arc::new(LocalStudio::new(app.config.uploads.clone())));
     let done = ann.wait_terminal(&id, Duration::from_secs(60)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["outputs"].as_array().map(Vec::len), Some(1));
-    let charges = ann
-        .ledger()
-        .await
-        .iter()
-        .filter(|e| e["kind"] == "charge")
-        .count();
+    let charges = ann.ledger().await.iter().filter(|e| e["kind"] == "charge").count();
     assert_eq!(charges, 1, "charged exactly once");
     let (_, me) = ann.get("/v1/me").await;
     assert_eq!(me["credits"], serde_json::json!({"balance": 6, "held": 0}));
@@ -68,10 +47,7 @@ async fn killed_worker_job_completes_once(mode: Mode) {
         .await
         .expect("read")
         .expect("row");
-    assert_eq!(
-        row.attempts, 2,
-        "the killed attempt and the one that finished"
-    );
+    assert_eq!(row.attempts, 2, "the killed attempt and the one that finished");
     survivor.kill();
     app.stop().await;
 }

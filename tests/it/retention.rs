@@ -9,35 +9,20 @@ use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 
 /// The test drives the scheduler's ticks itself, with a clock it moves.
-const NO_SCHEDULER: petportrait::Roles = petportrait::Roles {
-    web: true,
-    worker: true,
-    scheduler: false,
-};
+const NO_SCHEDULER: petportrait::Roles = petportrait::Roles { web: true, worker: true, scheduler: false };
 
-both_modes!(
-    expired_outputs_are_purged_and_gone,
-    expired_outputs_are_purged_and_gone
-);
+both_modes!(expired_outputs_are_purged_and_gone, expired_outputs_are_purged_and_gone);
 both_modes!(one_scheduler_runs_each_tick, one_scheduler_runs_each_tick);
 
 async fn expired_outputs_are_purged_and_gone(mode: Mode) {
     // Outputs live a day; the purge batch is tiny so the purge takes several batches.
-    let overrides = [
-        ("OUTPUT_TTL", "1d"),
-        ("UPLOAD_TTL", "2d"),
-        ("PURGE_BATCH", "1"),
-        ("STARTER_CREDITS", "20"),
-    ];
+    let overrides = [("OUTPUT_TTL", "1d"), ("UPLOAD_TTL", "2d"), ("PURGE_BATCH", "1"), ("STARTER_CREDITS", "20")];
     let app = TestApp::spawn_with(mode, &overrides, NO_SCHEDULER, None).await;
     let ann = app.user("Ann").await;
     let upload = ann.upload_ok(pet_jpeg()).await;
     let mut files = Vec::new();
     for style in ["watercolor", "pencil_sketch"] {
-        let id = ann.create_portrait(&upload, style).await["id"]
-            .as_str()
-            .expect("id")
-            .to_owned();
+        let id = ann.create_portrait(&upload, style).await["id"].as_str().expect("id").to_owned();
         let done = ann.wait_terminal(&id, Duration::from_secs(60)).await;
         assert_eq!(done["status"], "succeeded");
         files.push(done["outputs"][0]["url"].as_str().expect("url").to_owned());
@@ -47,29 +32,16 @@ async fn expired_outputs_are_purged_and_gone(mode: Mode) {
     }
     let (_, me) = ann.get("/v1/me").await;
     let user_prefix = format!("u/{}/", me["id"].as_str().expect("user id"));
-    assert_eq!(
-        app.services
-            .store
-            .list(&user_prefix)
-            .await
-            .expect("list")
-            .len(),
-        3,
-        "one upload and two outputs"
-    );
+    assert_eq!(app.services.store.list(&user_prefix).await.expect("list").len(), 3, "one upload and two outputs");
 
     // Before expiry nothing is purged.
     let report =
-        petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", now_ms())
-            .await
-            .expect("tick");
+        petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", now_ms()).await.expect("tick");
     assert_eq!((report.ran, report.objects_purged), (true, 0));
 
     // Thirty hours later the outputs have expired, the upload not yet.
     let later = now_ms() + 30 * 3_600_000;
-    let report = petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", later)
-        .await
-        .expect("tick");
+    let report = petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", later).await.expect("tick");
     assert_eq!(report.objects_purged, 2);
     let left = app.services.store.list(&user_prefix).await.expect("list");
     assert_eq!(left.len(), 1, "only the upload is left: {left:?}");
@@ -86,22 +58,11 @@ async fn expired_outputs_are_purged_and_gone(mode: Mode) {
     // Three days later the upload goes too; a second purge finds nothing to do.
     let much_later = now_ms() + 72 * 3_600_000;
     let report =
-        petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", much_later)
-            .await
-            .expect("tick");
+        petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", much_later).await.expect("tick");
     assert_eq!(report.objects_purged, 1);
-    assert!(
-        app.services
-            .store
-            .list(&user_prefix)
-            .await
-            .expect("list")
-            .is_empty()
-    );
+    assert!(app.services.store.list(&user_prefix).await.expect("list").is_empty());
     let report =
-        petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", much_later + 1)
-            .await
-            .expect("tick");
+        petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", much_later + 1).await.expect("tick");
     assert_eq!(report.objects_purged, 0);
     app.stop().await;
 }
@@ -114,19 +75,13 @@ async fn one_scheduler_runs_each_tick(mode: Mode) {
         petportrait_scheduler::tick(&app.config, &app.services, "scheduler-b", now),
     );
     let ran = [a.expect("tick a").ran, b.expect("tick b").ran];
-    assert_eq!(
-        ran.iter().filter(|r| **r).count(),
-        1,
-        "exactly one of two schedulers runs a tick: {ran:?}"
-    );
+    assert_eq!(ran.iter().filter(|r| **r).count(), 1, "exactly one of two schedulers runs a tick: {ran:?}");
     // Within the lease the loser keeps losing; after it lapses the next tick is anyone's.
-    let again = petportrait_scheduler::tick(&app.config, &app.services, "scheduler-c", now + 5_000)
-        .await
-        .expect("tick");
+    let again =
+        petportrait_scheduler::tick(&app.config, &app.services, "scheduler-c", now + 5_000).await.expect("tick");
     assert!(!again.ran);
-    let next = petportrait_scheduler::tick(&app.config, &app.services, "scheduler-c", now + 10_000)
-        .await
-        .expect("tick");
+    let next =
+        petportrait_scheduler::tick(&app.config, &app.services, "scheduler-c", now + 10_000).await.expect("tick");
     assert!(next.ran);
     app.stop().await;
 }

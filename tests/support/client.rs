@@ -15,10 +15,7 @@ pub struct Client {
 impl Client {
     /// Signs a new user in through the dev sign-in.
     pub async fn sign_in(base: &str, name: &str) -> Client {
-        let http = reqwest::Client::builder()
-            .cookie_store(true)
-            .build()
-            .expect("http client");
+        let http = reqwest::Client::builder().cookie_store(true).build().expect("http client");
         let email = format!("{}{}example.org", name.to_ascii_lowercase(), '@');
         let response = http
             .post(format!("{base}/auth/dev-login"))
@@ -26,17 +23,8 @@ impl Client {
             .send()
             .await
             .expect("dev-login request");
-        assert_eq!(
-            response.status(),
-            StatusCode::NO_CONTENT,
-            "dev-login: {:?}",
-            response.text().await
-        );
-        Client {
-            base: base.to_owned(),
-            http,
-            email,
-        }
+        assert_eq!(response.status(), StatusCode::NO_CONTENT, "dev-login: {:?}", response.text().await);
+        Client { base: base.to_owned(), http, email }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -51,35 +39,17 @@ impl Client {
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("POST");
+        let response = self.http.post(self.url(path)).json(body).send().await.expect("POST");
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// Uploads bytes as the multipart part `file`.
-    pub async fn upload(
-        &self,
-        bytes: Vec<u8>,
-        filename: &str,
-        content_type: &str,
-    ) -> reqwest::Response {
-        let part = reqwest::multipart::Part::bytes(bytes)
-            .file_name(filename.to_owned())
-            .mime_str(content_type)
-            .expect("mime");
+    pub async fn upload(&self, bytes: Vec<u8>, filename: &str, content_type: &str) -> reqwest::Response {
+        let part =
+            reqwest::multipart::Part::bytes(bytes).file_name(filename.to_owned()).mime_str(content_type).expect("mime");
         let form = reqwest::multipart::Form::new().part("file", part);
-        self.http
-            .post(self.url("/v1/uploads"))
-            .multipart(form)
-            .send()
-            .await
-            .expect("upload")
+        self.http.post(self.url("/v1/uploads")).multipart(form).send().await.expect("upload")
     }
 
     /// Uploads and expects 201; returns the upload id.
@@ -94,10 +64,7 @@ impl Client {
     /// Creates a portrait and expects 202; returns the generation object.
     pub async fn create_portrait(&self, upload_id: &str, style: &str) -> Value {
         let (status, body) = self
-            .post_json(
-                "/v1/generations",
-                &json!({"kind": "portrait", "upload_id": upload_id, "style": style}),
-            )
+            .post_json("/v1/generations", &json!({"kind": "portrait", "upload_id": upload_id, "style": style}))
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "create generation: {body}");
         body
@@ -109,23 +76,14 @@ impl Client {
         crate::wait_until(&format!("generation {id} to finish"), deadline, || async {
             let (status, body) = self.get(&path).await;
             assert_eq!(status, StatusCode::OK, "poll: {body}");
-            matches!(
-                body["status"].as_str(),
-                Some("succeeded" | "failed" | "canceled")
-            )
-            .then_some(body)
+            matches!(body["status"].as_str(), Some("succeeded" | "failed" | "canceled")).then_some(body)
         })
         .await
     }
 
     /// Downloads a file.
     pub async fn download(&self, path: &str) -> (StatusCode, Vec<u8>) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("download");
+        let response = self.http.get(self.url(path)).send().await.expect("download");
         let status = response.status();
         (status, response.bytes().await.expect("body").to_vec())
     }

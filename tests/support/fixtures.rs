@@ -10,9 +10,7 @@ pub fn pet_photo() -> RgbImage {
     RgbImage::from_fn(320, 240, |x, y| {
         let (fx, fy) = (x as f32, y as f32);
         let head = ((fx - 160.0) / 70.0).powi(2) + ((fy - 140.0) / 80.0).powi(2) < 1.0;
-        let ear = |cx: f32| {
-            (fx - cx).abs() < 22.0 - (90.0 - fy).max(0.0) * 0.6 && (40.0..90.0).contains(&fy)
-        };
+        let ear = |cx: f32| (fx - cx).abs() < 22.0 - (90.0 - fy).max(0.0) * 0.6 && (40.0..90.0).contains(&fy);
         let eye = |cx: f32| (fx - cx).powi(2) + (fy - 125.0).powi(2) < 90.0;
         if eye(135.0) || eye(185.0) {
             Rgb([25, 20, 15])
@@ -26,9 +24,7 @@ pub fn pet_photo() -> RgbImage {
 
 pub fn encode(image: &RgbImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut out), format)
-        .expect("encode the fixture");
+    image.write_to(&mut Cursor::new(&mut out), format).expect("encode the fixture");
     out
 }
 
@@ -60,11 +56,6 @@ pub fn png_bomb() -> Vec<u8> {
 /// Mean absolute difference per channel between two images of equal size.
 pub fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f64 {
     assert_eq!(a.dimensions(), b.dimensions());
-    let total: u64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| u64::from(x.abs_diff(*y)))
-        .sum();
+    let total: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| u64::from(x.abs_diff(*y))).sum();
     total as f64 / a.as_raw().len() as f64
 }

@@ -33,8 +33,7 @@ pub enum Mode {
 
 /// `postgres://` URL of a database this test may create databases from.
 fn admin_database_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 fn redis_url() -> String {
@@ -71,22 +70,14 @@ impl Isolation {
                 .execute(&mut conn)
                 .await
                 .expect("create the test database");
-            let base = admin
-                .rsplit_once('/')
-                .map_or(admin.as_str(), |(b, _)| b)
-                .to_owned();
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
             vars.push(("DATABASE_URL".into(), format!("{base}/{name}")));
             let redis = redis_url();
             check_redis(&redis).await;
             vars.push(("REDIS_URL".into(), redis));
             database = Some(name);
         }
-        Isolation {
-            tag,
-            data_dir,
-            vars,
-            database,
-        }
+        Isolation { tag, data_dir, vars, database }
     }
 }
 
@@ -111,9 +102,7 @@ async fn check_redis(url: &str) {
         .await
         .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::Io, "timed out"))))
     {
-        panic!(
-            "the distributed-mode tests need Redis at {url} (set TEST_REDIS_URL); it could not be reached: {error}"
-        );
+        panic!("the distributed-mode tests need Redis at {url} (set TEST_REDIS_URL); it could not be reached: {error}");
     }
 }
 
@@ -125,20 +114,16 @@ impl Drop for Isolation {
             // may be shutting down.
             let admin = admin_database_url();
             let _ = std::thread::spawn(move || {
-                let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
+                let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                     return;
                 };
                 rt.block_on(async {
                     use sqlx::Connection;
                     if let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                        )))
-                        .execute(&mut conn)
-                        .await;
+                        let _ =
+                            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                                .execute(&mut conn)
+                                .await;
                     }
                 });
             })
@@ -160,17 +145,10 @@ pub fn test_config(isolation: &Isolation, overrides: &[(&str, &str)]) -> Config 
         ("SCHEDULER_TICK".into(), "1h".into()),
         ("WORKER_CONCURRENCY".into(), "2".into()),
         ("DEV_LOGIN".into(), "true".into()),
-        (
-            "RUST_LOG".into(),
-            std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into()),
-        ),
+        ("RUST_LOG".into(), std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
     ];
     vars.extend(isolation.vars.iter().cloned());
-    vars.extend(
-        overrides
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string())),
-    );
+    vars.extend(overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::from_vars(vars).unwrap_or_else(|e| panic!("test configuration is invalid: {e}"))
 }
 
@@ -200,31 +178,14 @@ impl TestApp {
         init_logs();
         let isolation = Isolation::new(mode).await;
         let config = test_config(&isolation, overrides);
-        let services = Services::connect(&config, SchemaPolicy::Migrate)
-            .await
-            .expect("services connect");
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .expect("bind a port");
+        let services = Services::connect(&config, SchemaPolicy::Migrate).await.expect("services connect");
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind a port");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
         let studio = studio.unwrap_or_else(|| Arc::new(LocalStudio::new(config.uploads.clone())));
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(petportrait::run(
-            config.clone(),
-            services.clone(),
-            studio,
-            listener,
-            roles,
-            shutdown.clone(),
-        ));
-        TestApp {
-            config,
-            services,
-            base_url,
-            shutdown,
-            task: Some(task),
-            isolation,
-        }
+        let task =
+            tokio::spawn(petportrait::run(config.clone(), services.clone(), studio, listener, roles, shutdown.clone()));
+        TestApp { config, services, base_url, shutdown, task: Some(task), isolation }
     }
 
     /// A signed-in client of a new user.
@@ -259,21 +220,16 @@ impl DetachedWorker {
                 .build()
                 .expect("worker runtime");
             rt.spawn(async move {
-                let services = Services::connect(&config, SchemaPolicy::RequireCurrent)
-                    .await
-                    .expect("worker services connect");
-                let _ = petportrait_worker::run(config, services, studio, CancellationToken::new())
-                    .await;
+                let services =
+                    Services::connect(&config, SchemaPolicy::RequireCurrent).await.expect("worker services connect");
+                let _ = petportrait_worker::run(config, services, studio, CancellationToken::new()).await;
             });
             // Wait for the kill order (or the test ending), then drop everything at once:
             // no graceful drain, no acknowledgement, no lease renewal.
             let _ = killed.recv();
             rt.shutdown_background();
         });
-        DetachedWorker {
-            kill: Some(kill),
-            thread: Some(thread),
-        }
+        DetachedWorker { kill: Some(kill), thread: Some(thread) }
     }
 
     /// Kills the worker as `kill -9` would: its runtime disappears mid-job.
@@ -308,17 +264,11 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
     }
 }
 
 fn init_logs() {
     let filter = std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into());
-    petportrait_core::telemetry::init(&petportrait_core::config::LogConfig {
-        filter,
-        json: false,
-    });
+    petportrait_core::telemetry::init(&petportrait_core::config::LogConfig { filter, json: false });
 }

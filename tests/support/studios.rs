@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use petportrait_core::config::UploadLimits;
-use petportrait_core::studio::{
-    LocalStudio, RenderContext, RenderRequest, RenderedFile, Studio, StudioError,
-};
+use petportrait_core::studio::{LocalStudio, RenderContext, RenderRequest, RenderedFile, Studio, StudioError};
 
 /// Fails the first `failures` renders as "model unavailable" (a retryable failure).
 pub struct FlakyStudio {
@@ -18,26 +16,16 @@ pub struct FlakyStudio {
 }
 
 impl FlakyStudio {
-    pub fn new(limits: UploadLimits, failures: usize) -> Arc<FlakyStudio> {
-        Arc::new(FlakyStudio {
-            inner: LocalStudio::new(limits),
-            failures,
-            calls: AtomicUsize::new(0),
-        })
+    pub fn new(failures: usize) -> Arc<FlakyStudio> {
+        Arc::new(FlakyStudio { inner: LocalStudio::new(UploadLimits::default()), failures, calls: AtomicUsize::new(0) })
     }
 }
 
 impl Studio for FlakyStudio {
-    fn render(
-        &self,
-        request: &RenderRequest,
-        ctx: &RenderContext,
-    ) -> Result<Vec<RenderedFile>, StudioError> {
+    fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
         if call < self.failures {
-            return Err(StudioError::Unavailable(
-                format!("injected outage {}", call + 1).into(),
-            ));
+            return Err(StudioError::Unavailable(format!("injected outage {}", call + 1).into()));
         }
         self.inner.render(request, ctx)
     }
@@ -52,26 +40,15 @@ pub struct StallingStudio {
 impl StallingStudio {
     pub fn new() -> (Arc<StallingStudio>, mpsc::Sender<()>) {
         let (tx, rx) = mpsc::channel();
-        (
-            Arc::new(StallingStudio {
-                release: Mutex::new(rx),
-            }),
-            tx,
-        )
+        (Arc::new(StallingStudio { release: Mutex::new(rx) }), tx)
     }
 }
 
 impl Studio for StallingStudio {
-    fn render(
-        &self,
-        _request: &RenderRequest,
-        ctx: &RenderContext,
-    ) -> Result<Vec<RenderedFile>, StudioError> {
+    fn render(&self, _request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError> {
         ctx.checkpoint(10, "stalling")?;
         let release = self.release.lock().map_err(|_| StudioError::Canceled)?;
         let _ = release.recv_timeout(Duration::from_secs(60));
-        Err(StudioError::Unavailable(
-            "the stalled render was released".into(),
-        ))
+        Err(StudioError::Unavailable("the stalled render was released".into()))
     }
 }

@@ -27,22 +27,12 @@ pub enum JobError {
 
 impl JobError {
     /// `map_err(JobError::retry("storage"))`.
-    pub fn retry<E: std::error::Error + Send + Sync + 'static>(
-        code: &'static str,
-    ) -> impl FnOnce(E) -> JobError {
-        move |e| JobError::Retry {
-            code,
-            source: Box::new(e),
-        }
+    pub fn retry<E: std::error::Error + Send + Sync + 'static>(code: &'static str) -> impl FnOnce(E) -> JobError {
+        move |e| JobError::Retry { code, source: Box::new(e) }
     }
 
     /// `map_err(JobError::abort("invalid_input"))`.
-    pub fn abort<E: std::error::Error + Send + Sync + 'static>(
-        code: &'static str,
-    ) -> impl FnOnce(E) -> JobError {
-        move |e| JobError::Abort {
-            code,
-            source: Box::new(e),
-        }
+    pub fn abort<E: std::error::Error + Send + Sync + 'static>(code: &'static str) -> impl FnOnce(E) -> JobError {
+        move |e| JobError::Abort { code, source: Box::new(e) }
     }
 }

@@ -43,17 +43,11 @@ pub async fn handle(state: Arc<WorkerState>, job: GenerationJob) -> JobOutcome {
 }
 
 /// Claims the generation and drives it to its next resting state.
-async fn process(
-    state: &WorkerState,
-    id: &GenerationId,
-) -> Result<(), petportrait_core::db::DbError> {
+async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportrait_core::db::DbError> {
     let db = &state.services.db;
     let now = now_ms();
     let lease_until = now + duration_ms(state.config.worker.job_lease);
-    let row = match db
-        .claim_generation(id, &state.worker_id, now, lease_until)
-        .await?
-    {
+    let row = match db.claim_generation(id, &state.worker_id, now, lease_until).await? {
         ClaimOutcome::Claimed(row) => row,
         ClaimOutcome::Terminal | ClaimOutcome::Missing => {
             tracing::info!("generation already ended; nothing to do");
@@ -63,16 +57,8 @@ async fn process(
             // Another worker holds it. Look again once its lease could have lapsed, in
             // case that worker dies; if it finishes, the next delivery is a no-op.
             let delay = Duration::from_millis((until - now).max(0) as u64 + 250);
-            tracing::info!(
-                lease.until = until,
-                "generation held by another worker; checking again later"
-            );
-            if let Err(error) = state
-                .services
-                .queue
-                .enqueue_generation(id, delay, &format!("lease-{until}"))
-                .await
-            {
+            tracing::info!(lease.until = until, "generation held by another worker; checking again later");
+            if let Err(error) = state.services.queue.enqueue_generation(id, delay, &format!("lease-{until}")).await {
                 tracing::warn!(error = %error_chain(&error), "could not schedule the lease check");
             }
             return Ok(());
@@ -81,18 +67,8 @@ async fn process(
     tracing::Span::current().record("job.attempt", row.attempts);
     let max_attempts = i64::from(state.config.worker.max_attempts);
     if row.attempts > max_attempts {
-        tracing::warn!(
-            attempts = row.attempts,
-            "attempts exhausted before this run"
-        );
-        db.mark_failed(
-            id,
-            "attempts_exhausted",
-            "the generation failed too many times",
-            true,
-            now_ms(),
-        )
-        .await?;
+        tracing::warn!(attempts = row.attempts, "attempts exhausted before this run");
+        db.mark_failed(id, "attempts_exhausted", "the generation failed too many times", true, now_ms()).await?;
         return Ok(());
     }
 
@@ -104,8 +80,7 @@ async fn process(
         }
         Err(JobError::Abort { code, source }) => {
             tracing::warn!(error.code = code, error = %error_chain(source.as_ref()), "generation failed permanently");
-            db.mark_failed(id, code, &public_message(code), false, now_ms())
-                .await?;
+            db.mark_failed(id, code, &public_message(code), false, now_ms()).await?;
             Ok(())
         }
         Err(JobError::Retry { code, source }) if row.attempts < max_attempts => {
@@ -117,17 +92,9 @@ async fn process(
                 &mut rand::rng(),
             );
             tracing::warn!(error.code = code, error = %error_chain(source.as_ref()), retry.in_ms = delay.as_millis() as u64, "attempt failed; retrying");
-            if db
-                .mark_waiting_for_retry(id, &state.worker_id, now_ms())
-                .await?
-            {
+            if db.mark_waiting_for_retry(id, &state.worker_id, now_ms()).await? {
                 let key = format!("try-{}", row.attempts + 1);
-                if let Err(error) = state
-                    .services
-                    .queue
-                    .enqueue_generation(id, delay, &key)
-                    .await
-                {
+                if let Err(error) = state.services.queue.enqueue_generation(id, delay, &key).await {
                     // The stalled-generation sweep of the scheduler dispatches it again.
                     tracing::error!(error = %error_chain(&error), "could not schedule the retry");
                 }
@@ -136,65 +103,32 @@ async fn process(
         }
         Err(JobError::Retry { code, source }) => {
             tracing::error!(error.code = code, error = %error_chain(source.as_ref()), "last attempt failed");
-            db.mark_failed(
-                id,
-                "attempts_exhausted",
-                &public_message(code),
-                true,
-                now_ms(),
-            )
-            .await?;
+            db.mark_failed(id, "attempts_exhausted", &public_message(code), true, now_ms()).await?;
             Ok(())
         }
     }
 }
 
 /// The work itself, once the lease is held.
-async fn run_claimed(
-    state: &WorkerState,
-    id: &GenerationId,
-    row: &GenerationRow,
-) -> Result<(), JobError> {
+async fn run_claimed(state: &WorkerState, id: &GenerationId, row: &GenerationRow) -> Result<(), JobError> {
     let db = &state.services.db;
     let user = UserId::from_db(row.user_id.clone());
     let kind = row.kind().map_err(JobError::abort("corrupt_row"))?;
 
-    if db
-        .charge_generation(id, &row.user_id, row.cost, now_ms())
-        .await
-        .map_err(JobError::retry("database"))?
-    {
+    if db.charge_generation(id, &row.user_id, row.cost, now_ms()).await.map_err(JobError::retry("database"))? {
         tracing::info!(credits = row.cost, "charged");
     }
 
     let input = load_upload(state, &row.upload_id).await?;
-    let request = RenderRequest {
-        kind,
-        style: row.style.clone(),
-        input,
-    };
+    let request = RenderRequest { kind, style: row.style.clone(), input };
     let files = render_with_progress(state, id, request).await?;
 
     let now = now_ms();
     let expires_at = now + duration_ms(state.config.retention.output_ttl);
     for (position, file) in files.into_iter().enumerate() {
-        store_output(
-            state,
-            &user,
-            id,
-            row.attempts,
-            position,
-            file,
-            now,
-            expires_at,
-        )
-        .await?;
+        store_output(state, &user, id, row.attempts, position, file, now, expires_at).await?;
     }
-    if db
-        .mark_succeeded(id, &state.worker_id, now_ms())
-        .await
-        .map_err(JobError::retry("database"))?
-    {
+    if db.mark_succeeded(id, &state.worker_id, now_ms()).await.map_err(JobError::retry("database"))? {
         tracing::info!("generation succeeded");
         Ok(())
     } else {
@@ -205,15 +139,9 @@ async fn run_claimed(
 /// The bytes of the photo, if the upload still exists.
 async fn load_upload(state: &WorkerState, upload_id: &str) -> Result<Bytes, JobError> {
     let db = &state.services.db;
-    let gone = || JobError::Abort {
-        code: "upload_expired",
-        source: "the upload expired before the work started".into(),
-    };
-    let upload = db
-        .get_upload(upload_id)
-        .await
-        .map_err(JobError::retry("database"))?
-        .ok_or_else(gone)?;
+    let gone =
+        || JobError::Abort { code: "upload_expired", source: "the upload expired before the work started".into() };
+    let upload = db.get_upload(upload_id).await.map_err(JobError::retry("database"))?.ok_or_else(gone)?;
     let object = db
         .get_object(&ObjectId::from_db(upload.object_id.clone()))
         .await
@@ -222,13 +150,7 @@ async fn load_upload(state: &WorkerState, upload_id: &str) -> Result<Bytes, JobE
     if !object.is_available(now_ms()) {
         return Err(gone());
     }
-    state
-        .services
-        .store
-        .get(&object.object_key)
-        .await
-        .map_err(JobError::retry("storage"))?
-        .ok_or_else(gone)
+    state.services.store.get(&object.object_key).await.map_err(JobError::retry("storage"))?.ok_or_else(gone)
 }
 
 /// Runs the studio on a blocking thread while this task records its progress and
@@ -278,30 +200,17 @@ async fn render_with_progress(
         Ok(Ok(files)) => Ok(files),
         Ok(Err(StudioError::Canceled)) => Err(JobError::LostLease),
         Ok(Err(
-            error @ (StudioError::InvalidInput(_)
-            | StudioError::Unsupported { .. }
-            | StudioError::UnknownStyle(_)),
-        )) => Err(JobError::Abort {
-            code: "invalid_input",
-            source: Box::new(error),
-        }),
-        Ok(Err(error @ StudioError::Unavailable(_))) => Err(JobError::Retry {
-            code: "model_unavailable",
-            source: Box::new(error),
-        }),
-        Ok(Err(error @ StudioError::Encode(_))) => Err(JobError::Abort {
-            code: "internal_error",
-            source: Box::new(error),
-        }),
+            error @ (StudioError::InvalidInput(_) | StudioError::Unsupported { .. } | StudioError::UnknownStyle(_)),
+        )) => Err(JobError::Abort { code: "invalid_input", source: Box::new(error) }),
+        Ok(Err(error @ StudioError::Unavailable(_))) => {
+            Err(JobError::Retry { code: "model_unavailable", source: Box::new(error) })
+        }
+        Ok(Err(error @ StudioError::Encode(_))) => {
+            Err(JobError::Abort { code: "internal_error", source: Box::new(error) })
+        }
         // A panic in an image algorithm is a bug that will recur on the same input.
-        Err(join) if join.is_panic() => Err(JobError::Abort {
-            code: "internal_error",
-            source: Box::new(join),
-        }),
-        Err(join) => Err(JobError::Retry {
-            code: "worker_stopping",
-            source: Box::new(join),
-        }),
+        Err(join) if join.is_panic() => Err(JobError::Abort { code: "internal_error", source: Box::new(join) }),
+        Err(join) => Err(JobError::Retry { code: "worker_stopping", source: Box::new(join) }),
     }
 }
 
@@ -331,16 +240,8 @@ async fn store_output(
         bytes,
         expires_at: Some(expires_at),
     };
-    let object_id = db
-        .insert_stored_object(&object, now)
-        .await
-        .map_err(JobError::retry("database"))?;
-    state
-        .services
-        .store
-        .put(&key, file.bytes.into(), file.content_type)
-        .await
-        .map_err(JobError::retry("storage"))?;
+    let object_id = db.insert_stored_object(&object, now).await.map_err(JobError::retry("database"))?;
+    state.services.store.put(&key, file.bytes.into(), file.content_type).await.map_err(JobError::retry("storage"))?;
     let output = OutputRow {
         id: format!("out_{}_{position}", id.as_str().trim_start_matches("gen_")),
         generation_id: id.to_string(),
@@ -353,9 +254,7 @@ async fn store_output(
         expires_at,
         object_state: "active".into(),
     };
-    db.insert_output(&output)
-        .await
-        .map_err(JobError::retry("database"))
+    db.insert_output(&output).await.map_err(JobError::retry("database"))
 }
 
 /// The message shown to the user for a failure code; causes stay in the logs.
@@ -363,9 +262,7 @@ fn public_message(code: &str) -> String {
     match code {
         "invalid_input" => "the photo could not be used for this generation",
         "upload_expired" => "the uploaded photo expired before the generation could start",
-        "database" | "storage" | "model_unavailable" => {
-            "a temporary problem persisted through every attempt"
-        }
+        "database" | "storage" | "model_unavailable" => "a temporary problem persisted through every attempt",
         _ => "the generation failed because of an internal error",
     }
     .to_owned()

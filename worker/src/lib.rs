@@ -41,19 +41,8 @@ pub async fn run(
         drain_timeout: config.worker.job_lease,
     };
     let queue = services.queue.clone();
-    let state = Arc::new(WorkerState {
-        config,
-        services,
-        studio,
-        worker_id,
-    });
-    queue
-        .run_generation_workers(
-            options,
-            move |job| generation::handle(state.clone(), job),
-            shutdown,
-        )
-        .await
+    let state = Arc::new(WorkerState { config, services, studio, worker_id });
+    queue.run_generation_workers(options, move |job| generation::handle(state.clone(), job), shutdown).await
 }
 
 /// `host-pid-random`: unique across replicas and restarts, readable in logs.

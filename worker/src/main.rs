@@ -17,14 +17,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::from_env()?;
     petportrait_core::telemetry::init(&config.log);
-    let services = Services::connect(&config, SchemaPolicy::RequireCurrent)
-        .await
-        .context("connecting services")?;
+    let services = Services::connect(&config, SchemaPolicy::RequireCurrent).await.context("connecting services")?;
     let shutdown = petportrait_core::shutdown::on_signal();
     let studio = Arc::new(LocalStudio::new(config.uploads.clone()));
-    petportrait_worker::run(config, services.clone(), studio, shutdown)
-        .await
-        .context("running workers")?;
+    petportrait_worker::run(config, services.clone(), studio, shutdown).await.context("running workers")?;
     services.close().await;
     Ok(())
 }

@@ -30,11 +30,7 @@ mod tests {
             let full = (base * 2u32.pow(attempt - 1)).min(max);
             for _ in 0..50 {
                 let d = backoff_delay(attempt, base, max, &mut rng);
-                assert!(
-                    d >= full / 2 && d <= full,
-                    "attempt {attempt}: {d:?} not in [{:?}, {full:?}]",
-                    full / 2
-                );
+                assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} not in [{:?}, {full:?}]", full / 2);
             }
         }
     }
@@ -42,9 +38,8 @@ mod tests {
     #[test]
     fn jitter_spreads_delays() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let delays: std::collections::HashSet<_> = (0..20)
-            .map(|_| backoff_delay(3, Duration::from_secs(1), Duration::from_secs(60), &mut rng))
-            .collect();
+        let delays: std::collections::HashSet<_> =
+            (0..20).map(|_| backoff_delay(3, Duration::from_secs(1), Duration::from_secs(60), &mut rng)).collect();
         assert!(delays.len() > 10);
     }
 }

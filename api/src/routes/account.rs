@@ -46,18 +46,9 @@ pub async fn list_styles() -> Json<StylesView> {
             let styles: Vec<StyleView> = CATALOGUE
                 .iter()
                 .filter(|s| s.kind == kind)
-                .map(|s| StyleView {
-                    id: s.id,
-                    name: s.name,
-                    description: s.description,
-                    credits: s.credits,
-                })
+                .map(|s| StyleView { id: s.id, name: s.name, description: s.description, credits: s.credits })
                 .collect();
-            KindView {
-                kind: kind.as_str(),
-                available: !styles.is_empty(),
-                styles,
-            }
+            KindView { kind: kind.as_str(), available: !styles.is_empty(), styles }
         })
         .collect();
     Json(StylesView { kinds })
@@ -72,11 +63,7 @@ pub struct CreditsResponse {
 }
 
 pub async fn get_credits(CurrentUser(user): CurrentUser) -> Json<CreditsResponse> {
-    Json(CreditsResponse {
-        balance: user.credits_balance,
-        held: user.credits_held,
-        packs: Vec::new(),
-    })
+    Json(CreditsResponse { balance: user.credits_balance, held: user.credits_held, packs: Vec::new() })
 }
 
 #[derive(Serialize)]
@@ -93,16 +80,8 @@ pub async fn list_ledger(
     CurrentUser(user): CurrentUser,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Page<LedgerEntryView>>> {
-    let page = PageRequest::parse(
-        query.get("limit").map(String::as_str),
-        query.get("cursor").map(String::as_str),
-    )?;
-    let rows = state
-        .services
-        .db
-        .list_ledger(&user.user_id(), page.after(), page.limit + 1)
-        .await
-        .map_err(internal)?;
+    let page = PageRequest::parse(query.get("limit").map(String::as_str), query.get("cursor").map(String::as_str))?;
+    let rows = state.services.db.list_ledger(&user.user_id(), page.after(), page.limit + 1).await.map_err(internal)?;
     let (rows, next_cursor) = split_page(rows, page.limit, |r| (r.created_at, r.id.as_str()));
     let data = rows
         .into_iter()

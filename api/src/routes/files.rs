@@ -33,17 +33,8 @@ pub async fn get_file(
         .ok_or_else(|| ApiError::gone("this file has been deleted"))?;
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(&object.content_type).map_err(internal)?,
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
-    headers.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&object.content_type).map_err(internal)?);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     Ok(response)
 }

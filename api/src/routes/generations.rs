@@ -76,26 +76,18 @@ pub async fn create_generation(
     let db = &state.services.db;
 
     if let Some(key) = &key
-        && let Some(existing) = db
-            .find_generation_by_idempotency_key(&user_id, key)
-            .await
-            .map_err(internal)?
+        && let Some(existing) = db.find_generation_by_idempotency_key(&user_id, key).await.map_err(internal)?
     {
         return replay(&state, existing, &print).await;
     }
 
     let request: CreateGenerationRequest = parse_json(&body)?;
-    let kind = GenerationKind::parse(&request.kind).ok_or_else(|| {
-        ApiError::unprocessable("unknown_kind", "kind must be portrait, music or sculpture")
-    })?;
+    let kind = GenerationKind::parse(&request.kind)
+        .ok_or_else(|| ApiError::unprocessable("unknown_kind", "kind must be portrait, music or sculpture"))?;
     let style = find_style(kind, &request.style).ok_or_else(|| {
         ApiError::unprocessable(
             "unknown_style",
-            format!(
-                "{} has no style {:?}; see GET /v1/styles",
-                kind.as_str(),
-                request.style
-            ),
+            format!("{} has no style {:?}; see GET /v1/styles", kind.as_str(), request.style),
         )
     })?;
     if request.webhook.is_some() || request.webhook_events_filter.is_some() {
@@ -106,10 +98,7 @@ pub async fn create_generation(
     }
     let options = serde_json::Value::Object(request.options.unwrap_or_default()).to_string();
     if options.len() > 4096 {
-        return Err(ApiError::unprocessable(
-            "invalid_options",
-            "options must be at most 4 KiB of JSON",
-        ));
+        return Err(ApiError::unprocessable("invalid_options", "options must be at most 4 KiB of JSON"));
     }
     let upload = db
         .get_upload_of_user(&request.upload_id, &user_id)
@@ -118,10 +107,7 @@ pub async fn create_generation(
         .ok_or_else(|| ApiError::unprocessable("upload_not_found", "no such upload"))?;
     let now = now_ms();
     if upload.expires_at <= now {
-        return Err(ApiError::unprocessable(
-            "upload_expired",
-            "the upload has expired; upload the photo again",
-        ));
+        return Err(ApiError::unprocessable("upload_expired", "the upload has expired; upload the photo again"));
     }
 
     let id = GenerationId::generate();
@@ -142,20 +128,13 @@ pub async fn create_generation(
             return Err(ApiError::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "insufficient_credits",
-                format!(
-                    "this generation costs {} credits; your available balance is lower",
-                    style.credits
-                ),
+                format!("this generation costs {} credits; your available balance is lower", style.credits),
             ));
         }
         CreateOutcome::DuplicateKey => {
             // A concurrent request with the same key won the race; answer as it did.
             let key = key.as_deref().unwrap_or_default();
-            return match db
-                .find_generation_by_idempotency_key(&user_id, key)
-                .await
-                .map_err(internal)?
-            {
+            return match db.find_generation_by_idempotency_key(&user_id, key).await.map_err(internal)? {
                 Some(existing) => replay(&state, existing, &print).await,
                 None => Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -167,12 +146,7 @@ pub async fn create_generation(
     };
     // The row is the system of record: if this enqueue fails, the scheduler's sweep of
     // stalled generations dispatches it, so the request still succeeds.
-    if let Err(error) = state
-        .services
-        .queue
-        .enqueue_generation(&id, Duration::ZERO, "create")
-        .await
-    {
+    if let Err(error) = state.services.queue.enqueue_generation(&id, Duration::ZERO, "create").await {
         tracing::error!(generation.id = %id, error = %error, "enqueue failed; the scheduler will dispatch it");
     }
     tracing::info!(generation.id = %id, generation.kind = kind.as_str(), generation.style = style.id, "generation created");
@@ -191,26 +165,15 @@ async fn replay(state: &AppState, existing: GenerationRow, print: &str) -> ApiRe
 }
 
 /// The generation object with its `Location`, `ETag` and polling hints.
-async fn respond(
-    state: &AppState,
-    row: &GenerationRow,
-    status: StatusCode,
-    replayed: bool,
-) -> ApiResult<Response> {
+async fn respond(state: &AppState, row: &GenerationRow, status: StatusCode, replayed: bool) -> ApiResult<Response> {
     let view = build_view(state, row).await?;
     let mut response = (status, axum::Json(view)).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::LOCATION,
-        HeaderValue::from_str(&format!("/v1/generations/{}", row.id)).map_err(internal)?,
-    );
+    headers.insert(header::LOCATION, HeaderValue::from_str(&format!("/v1/generations/{}", row.id)).map_err(internal)?);
     headers.insert(header::ETAG, etag(row));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if !row.status().map_err(internal)?.is_terminal() {
-        headers.insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(POLL_HINT_SECONDS),
-        );
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
     }
     if replayed {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -219,8 +182,7 @@ async fn respond(
 }
 
 fn etag(row: &GenerationRow) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{}.{}\"", row.id, row.version))
-        .unwrap_or(HeaderValue::from_static("\"0\""))
+    HeaderValue::from_str(&format!("\"{}.{}\"", row.id, row.version)).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
 async fn build_view(state: &AppState, row: &GenerationRow) -> ApiResult<GenerationView> {
@@ -248,17 +210,11 @@ pub async fn get_generation(
         .map_err(internal)?
         .ok_or_else(ApiError::not_found)?;
     let tag = etag(&row);
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == tag.as_bytes())
-    {
+    if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == tag.as_bytes()) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         response.headers_mut().insert(header::ETAG, tag);
         if !row.status().map_err(internal)?.is_terminal() {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(POLL_HINT_SECONDS),
-            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
         }
         return Ok(response);
     }
@@ -270,34 +226,23 @@ pub async fn list_generations(
     CurrentUser(user): CurrentUser,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<axum::Json<Page<GenerationView>>> {
-    let page = PageRequest::parse(
-        query.get("limit").map(String::as_str),
-        query.get("cursor").map(String::as_str),
-    )?;
+    let page = PageRequest::parse(query.get("limit").map(String::as_str), query.get("cursor").map(String::as_str))?;
     let status = match query.get("status").map(String::as_str) {
         None | Some("") => None,
-        Some(s) => Some(GenerationStatus::parse(s).ok_or_else(|| {
-            ApiError::unprocessable("invalid_parameter", format!("unknown status {s:?}"))
-        })?),
+        Some(s) => Some(
+            GenerationStatus::parse(s)
+                .ok_or_else(|| ApiError::unprocessable("invalid_parameter", format!("unknown status {s:?}")))?,
+        ),
     };
     let kind = match query.get("kind").map(String::as_str) {
         None | Some("") => None,
-        Some(k) => Some(GenerationKind::parse(k).ok_or_else(|| {
-            ApiError::unprocessable("invalid_parameter", format!("unknown kind {k:?}"))
-        })?),
+        Some(k) => Some(
+            GenerationKind::parse(k)
+                .ok_or_else(|| ApiError::unprocessable("invalid_parameter", format!("unknown kind {k:?}")))?,
+        ),
     };
-    let filter = GenerationFilter {
-        status,
-        kind,
-        after: page.after(),
-        limit: page.limit + 1,
-    };
-    let rows = state
-        .services
-        .db
-        .list_generations(&user.user_id(), &filter)
-        .await
-        .map_err(internal)?;
+    let filter = GenerationFilter { status, kind, after: page.after(), limit: page.limit + 1 };
+    let rows = state.services.db.list_generations(&user.user_id(), &filter).await.map_err(internal)?;
     let (rows, next_cursor) = split_page(rows, page.limit, |r| (r.created_at, r.id.as_str()));
     let mut data = Vec::with_capacity(rows.len());
     for row in &rows {

@@ -24,13 +24,6 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
     let db = matches!(db, Ok(Ok(())));
     let queue = matches!(queue, Ok(Ok(())));
     let store = matches!(store, Ok(Ok(())));
-    let status = if db && queue && store {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(json!({"database": db, "queue": queue, "object_store": store})),
-    )
+    let status = if db && queue && store { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({"database": db, "queue": queue, "object_store": store})))
 }

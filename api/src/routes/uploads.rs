@@ -24,11 +24,7 @@ fn rejection(error: ImageRejection) -> ApiError {
 }
 
 fn too_large(max: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("uploads are limited to {max} bytes"),
-    )
+    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("uploads are limited to {max} bytes"))
 }
 
 /// Reads the part named `file`; the body limit is enforced while reading.
@@ -49,10 +45,7 @@ async fn read_file_part(multipart: &mut Multipart, max: usize) -> ApiResult<Byte
             return Ok(bytes);
         }
     }
-    Err(ApiError::unprocessable(
-        "missing_file",
-        "send the image as a multipart part named \"file\"",
-    ))
+    Err(ApiError::unprocessable("missing_file", "send the image as a multipart part named \"file\""))
 }
 
 pub async fn create_upload(
@@ -89,16 +82,8 @@ pub async fn create_upload(
         expires_at: Some(expires_at),
     };
     let db = &state.services.db;
-    let object_id = db
-        .insert_stored_object(&object, now)
-        .await
-        .map_err(internal)?;
-    state
-        .services
-        .store
-        .put(&key, bytes, info.format.content_type())
-        .await
-        .map_err(internal)?;
+    let object_id = db.insert_stored_object(&object, now).await.map_err(internal)?;
+    state.services.store.put(&key, bytes, info.format.content_type()).await.map_err(internal)?;
     let upload = UploadRow {
         id: id.to_string(),
         user_id: user_id.to_string(),
@@ -112,11 +97,7 @@ pub async fn create_upload(
     };
     db.insert_upload(&upload).await.map_err(internal)?;
     tracing::info!(upload.id = %id, bytes = size, width = info.width, height = info.height, "upload stored");
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(UploadView::from_row(&upload)),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, axum::Json(UploadView::from_row(&upload))).into_response())
 }
 
 pub async fn get_upload(
@@ -132,9 +113,7 @@ pub async fn get_upload(
         .map_err(internal)?
         .ok_or_else(ApiError::not_found)?;
     if upload.expires_at <= now_ms() {
-        return Err(ApiError::gone(
-            "the upload has expired and its photo was deleted",
-        ));
+        return Err(ApiError::gone("the upload has expired and its photo was deleted"));
     }
     Ok(axum::Json(UploadView::from_row(&upload)))
 }

@@ -64,11 +64,7 @@ pub struct GenerationFilter<'a> {
 
 impl Db {
     /// Places the hold and writes the generation in one transaction.
-    pub async fn create_generation(
-        &self,
-        new: &NewGeneration<'_>,
-        now: Millis,
-    ) -> DbResult<CreateOutcome> {
+    pub async fn create_generation(&self, new: &NewGeneration<'_>, now: Millis) -> DbResult<CreateOutcome> {
         let mut tx = self.pool.begin().await?;
         // The hold comes first: it is the transaction's first write, and it is conditional,
         // so two concurrent requests can never hold more than the balance.
@@ -113,47 +109,26 @@ impl Db {
                 return Err(e);
             }
         }
-        insert_ledger_entry(
-            &mut tx,
-            new.user_id.as_str(),
-            "hold",
-            new.cost,
-            Some(new.id.as_str()),
-            now,
-        )
-        .await?;
+        insert_ledger_entry(&mut tx, new.user_id.as_str(), "hold", new.cost, Some(new.id.as_str()), now).await?;
         tx.commit().await?;
         let row = self.get_generation(new.id).await?;
-        row.map(CreateOutcome::Created)
-            .ok_or_else(|| super::DbError::Corrupt("generation vanished".into()))
+        row.map(CreateOutcome::Created).ok_or_else(|| super::DbError::Corrupt("generation vanished".into()))
     }
 
     pub async fn get_generation(&self, id: &GenerationId) -> DbResult<Option<GenerationRow>> {
-        Ok(sqlx::query_as(sql(&[
-            "SELECT ",
-            GENERATION_COLUMNS,
-            " FROM generations WHERE id = $1",
-        ]))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(sql(&["SELECT ", GENERATION_COLUMNS, " FROM generations WHERE id = $1"]))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// A generation of this user; `None` for another user's or an unknown id.
-    pub async fn get_generation_of_user(
-        &self,
-        id: &str,
-        user: &UserId,
-    ) -> DbResult<Option<GenerationRow>> {
-        Ok(sqlx::query_as(sql(&[
-            "SELECT ",
-            GENERATION_COLUMNS,
-            " FROM generations WHERE id = $1 AND user_id = $2",
-        ]))
-        .bind(id)
-        .bind(user.as_str())
-        .fetch_optional(&self.pool)
-        .await?)
+    pub async fn get_generation_of_user(&self, id: &str, user: &UserId) -> DbResult<Option<GenerationRow>> {
+        Ok(sqlx::query_as(sql(&["SELECT ", GENERATION_COLUMNS, " FROM generations WHERE id = $1 AND user_id = $2"]))
+            .bind(id)
+            .bind(user.as_str())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     pub async fn find_generation_by_idempotency_key(
@@ -173,11 +148,7 @@ impl Db {
     }
 
     /// The user's generations, newest first.
-    pub async fn list_generations(
-        &self,
-        user: &UserId,
-        filter: &GenerationFilter<'_>,
-    ) -> DbResult<Vec<GenerationRow>> {
+    pub async fn list_generations(&self, user: &UserId, filter: &GenerationFilter<'_>) -> DbResult<Vec<GenerationRow>> {
         let (after_at, after_id) = filter.after.unwrap_or((Millis::MAX, ""));
         Ok(sqlx::query_as(sql(&[
             "SELECT ",
@@ -198,12 +169,10 @@ impl Db {
 
     /// 1-based position among queued generations, oldest first.
     pub async fn queue_position(&self, created_at: Millis) -> DbResult<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM generations WHERE status = 'queued' AND created_at <= $1",
-        )
-        .bind(created_at)
-        .fetch_one(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM generations WHERE status = 'queued' AND created_at <= $1")
+            .bind(created_at)
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Takes the generation for this worker until `lease_until`, counting an attempt.
@@ -239,30 +208,19 @@ impl Db {
                 .await?;
         Ok(match current {
             None => ClaimOutcome::Missing,
-            Some((status, _))
-                if GenerationStatus::parse(&status).is_none_or(GenerationStatus::is_terminal) =>
-            {
+            Some((status, _)) if GenerationStatus::parse(&status).is_none_or(GenerationStatus::is_terminal) => {
                 ClaimOutcome::Terminal
             }
-            Some((_, until)) => ClaimOutcome::Leased {
-                until: until.unwrap_or(now),
-            },
+            Some((_, until)) => ClaimOutcome::Leased { until: until.unwrap_or(now) },
         })
     }
 
     /// Turns the hold into a charge, once per generation whatever happens: the ledger's
     /// unique `(generation_id, kind)` makes a second run a no-op. Returns whether this
     /// call charged.
-    pub async fn charge_generation(
-        &self,
-        id: &GenerationId,
-        user: &str,
-        cost: i64,
-        now: Millis,
-    ) -> DbResult<bool> {
+    pub async fn charge_generation(&self, id: &GenerationId, user: &str, cost: i64, now: Millis) -> DbResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let inserted =
-            insert_ledger_entry(&mut tx, user, "charge", cost, Some(id.as_str()), now).await?;
+        let inserted = insert_ledger_entry(&mut tx, user, "charge", cost, Some(id.as_str()), now).await?;
         if inserted {
             sqlx::query(
                 "UPDATE users SET credits_balance = credits_balance - $1, credits_held = credits_held - $1 WHERE id = $2",
@@ -366,12 +324,7 @@ impl Db {
     }
 
     /// Ends the generation `succeeded`, if this worker still holds it.
-    pub async fn mark_succeeded(
-        &self,
-        id: &GenerationId,
-        owner: &str,
-        now: Millis,
-    ) -> DbResult<bool> {
+    pub async fn mark_succeeded(&self, id: &GenerationId, owner: &str, now: Millis) -> DbResult<bool> {
         Ok(sqlx::query(
             "UPDATE generations SET status = 'succeeded', progress_percent = 100, progress_stage = 'done', \
              completed_at = $3, updated_at = $3, lease_owner = NULL, lease_until = NULL, version = version + 1 \
@@ -387,12 +340,7 @@ impl Db {
     }
 
     /// Puts the generation back in the queue after a retryable failure.
-    pub async fn mark_waiting_for_retry(
-        &self,
-        id: &GenerationId,
-        owner: &str,
-        now: Millis,
-    ) -> DbResult<bool> {
+    pub async fn mark_waiting_for_retry(&self, id: &GenerationId, owner: &str, now: Millis) -> DbResult<bool> {
         Ok(sqlx::query(
             "UPDATE generations SET status = 'queued', progress_stage = 'waiting_to_retry', \
              lease_owner = NULL, lease_until = NULL, updated_at = $3, version = version + 1 \
@@ -437,25 +385,19 @@ impl Db {
             return Ok(false);
         };
         if charged > 0 {
-            if insert_ledger_entry(&mut tx, &user, "refund", charged, Some(id.as_str()), now)
-                .await?
-            {
-                sqlx::query(
-                    "UPDATE users SET credits_balance = credits_balance + $1 WHERE id = $2",
-                )
-                .bind(charged)
-                .bind(&user)
-                .execute(&mut *tx)
-                .await?;
+            if insert_ledger_entry(&mut tx, &user, "refund", charged, Some(id.as_str()), now).await? {
+                sqlx::query("UPDATE users SET credits_balance = credits_balance + $1 WHERE id = $2")
+                    .bind(charged)
+                    .bind(&user)
+                    .execute(&mut *tx)
+                    .await?;
                 sqlx::query("UPDATE generations SET refunded = $1 WHERE id = $2")
                     .bind(charged)
                     .bind(id.as_str())
                     .execute(&mut *tx)
                     .await?;
             }
-        } else if insert_ledger_entry(&mut tx, &user, "release", cost, Some(id.as_str()), now)
-            .await?
-        {
+        } else if insert_ledger_entry(&mut tx, &user, "release", cost, Some(id.as_str()), now).await? {
             sqlx::query("UPDATE users SET credits_held = credits_held - $1 WHERE id = $2")
                 .bind(cost)
                 .bind(&user)
@@ -468,12 +410,7 @@ impl Db {
 
     /// Unfinished generations that nobody has touched since `quiet_since` and whose
     /// lease (if any) has lapsed: the queue may have lost their job.
-    pub async fn stalled_generations(
-        &self,
-        now: Millis,
-        quiet_since: Millis,
-        limit: i64,
-    ) -> DbResult<Vec<String>> {
+    pub async fn stalled_generations(&self, now: Millis, quiet_since: Millis, limit: i64) -> DbResult<Vec<String>> {
         Ok(sqlx::query_scalar(
             "SELECT id FROM generations WHERE status IN ('queued', 'starting', 'processing') \
              AND updated_at < $2 AND (lease_until IS NULL OR lease_until < $1) \

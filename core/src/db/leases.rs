@@ -7,13 +7,7 @@ use super::{Db, DbResult};
 impl Db {
     /// Takes the lease `name` for `holder` until `until`, if it is free, lapsed or
     /// already ours. Returns whether `holder` now holds it.
-    pub async fn try_acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: Millis,
-        until: Millis,
-    ) -> DbResult<bool> {
+    pub async fn try_acquire_lease(&self, name: &str, holder: &str, now: Millis, until: Millis) -> DbResult<bool> {
         let taken = sqlx::query(
             "INSERT INTO scheduler_leases (name, holder, expires_at) VALUES ($1, $2, $4) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \

@@ -121,12 +121,9 @@ impl Db {
         let migrator = self.migrator();
         let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
         // The table name is a constant of ours, so building this statement is safe.
-        let sql = format!(
-            "SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE} WHERE success = TRUE"
-        );
-        let applied: Result<i64, sqlx::Error> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
-            .await;
+        let sql = format!("SELECT COALESCE(MAX(version), 0) FROM {MIGRATIONS_TABLE} WHERE success = TRUE");
+        let applied: Result<i64, sqlx::Error> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&self.pool).await;
         match applied {
             Ok(v) if v >= latest => Ok(()),
             _ => Err(DbError::SchemaBehind),

@@ -26,11 +26,7 @@ pub struct DueObject {
 impl Db {
     /// Records an object before its bytes are written, so the purge can always find it.
     /// Writing the same key again (a job that runs twice) returns the existing row's id.
-    pub async fn insert_stored_object(
-        &self,
-        object: &NewObject<'_>,
-        now: Millis,
-    ) -> DbResult<ObjectId> {
+    pub async fn insert_stored_object(&self, object: &NewObject<'_>, now: Millis) -> DbResult<ObjectId> {
         sqlx::query(
             "INSERT INTO stored_objects (id, user_id, kind, object_key, content_type, bytes, state, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8) ON CONFLICT (object_key) DO NOTHING",
@@ -53,11 +49,7 @@ impl Db {
     }
 
     /// An object of this user, whatever its state; `None` for another user's.
-    pub async fn get_object_of_user(
-        &self,
-        id: &str,
-        user: &UserId,
-    ) -> DbResult<Option<StoredObjectRow>> {
+    pub async fn get_object_of_user(&self, id: &str, user: &UserId) -> DbResult<Option<StoredObjectRow>> {
         Ok(sqlx::query_as(
             "SELECT id, user_id, kind, object_key, content_type, bytes, state, created_at, expires_at \
              FROM stored_objects WHERE id = $1 AND user_id = $2",
@@ -97,11 +89,7 @@ impl Db {
                  RETURNING id, object_key"
             }
         };
-        Ok(sqlx::query_as(sql)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as(sql).bind(now).bind(limit).fetch_all(&self.pool).await?)
     }
 
     /// Marks objects whose bytes are gone; the rows stay so downloads answer 410.
@@ -109,14 +97,12 @@ impl Db {
         let mut done = 0;
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            done += sqlx::query(
-                "UPDATE stored_objects SET state = 'deleted', deleted_at = $2 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            done += sqlx::query("UPDATE stored_objects SET state = 'deleted', deleted_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(done)

@@ -101,13 +101,11 @@ impl GenerationRow {
     }
 
     pub fn status(&self) -> DbResult<GenerationStatus> {
-        GenerationStatus::parse(&self.status)
-            .ok_or_else(|| DbError::Corrupt(format!("status {:?}", self.status)))
+        GenerationStatus::parse(&self.status).ok_or_else(|| DbError::Corrupt(format!("status {:?}", self.status)))
     }
 
     pub fn kind(&self) -> DbResult<GenerationKind> {
-        GenerationKind::parse(&self.kind)
-            .ok_or_else(|| DbError::Corrupt(format!("kind {:?}", self.kind)))
+        GenerationKind::parse(&self.kind).ok_or_else(|| DbError::Corrupt(format!("kind {:?}", self.kind)))
     }
 
     pub fn error(&self) -> Option<GenerationError> {
@@ -146,7 +144,6 @@ pub struct LedgerRow {
 
 impl LedgerRow {
     pub fn kind(&self) -> DbResult<LedgerKind> {
-        LedgerKind::parse(&self.kind)
-            .ok_or_else(|| DbError::Corrupt(format!("ledger kind {:?}", self.kind)))
+        LedgerKind::parse(&self.kind).ok_or_else(|| DbError::Corrupt(format!("ledger kind {:?}", self.kind)))
     }
 }

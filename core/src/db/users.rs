@@ -38,25 +38,14 @@ impl Db {
             // Another request created the same user between our read and our insert.
             tx.rollback().await?;
             let user = self.find_user_by_email(email).await?;
-            return user
-                .map(|u| (u, false))
-                .ok_or_else(|| super::DbError::Corrupt("user vanished".into()));
+            return user.map(|u| (u, false)).ok_or_else(|| super::DbError::Corrupt("user vanished".into()));
         }
         if starter_credits > 0 {
-            insert_ledger_entry(
-                &mut tx,
-                id.as_str(),
-                LedgerKind::Grant.as_str(),
-                starter_credits,
-                None,
-                now,
-            )
-            .await?;
+            insert_ledger_entry(&mut tx, id.as_str(), LedgerKind::Grant.as_str(), starter_credits, None, now).await?;
         }
         tx.commit().await?;
         let user = self.get_user(&id).await?;
-        user.map(|u| (u, true))
-            .ok_or_else(|| super::DbError::Corrupt("user vanished".into()))
+        user.map(|u| (u, true)).ok_or_else(|| super::DbError::Corrupt("user vanished".into()))
     }
 
     pub async fn find_user_by_email(&self, email: &str) -> DbResult<Option<UserRow>> {
@@ -98,11 +87,7 @@ impl Db {
     }
 
     /// The user of a live session.
-    pub async fn find_session_user(
-        &self,
-        token_hash: &str,
-        now: Millis,
-    ) -> DbResult<Option<UserRow>> {
+    pub async fn find_session_user(&self, token_hash: &str, now: Millis) -> DbResult<Option<UserRow>> {
         Ok(sqlx::query_as(
             "SELECT u.id, u.email, u.name, u.picture_url, u.preferences, u.credits_balance, u.credits_held, u.created_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
@@ -115,10 +100,7 @@ impl Db {
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> DbResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -36,10 +36,7 @@ impl EmbeddedS3 {
         std::fs::create_dir_all(root).map_err(|e| embedded(Box::new(e)))?;
         let fs = s3s_fs::FileSystem::new(root).map_err(|e| embedded(format!("{e:?}").into()))?;
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(
-            access_key.clone(),
-            secret_key.clone(),
-        ));
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
         let service = builder.build();
         let addr = listener.local_addr().map_err(|e| embedded(Box::new(e)))?;
 
@@ -80,13 +77,7 @@ impl EmbeddedS3 {
             }
         });
         tasks.close();
-        Ok(EmbeddedS3 {
-            addr,
-            access_key,
-            secret_key,
-            shutdown,
-            tasks,
-        })
+        Ok(EmbeddedS3 { addr, access_key, secret_key, shutdown, tasks })
     }
 
     pub fn endpoint(&self) -> String {
@@ -104,11 +95,7 @@ impl EmbeddedS3 {
 pub fn generated_credentials() -> (String, String) {
     use rand::Rng;
     let mut rng = rand::rng();
-    let access: String = (0..20)
-        .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
-        .collect();
-    let secret: String = (0..40)
-        .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
-        .collect();
+    let access: String = (0..20).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect();
+    let secret: String = (0..40).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect();
     (access.to_ascii_uppercase(), secret)
 }

@@ -29,9 +29,7 @@ pub enum StorageError {
     Embedded(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-fn request_error(
-    operation: &'static str,
-) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> StorageError {
+fn request_error(operation: &'static str) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> StorageError {
     move |source| StorageError::Request { operation, source }
 }
 
@@ -43,13 +41,7 @@ pub mod keys {
         format!("u/{user}/uploads/{upload}.{extension}")
     }
 
-    pub fn output(
-        user: &UserId,
-        generation: &GenerationId,
-        attempt: i64,
-        position: usize,
-        filename: &str,
-    ) -> String {
+    pub fn output(user: &UserId, generation: &GenerationId, attempt: i64, position: usize, filename: &str) -> String {
         format!("u/{user}/generated/{generation}/a{attempt}-{position}-{filename}")
     }
 }
@@ -63,34 +55,19 @@ pub struct ObjectStore {
 
 impl ObjectStore {
     /// A client for `endpoint` (or AWS itself when `None`) with the given credentials.
-    pub fn new(
-        config: &S3Config,
-        endpoint: Option<&str>,
-        access_key: &str,
-        secret_key: &str,
-    ) -> ObjectStore {
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
+    pub fn new(config: &S3Config, endpoint: Option<&str>, access_key: &str, secret_key: &str) -> ObjectStore {
+        let http =
+            aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
         let mut builder = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::v2026_01_12())
             .region(Region::new(config.region.clone()))
-            .credentials_provider(Credentials::new(
-                access_key,
-                secret_key,
-                None,
-                None,
-                "petportrait",
-            ))
+            .credentials_provider(Credentials::new(access_key, secret_key, None, None, "petportrait"))
             .force_path_style(config.force_path_style)
             .http_client(http);
         if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint);
         }
-        ObjectStore {
-            client: aws_sdk_s3::Client::from_conf(builder.build()),
-            bucket: config.bucket.clone(),
-        }
+        ObjectStore { client: aws_sdk_s3::Client::from_conf(builder.build()), bucket: config.bucket.clone() }
     }
 
     pub fn bucket(&self) -> &str {
@@ -99,31 +76,16 @@ impl ObjectStore {
 
     /// Creates the bucket unless it exists already.
     pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
-        if self
-            .client
-            .head_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .is_ok()
-        {
+        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
             return Ok(());
         }
-        match self
-            .client
-            .create_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-        {
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
             Err(e) => {
                 // s3s-fs answers BucketAlreadyExists even for our own bucket, and a
                 // concurrent start may have created it: it is fine if we can reach it.
                 let service = e.as_service_error();
-                if service.is_some_and(|s| {
-                    s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
-                }) {
+                if service.is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()) {
                     self.ping().await
                 } else {
                     Err(request_error("CreateBucket")(Box::new(e)))
@@ -143,12 +105,7 @@ impl ObjectStore {
             .map_err(|e| request_error("HeadBucket")(Box::new(e)))
     }
 
-    pub async fn put(
-        &self,
-        key: &str,
-        body: Bytes,
-        content_type: &str,
-    ) -> Result<(), StorageError> {
+    pub async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StorageError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -163,20 +120,9 @@ impl ObjectStore {
 
     /// The object's bytes, or `None` when there is no such key.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
-        match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => {
-                let data = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| StorageError::Body(Box::new(e)))?;
+                let data = out.body.collect().await.map_err(|e| StorageError::Body(Box::new(e)))?;
                 Ok(Some(data.into_bytes()))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
@@ -209,11 +155,7 @@ impl ObjectStore {
             .await
             .map_err(|e| request_error("DeleteObjects")(Box::new(e)))?;
         let failed: Vec<&str> = out.errors().iter().filter_map(|e| e.key()).collect();
-        Ok(keys
-            .iter()
-            .filter(|k| !failed.contains(&k.as_str()))
-            .cloned()
-            .collect())
+        Ok(keys.iter().filter(|k| !failed.contains(&k.as_str())).cloned().collect())
     }
 
     /// Lists keys under a prefix (tests and reconciliation).
@@ -230,11 +172,7 @@ impl ObjectStore {
                 .send()
                 .await
                 .map_err(|e| request_error("ListObjectsV2")(Box::new(e)))?;
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
+            keys.extend(out.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
             token = out.next_continuation_token().map(str::to_owned);
             if token.is_none() {
                 return Ok(keys);

@@ -36,14 +36,8 @@ pub struct RenderContext {
 }
 
 impl RenderContext {
-    pub fn new(
-        progress: impl Fn(u8, &'static str) + Send + Sync + 'static,
-        cancel: Arc<AtomicBool>,
-    ) -> Self {
-        RenderContext {
-            progress: Box::new(progress),
-            cancel,
-        }
+    pub fn new(progress: impl Fn(u8, &'static str) + Send + Sync + 'static, cancel: Arc<AtomicBool>) -> Self {
+        RenderContext { progress: Box::new(progress), cancel }
     }
 
     /// A context that reports nowhere and never cancels (tests, benchmarks).
@@ -83,11 +77,7 @@ pub enum StudioError {
 /// Something that turns a pet photo into generated files. Implementations are called
 /// from a blocking thread.
 pub trait Studio: Send + Sync + 'static {
-    fn render(
-        &self,
-        request: &RenderRequest,
-        ctx: &RenderContext,
-    ) -> Result<Vec<RenderedFile>, StudioError>;
+    fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError>;
 }
 
 /// The built-in studio.
@@ -100,36 +90,23 @@ pub struct LocalStudio {
 
 impl LocalStudio {
     pub fn new(limits: UploadLimits) -> Self {
-        LocalStudio {
-            limits,
-            output_side: 1024,
-        }
+        LocalStudio { limits, output_side: 1024 }
     }
 }
 
 impl Studio for LocalStudio {
-    fn render(
-        &self,
-        request: &RenderRequest,
-        ctx: &RenderContext,
-    ) -> Result<Vec<RenderedFile>, StudioError> {
+    fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError> {
         if find_style(request.kind, &request.style).is_none() {
             return Err(StudioError::UnknownStyle(request.style.clone()));
         }
         match request.kind {
             GenerationKind::Portrait => {
                 ctx.checkpoint(5, "decoding")?;
-                let info = imaging::inspect(&request.input, &self.limits)
-                    .map_err(StudioError::InvalidInput)?;
-                let photo =
-                    imaging::decode(&request.input, &info).map_err(StudioError::InvalidInput)?;
+                let info = imaging::inspect(&request.input, &self.limits).map_err(StudioError::InvalidInput)?;
+                let photo = imaging::decode(&request.input, &info).map_err(StudioError::InvalidInput)?;
                 ctx.checkpoint(15, "preparing")?;
                 let photo = if photo.width().max(photo.height()) > self.output_side {
-                    photo.resize(
-                        self.output_side,
-                        self.output_side,
-                        image::imageops::FilterType::Triangle,
-                    )
+                    photo.resize(self.output_side, self.output_side, image::imageops::FilterType::Triangle)
                 } else {
                     photo
                 };
@@ -142,18 +119,14 @@ impl Studio for LocalStudio {
                     bytes,
                 }])
             }
-            other => Err(StudioError::Unsupported {
-                kind: other.as_str(),
-            }),
+            other => Err(StudioError::Unsupported { kind: other.as_str() }),
         }
     }
 }
 
 fn encode_jpeg(image: DynamicImage) -> Result<Vec<u8>, StudioError> {
     let mut out = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
-        .map_err(StudioError::Encode)?;
+    image.write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg).map_err(StudioError::Encode)?;
     Ok(out)
 }
 
@@ -164,53 +137,27 @@ mod tests {
     fn photo() -> bytes::Bytes {
         let img = image::RgbImage::from_fn(160, 120, |x, y| {
             let d = ((x as i32 - 80).pow(2) + (y as i32 - 60).pow(2)) as f32;
-            if d < 1600.0 {
-                image::Rgb([200, 140, 60])
-            } else {
-                image::Rgb([40, 90 + (y / 2) as u8, 160])
-            }
+            if d < 1600.0 { image::Rgb([200, 140, 60]) } else { image::Rgb([40, 90 + (y / 2) as u8, 160]) }
         });
         let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
-            .expect("encode");
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("encode");
         out.into()
     }
 
     fn limits() -> UploadLimits {
-        UploadLimits {
-            max_bytes: 1 << 24,
-            max_pixels: 10_000_000,
-            max_side: 5_000,
-        }
+        UploadLimits { max_bytes: 1 << 24, max_pixels: 10_000_000, max_side: 5_000 }
     }
 
     #[test]
     fn every_portrait_style_renders_a_jpeg_of_the_photo_size() {
         let studio = LocalStudio::new(limits());
-        for style in crate::domain::CATALOGUE
-            .iter()
-            .filter(|s| s.kind == GenerationKind::Portrait)
-        {
-            let req = RenderRequest {
-                kind: GenerationKind::Portrait,
-                style: style.id.into(),
-                input: photo(),
-            };
-            let files = studio
-                .render(&req, &RenderContext::detached())
-                .expect("renders");
+        for style in crate::domain::CATALOGUE.iter().filter(|s| s.kind == GenerationKind::Portrait) {
+            let req = RenderRequest { kind: GenerationKind::Portrait, style: style.id.into(), input: photo() };
+            let files = studio.render(&req, &RenderContext::detached()).expect("renders");
             assert_eq!(files.len(), 1);
             let out = image::load_from_memory(&files[0].bytes).expect("decodes");
-            assert_eq!(
-                image::guess_format(&files[0].bytes).expect("format"),
-                ImageFormat::Jpeg
-            );
-            assert_eq!(
-                (out.width(), out.height()),
-                (160, 120),
-                "style {}",
-                style.id
-            );
+            assert_eq!(image::guess_format(&files[0].bytes).expect("format"), ImageFormat::Jpeg);
+            assert_eq!((out.width(), out.height()), (160, 120), "style {}", style.id);
         }
     }
 
@@ -219,28 +166,15 @@ mod tests {
         let studio = LocalStudio::new(limits());
         let cancel = Arc::new(AtomicBool::new(true));
         let ctx = RenderContext::new(|_, _| {}, cancel);
-        let req = RenderRequest {
-            kind: GenerationKind::Portrait,
-            style: "watercolor".into(),
-            input: photo(),
-        };
-        assert!(matches!(
-            studio.render(&req, &ctx),
-            Err(StudioError::Canceled)
-        ));
+        let req = RenderRequest { kind: GenerationKind::Portrait, style: "watercolor".into(), input: photo() };
+        assert!(matches!(studio.render(&req, &ctx), Err(StudioError::Canceled)));
     }
 
     #[test]
     fn text_is_invalid_input() {
         let studio = LocalStudio::new(limits());
-        let req = RenderRequest {
-            kind: GenerationKind::Portrait,
-            style: "watercolor".into(),
-            input: "not an image".into(),
-        };
-        assert!(matches!(
-            studio.render(&req, &RenderContext::detached()),
-            Err(StudioError::InvalidInput(_))
-        ));
+        let req =
+            RenderRequest { kind: GenerationKind::Portrait, style: "watercolor".into(), input: "not an image".into() };
+        assert!(matches!(studio.render(&req, &RenderContext::detached()), Err(StudioError::InvalidInput(_))));
     }
 }

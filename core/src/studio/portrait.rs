@@ -4,11 +4,7 @@ use image::{GrayImage, Luma, Rgb, RgbImage, imageops};
 
 use super::{RenderContext, StudioError};
 
-pub(super) fn render(
-    style: &str,
-    photo: RgbImage,
-    ctx: &RenderContext,
-) -> Result<RgbImage, StudioError> {
+pub(super) fn render(style: &str, photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError> {
     match style {
         "watercolor" => watercolor(photo, ctx),
         "pencil_sketch" => pencil_sketch(photo, ctx),
@@ -22,9 +18,7 @@ fn luminance(p: &Rgb<u8>) -> f32 {
 }
 
 fn gray(photo: &RgbImage) -> GrayImage {
-    GrayImage::from_fn(photo.width(), photo.height(), |x, y| {
-        Luma([luminance(photo.get_pixel(x, y)) as u8])
-    })
+    GrayImage::from_fn(photo.width(), photo.height(), |x, y| Luma([luminance(photo.get_pixel(x, y)) as u8]))
 }
 
 /// A deterministic "paper grain" value in [-1, 1] for a pixel.
@@ -39,14 +33,8 @@ fn grain(x: u32, y: u32) -> f32 {
 /// Sobel gradient magnitude of a grey image, scaled to 0..=1.
 fn edges(g: &GrayImage) -> Vec<f32> {
     let (w, h) = g.dimensions();
-    let at = |x: i64, y: i64| {
-        f32::from(
-            g.get_pixel(
-                x.clamp(0, w as i64 - 1) as u32,
-                y.clamp(0, h as i64 - 1) as u32,
-            )[0],
-        )
-    };
+    let at =
+        |x: i64, y: i64| f32::from(g.get_pixel(x.clamp(0, w as i64 - 1) as u32, y.clamp(0, h as i64 - 1) as u32)[0]);
     let mut out = vec![0.0; (w * h) as usize];
     for y in 0..h as i64 {
         for x in 0..w as i64 {
@@ -58,8 +46,7 @@ fn edges(g: &GrayImage) -> Vec<f32> {
                 - at(x - 1, y - 1)
                 - 2.0 * at(x, y - 1)
                 - at(x + 1, y - 1);
-            out[(y as u32 * w + x as u32) as usize] =
-                ((gx * gx + gy * gy).sqrt() / 1_442.0).min(1.0);
+            out[(y as u32 * w + x as u32) as usize] = ((gx * gx + gy * gy).sqrt() / 1_442.0).min(1.0);
         }
     }
     out
@@ -100,9 +87,7 @@ fn pencil_sketch(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, Studi
     let side = photo.width().max(photo.height()) as f32;
     let g = gray(&photo);
     ctx.checkpoint(30, "tracing")?;
-    let inverted = GrayImage::from_fn(g.width(), g.height(), |x, y| {
-        Luma([255 - g.get_pixel(x, y)[0]])
-    });
+    let inverted = GrayImage::from_fn(g.width(), g.height(), |x, y| Luma([255 - g.get_pixel(x, y)[0]]));
     let blurred = imageops::fast_blur(&inverted, (side / 90.0).max(2.0));
     ctx.checkpoint(60, "shading")?;
     let (w, h) = g.dimensions();
@@ -112,11 +97,7 @@ fn pencil_sketch(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, Studi
         let dodge = (base * 255.0 / (256.0 - b)).min(255.0);
         // Diagonal hatching in the shadows.
         let tone = base / 255.0;
-        let hatch = if tone < 0.45 && (x + y) % 6 == 0 {
-            0.78
-        } else {
-            1.0
-        };
+        let hatch = if tone < 0.45 && (x + y) % 6 == 0 { 0.78 } else { 1.0 };
         let v = (dodge * hatch + grain(x, y) * 5.0).clamp(0.0, 255.0);
         Rgb([v as u8, (v * 0.98) as u8, (v * 0.93) as u8])
     });
@@ -155,11 +136,7 @@ fn pop_art(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError
                 } else {
                     2
                 };
-                let colour = if outline[(y * pw + x) as usize] > 0.35 {
-                    [10, 10, 10]
-                } else {
-                    palette[band]
-                };
+                let colour = if outline[(y * pw + x) as usize] > 0.35 { [10, 10, 10] } else { palette[band] };
                 out.put_pixel(tx, ty, Rgb(colour));
             }
         }
@@ -176,12 +153,7 @@ mod tests {
     }
 
     fn mean_abs_diff(a: &RgbImage, b: &RgbImage) -> f32 {
-        let total: u64 = a
-            .as_raw()
-            .iter()
-            .zip(b.as_raw())
-            .map(|(x, y)| u64::from(x.abs_diff(*y)))
-            .sum();
+        let total: u64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| u64::from(x.abs_diff(*y))).sum();
         total as f32 / a.as_raw().len() as f32
     }
 
@@ -189,16 +161,10 @@ mod tests {
     fn each_style_visibly_transforms_the_photo_and_styles_differ() {
         let ctx = RenderContext::detached();
         let styles = ["watercolor", "pencil_sketch", "pop_art"];
-        let outs: Vec<RgbImage> = styles
-            .iter()
-            .map(|s| render(s, photo(), &ctx).expect("renders"))
-            .collect();
+        let outs: Vec<RgbImage> = styles.iter().map(|s| render(s, photo(), &ctx).expect("renders")).collect();
         for (s, out) in styles.iter().zip(&outs) {
             assert_eq!(out.dimensions(), (64, 48));
-            assert!(
-                mean_abs_diff(out, &photo()) > 8.0,
-                "{s} is too close to the photo"
-            );
+            assert!(mean_abs_diff(out, &photo()) > 8.0, "{s} is too close to the photo");
         }
         assert!(mean_abs_diff(&outs[0], &outs[1]) > 8.0);
         assert!(mean_abs_diff(&outs[1], &outs[2]) > 8.0);

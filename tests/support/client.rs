@@ -88,6 +88,13 @@ impl Client {
         (status, response.bytes().await.expect("body").to_vec())
     }
 
+    /// Balance minus held credits, from `GET /v1/me`.
+    pub async fn available_credits(&self) -> i64 {
+        let (status, me) = self.get("/v1/me").await;
+        assert_eq!(status, StatusCode::OK);
+        me["credits"]["balance"].as_i64().expect("balance") - me["credits"]["held"].as_i64().expect("held")
+    }
+
     /// The ledger entries of the user, newest first.
     pub async fn ledger(&self) -> Vec<Value> {
         let (status, body) = self.get("/v1/credits/ledger?limit=100").await;

@@ -144,13 +144,16 @@ pub async fn create_generation(
             };
         }
     };
+    // The answer describes the generation as created (queued, with its position), so it
+    // is built before a worker can pick the job up.
+    let response = respond(&state, &row, StatusCode::ACCEPTED, false).await?;
     // The row is the system of record: if this enqueue fails, the scheduler's sweep of
     // stalled generations dispatches it, so the request still succeeds.
     if let Err(error) = state.services.queue.enqueue_generation(&id, Duration::ZERO, "create").await {
-        tracing::error!(generation.id = %id, error = %error, "enqueue failed; the scheduler will dispatch it");
+        tracing::error!(generation.id = %id, error = %petportrait_core::errors::chain(&error), "enqueue failed; the scheduler will dispatch it");
     }
     tracing::info!(generation.id = %id, generation.kind = kind.as_str(), generation.style = style.id, "generation created");
-    respond(&state, &row, StatusCode::ACCEPTED, false).await
+    Ok(response)
 }
 
 /// Answers a repeated `Idempotency-Key`: the same body replays, another body conflicts.

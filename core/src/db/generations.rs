@@ -325,34 +325,36 @@ impl Db {
 
     /// Ends the generation `succeeded`, if this worker still holds it.
     pub async fn mark_succeeded(&self, id: &GenerationId, owner: &str, now: Millis) -> DbResult<bool> {
-        Ok(sqlx::query(
+        self.update_held(
             "UPDATE generations SET status = 'succeeded', progress_percent = 100, progress_stage = 'done', \
              completed_at = $3, updated_at = $3, lease_owner = NULL, lease_until = NULL, version = version + 1 \
              WHERE id = $1 AND lease_owner = $2 AND status IN ('starting', 'processing')",
+            id,
+            owner,
+            now,
         )
-        .bind(id.as_str())
-        .bind(owner)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+        .await
     }
 
     /// Puts the generation back in the queue after a retryable failure.
     pub async fn mark_waiting_for_retry(&self, id: &GenerationId, owner: &str, now: Millis) -> DbResult<bool> {
-        Ok(sqlx::query(
+        self.update_held(
             "UPDATE generations SET status = 'queued', progress_stage = 'waiting_to_retry', \
              lease_owner = NULL, lease_until = NULL, updated_at = $3, version = version + 1 \
              WHERE id = $1 AND lease_owner = $2 AND status IN ('starting', 'processing')",
+            id,
+            owner,
+            now,
         )
-        .bind(id.as_str())
-        .bind(owner)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected()
-            == 1)
+        .await
+    }
+
+    /// Runs a statement over `(id, owner, now)` that only applies while `owner` holds the
+    /// lease; returns whether it applied.
+    async fn update_held(&self, sql: &'static str, id: &GenerationId, owner: &str, now: Millis) -> DbResult<bool> {
+        let updated =
+            sqlx::query(sql).bind(id.as_str()).bind(owner).bind(now).execute(&self.pool).await?.rows_affected();
+        Ok(updated == 1)
     }
 
     /// Ends the generation `failed` and gives the credits back: the hold is released if

@@ -22,5 +22,6 @@ macro_rules! both_modes {
 mod bad_input;
 mod crash;
 mod flow;
+mod ledger;
 mod retention;
 mod retries;

@@ -1,0 +1,146 @@
+//! Database tier: the credit and lease rules of `core/src/db`, on a fresh database in
+//! each mode, exercised concurrently where a race could break them.
+
+use futures::future::join_all;
+use petportrait_core::db::{ClaimOutcome, CreateOutcome, NewGeneration, NewObject, UploadRow};
+use petportrait_core::domain::GenerationKind;
+use petportrait_core::ids::{GenerationId, UploadId, UserId};
+use petportrait_core::time::now_ms;
+use petportrait_tests::{Mode, TestApp};
+
+both_modes!(holds_never_exceed_the_balance, holds_never_exceed_the_balance);
+both_modes!(charge_release_and_refund_happen_once, charge_release_and_refund_happen_once);
+both_modes!(one_worker_holds_a_generation_at_a_time, one_worker_holds_a_generation_at_a_time);
+
+const NOTHING: petportrait::Roles = petportrait::Roles { web: false, worker: false, scheduler: false };
+
+/// A user with `credits` and one upload, straight through the database.
+async fn user_with_upload(app: &TestApp, credits: i64) -> (UserId, String) {
+    let db = &app.services.db;
+    let (user, _) =
+        db.find_or_create_user(&format!("ledger{}example.org", '@'), "Ledger", credits, now_ms()).await.expect("user");
+    let user_id = user.user_id();
+    let upload = UploadId::generate();
+    let key = format!("u/{user_id}/uploads/{upload}.jpg");
+    let object = NewObject {
+        user_id: &user_id,
+        kind: "upload",
+        object_key: &key,
+        content_type: "image/jpeg",
+        bytes: 1,
+        expires_at: Some(now_ms() + 60_000),
+    };
+    let object_id = db.insert_stored_object(&object, now_ms()).await.expect("object");
+    let row = UploadRow {
+        id: upload.to_string(),
+        user_id: user_id.to_string(),
+        object_id: object_id.to_string(),
+        content_type: "image/jpeg".into(),
+        width: 1,
+        height: 1,
+        bytes: 1,
+        created_at: now_ms(),
+        expires_at: now_ms() + 60_000,
+    };
+    db.insert_upload(&row).await.expect("upload");
+    (user_id, upload.to_string())
+}
+
+async fn create(app: &TestApp, user: &UserId, upload: &str, cost: i64) -> (GenerationId, CreateOutcome) {
+    let id = GenerationId::generate();
+    let new = NewGeneration {
+        id: &id,
+        user_id: user,
+        kind: GenerationKind::Portrait,
+        style: "watercolor",
+        options: "{}",
+        upload_id: upload,
+        cost,
+        idempotency_key: None,
+        request_fingerprint: None,
+    };
+    let outcome = app.services.db.create_generation(&new, now_ms()).await.expect("create");
+    (id, outcome)
+}
+
+async fn holds_never_exceed_the_balance(mode: Mode) {
+    let app = TestApp::spawn_with(mode, &[], NOTHING, None).await;
+    let (user, upload) = user_with_upload(&app, 10).await;
+    // Eight concurrent creations of cost 3 against a balance of 10: exactly three fit.
+    let attempts = (0..8).map(|_| create(&app, &user, &upload, 3));
+    let outcomes = join_all(attempts).await;
+    let created = outcomes.iter().filter(|(_, o)| matches!(o, CreateOutcome::Created(_))).count();
+    let refused = outcomes.iter().filter(|(_, o)| matches!(o, CreateOutcome::InsufficientCredits)).count();
+    assert_eq!((created, refused), (3, 5));
+    let row = app.services.db.get_user(&user).await.expect("read").expect("user");
+    assert_eq!((row.credits_balance, row.credits_held), (10, 9));
+    app.stop().await;
+}
+
+async fn charge_release_and_refund_happen_once(mode: Mode) {
+    let app = TestApp::spawn_with(mode, &[], NOTHING, None).await;
+    let db = &app.services.db;
+    let (user, upload) = user_with_upload(&app, 10).await;
+
+    // Charged: concurrent charges of one generation charge once; failing twice refunds once.
+    let (charged, _) = create(&app, &user, &upload, 4).await;
+    let results = join_all((0..4).map(|_| db.charge_generation(&charged, user.as_str(), 4, now_ms()))).await;
+    assert_eq!(results.into_iter().map(|r| r.expect("charge")).filter(|c| *c).count(), 1);
+    let row = db.get_user(&user).await.expect("read").expect("user");
+    assert_eq!((row.credits_balance, row.credits_held), (6, 0));
+    assert!(db.mark_failed(&charged, "x", "x", false, now_ms()).await.expect("fail"));
+    assert!(
+        !db.mark_failed(&charged, "x", "x", false, now_ms()).await.expect("fail again"),
+        "terminal states never change"
+    );
+    let row = db.get_user(&user).await.expect("read").expect("user");
+    assert_eq!((row.credits_balance, row.credits_held), (10, 0), "refunded once");
+
+    // Never charged: failing releases the hold, once.
+    let (held, _) = create(&app, &user, &upload, 4).await;
+    assert!(db.mark_failed(&held, "x", "x", false, now_ms()).await.expect("fail"));
+    assert!(!db.mark_failed(&held, "x", "x", false, now_ms()).await.expect("fail again"));
+    let row = db.get_user(&user).await.expect("read").expect("user");
+    assert_eq!((row.credits_balance, row.credits_held), (10, 0), "released once");
+
+    let kinds: Vec<String> =
+        db.ledger_of_generation(charged.as_str()).await.expect("ledger").into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["hold", "charge", "refund"]);
+    let kinds: Vec<String> =
+        db.ledger_of_generation(held.as_str()).await.expect("ledger").into_iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["hold", "release"]);
+    app.stop().await;
+}
+
+async fn one_worker_holds_a_generation_at_a_time(mode: Mode) {
+    let app = TestApp::spawn_with(mode, &[], NOTHING, None).await;
+    let db = &app.services.db;
+    let (user, upload) = user_with_upload(&app, 10).await;
+    let (id, _) = create(&app, &user, &upload, 4).await;
+    let now = now_ms();
+
+    let claims = join_all(["w1", "w2", "w3"].map(|w| db.claim_generation(&id, w, now, now + 30_000))).await;
+    let claimed = claims.iter().filter(|c| matches!(c, Ok(ClaimOutcome::Claimed(_)))).count();
+    let leased = claims.iter().filter(|c| matches!(c, Ok(ClaimOutcome::Leased { .. }))).count();
+    assert_eq!((claimed, leased), (1, 2), "exactly one worker claims");
+    let holder = if matches!(claims[0], Ok(ClaimOutcome::Claimed(_))) {
+        "w1"
+    } else if matches!(claims[1], Ok(ClaimOutcome::Claimed(_))) {
+        "w2"
+    } else {
+        "w3"
+    };
+    let other = if holder == "w1" { "w2" } else { "w1" };
+
+    // Only the holder may finish; after its lease lapses another worker takes over.
+    assert!(!db.mark_succeeded(&id, other, now).await.expect("update"));
+    let later = now + 31_000;
+    match db.claim_generation(&id, other, later, later + 30_000).await.expect("claim") {
+        ClaimOutcome::Claimed(row) => assert_eq!(row.attempts, 2),
+        outcome => panic!("expected a takeover, got {outcome:?}"),
+    }
+    assert!(!db.mark_succeeded(&id, holder, later).await.expect("update"), "the old holder lost the lease");
+    assert!(db.mark_succeeded(&id, other, later).await.expect("update"));
+    assert!(matches!(db.claim_generation(&id, "w9", later, later + 1).await.expect("claim"), ClaimOutcome::Terminal));
+    app.stop().await;
+}

@@ -105,7 +105,9 @@ pub async fn dev_login(
     headers: HeaderMap,
     JsonBody(request): JsonBody<DevLoginRequest>,
 ) -> ApiResult<Response> {
-    if !peer.ip().is_loopback() {
+    // Behind a reverse proxy every peer is loopback: a forwarded request is not local.
+    let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"].iter().any(|h| headers.contains_key(*h));
+    if !peer.ip().is_loopback() || forwarded {
         return Err(ApiError::not_found());
     }
     check_same_origin(&method, &headers, &state.public_url)?;

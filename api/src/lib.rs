@@ -9,6 +9,7 @@ mod routes;
 mod views;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -17,6 +18,7 @@ use axum::routing::{get, post};
 use petportrait_core::config::{Config, UploadLimits};
 use petportrait_core::services::Services;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
@@ -30,6 +32,8 @@ pub struct AppState {
     pub starter_credits: i64,
     pub uploads: UploadLimits,
     pub upload_ttl: Duration,
+    /// Upload decodes running at once (each may need hundreds of megabytes).
+    pub decode_slots: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -40,6 +44,7 @@ impl AppState {
             starter_credits: config.starter_credits,
             uploads: config.uploads.clone(),
             upload_ttl: config.retention.upload_ttl,
+            decode_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
         }
     }
 }
@@ -69,6 +74,13 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         app = app.route("/auth/dev-login", post(auth::dev_login));
     }
     app.fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed here",
+            )
+        })
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -95,6 +95,8 @@ pub struct WorkerConfig {
     /// How long a generation stays claimed by a worker that stopped renewing its lease.
     pub job_lease: Duration,
     pub max_attempts: u32,
+    /// How long one attempt may run before it is abandoned and retried.
+    pub job_timeout: Duration,
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
     /// How often an idle worker looks for new jobs.
@@ -297,6 +299,8 @@ impl Config {
         let dev_login = r.boolean("DEV_LOGIN", embedded && google_client_id.is_none());
         if dev_login && !host.is_loopback() {
             r.problem("DEV_LOGIN", format!("refused: the API binds {host}, which is not a loopback address"));
+        } else if dev_login && !url_host_is_loopback(&public_url) {
+            r.problem("DEV_LOGIN", format!("refused: PUBLIC_URL {public_url} is not a loopback address"));
         }
         if dev_login && google_client_id.is_some() {
             r.problem("DEV_LOGIN", "refused: Google sign-in is configured");
@@ -325,6 +329,7 @@ impl Config {
             heartbeat: r.duration("WORKER_HEARTBEAT", Duration::from_secs(5)),
             job_lease: r.duration("JOB_LEASE", Duration::from_secs(30)),
             max_attempts: r.parsed("JOB_MAX_ATTEMPTS", 5, "a positive number"),
+            job_timeout: r.duration("JOB_TIMEOUT", Duration::from_secs(600)),
             retry_base_delay: r.duration("RETRY_BASE_DELAY", Duration::from_secs(2)),
             retry_max_delay: r.duration("RETRY_MAX_DELAY", Duration::from_secs(600)),
             poll_interval: r.duration("WORKER_POLL_INTERVAL", Duration::from_millis(50)),
@@ -408,6 +413,17 @@ fn socket_text(host: IpAddr, port: u16) -> String {
     }
 }
 
+/// Whether the host of an `http(s)://host[:port]/...` URL is loopback.
+fn url_host_is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 fn valid_bucket_name(name: &str) -> bool {
     (3..=63).contains(&name.len())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
@@ -456,6 +472,15 @@ mod tests {
             parse(&[("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1")]).expect("valid");
         assert!(!c.is_embedded());
         assert!(!c.dev_login);
+    }
+
+    #[test]
+    fn dev_login_needs_a_loopback_public_url() {
+        let err = parse(&[("PUBLIC_URL", "https://pets.example.org")]).expect_err("not loopback");
+        assert_eq!(err.problems[0].variable, "DEV_LOGIN");
+        assert!(parse(&[("PUBLIC_URL", "http://localhost:8080")]).is_ok());
+        assert!(parse(&[("PUBLIC_URL", "http://[::1]:8080")]).is_ok());
+        assert!(parse(&[("PUBLIC_URL", "https://pets.example.org"), ("DEV_LOGIN", "false")]).is_ok());
     }
 
     #[test]

@@ -41,6 +41,33 @@ pub struct GenerationJob {
     pub generation_id: String,
 }
 
+/// The id of one queue task that dispatches a generation. The database records the
+/// latest one, so the scheduler can ask the queue whether that task still waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DispatchId(ulid::Ulid);
+
+impl DispatchId {
+    pub fn new() -> DispatchId {
+        DispatchId(ulid::Ulid::generate())
+    }
+
+    pub fn parse(text: &str) -> Option<DispatchId> {
+        ulid::Ulid::from_string(text).ok().map(DispatchId)
+    }
+}
+
+impl Default for DispatchId {
+    fn default() -> Self {
+        DispatchId::new()
+    }
+}
+
+impl std::fmt::Display for DispatchId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// What a handler tells the queue.
 #[derive(Debug)]
 pub enum JobOutcome {
@@ -76,6 +103,8 @@ pub enum QueueError {
     NoSqliteDatabase,
     #[error("pushing a job failed")]
     Push(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("looking a task up failed")]
+    Inspect(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("vacuuming finished jobs failed")]
     Vacuum(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the worker monitor failed")]
@@ -164,17 +193,18 @@ impl JobQueue {
     }
 
     /// Dispatches a generation after `delay` (rounded up to whole seconds by the
-    /// backends). `dispatch` names this dispatch ("create", "try-3", ...): pushing the
-    /// same generation with the same name twice enqueues one job.
+    /// backends) as task `task`. `dispatch` names this dispatch ("create", "try-3", ...):
+    /// pushing the same generation with the same name twice enqueues one job.
     pub async fn enqueue_generation(
         &self,
         id: &GenerationId,
         delay: Duration,
         dispatch: &str,
+        task: &DispatchId,
     ) -> Result<(), QueueError> {
         let delay = Duration::from_secs(delay.as_secs() + u64::from(delay.subsec_nanos() > 0));
         let task = TaskBuilder::new(GenerationJob { generation_id: id.to_string() })
-            .task_id(TaskId::from_ulid(ulid::Ulid::generate()))
+            .task_id(TaskId::from_ulid(task.0))
             .run_after(delay)
             .max_attempts(QUEUE_MAX_ATTEMPTS)
             .idempotency_key(format!("{id}:{dispatch}"))
@@ -184,6 +214,22 @@ impl JobQueue {
             QueueBackend::Redis { storage, .. } => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _),
         };
         pushed.map_err(QueueError::Push)
+    }
+
+    /// Whether the queue still holds task `task` unfinished (waiting, running or due for
+    /// a retry). `false` when it finished or the queue lost it.
+    pub async fn is_unfinished(&self, task: &DispatchId) -> Result<bool, QueueError> {
+        let id = TaskId::from_ulid(task.0);
+        let found = match &self.backend {
+            QueueBackend::Sqlite { storage, .. } => {
+                storage.clone().fetch_by_id(&id).await.map(|t| t.map(|t| t.status())).map_err(|e| Box::new(e) as _)
+            }
+            QueueBackend::Redis { storage, .. } => {
+                storage.clone().fetch_by_id(&id).await.map(|t| t.map(|t| t.status())).map_err(|e| Box::new(e) as _)
+            }
+        };
+        let status = found.map_err(QueueError::Inspect)?;
+        Ok(matches!(status, Some(Status::Pending | Status::Queued | Status::Running | Status::Failed)))
     }
 
     /// Answers when the queue's store can be reached (readiness).

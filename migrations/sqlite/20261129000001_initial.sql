@@ -76,6 +76,10 @@ CREATE TABLE generations (
     -- The worker that holds the generation and until when; a lapsed lease may be taken over.
     lease_owner          TEXT,
     lease_until          BIGINT,
+    -- A retry waits until then; the stalled-generation sweep leaves it alone before.
+    not_before           BIGINT,
+    -- The queue task of the latest dispatch, so the sweep can ask the queue about it.
+    dispatch_task        TEXT,
     -- Bumped on every change: the ETag of the generation object.
     version              BIGINT NOT NULL DEFAULT 1,
     idempotency_key      TEXT,

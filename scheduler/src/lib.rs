@@ -7,6 +7,8 @@ use std::time::Duration;
 use petportrait_core::config::Config;
 use petportrait_core::db::DbError;
 use petportrait_core::errors::chain as error_chain;
+use petportrait_core::ids::GenerationId;
+use petportrait_core::queue::DispatchId;
 use petportrait_core::services::Services;
 use petportrait_core::storage::StorageError;
 use petportrait_core::time::{Millis, duration_ms, now_ms};
@@ -110,24 +112,32 @@ pub async fn purge_expired_objects(services: &Services, now: Millis, batch: i64)
 }
 
 /// The database is the system of record and the queue only dispatches: a generation
-/// that has not moved for a long time, with no live lease, is dispatched again. The
-/// worker's claim makes an extra delivery harmless.
+/// that has not moved for a long time, with no live lease and no retry pending, is
+/// dispatched again unless the queue still holds its latest task (a backlog is not a
+/// loss). The worker's claim makes an extra delivery harmless.
 async fn redispatch_stalled(services: &Services, now: Millis, quiet_since: Millis) -> Result<u64, SchedulerError> {
     let stalled = services.db.stalled_generations(now, quiet_since, STALLED_BATCH).await?;
     let mut dispatched = 0;
-    for id in stalled {
-        let Some(generation) = petportrait_core::ids::GenerationId::parse(&id) else {
-            continue;
-        };
-        match services.queue.enqueue_generation(&generation, Duration::ZERO, &format!("sweep-{now}")).await {
+    for (id, task) in stalled {
+        let Some(generation) = GenerationId::parse(&id) else { continue };
+        if let Some(task) = task.as_deref().and_then(DispatchId::parse) {
+            match services.queue.is_unfinished(&task).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(generation.id = %id, error = %error_chain(&error), "could not ask the queue; skipping");
+                    continue;
+                }
+            }
+        }
+        let dispatch = DispatchId::new();
+        match services.queue.enqueue_generation(&generation, Duration::ZERO, &format!("sweep-{now}"), &dispatch).await {
             Ok(()) => {
-                services.db.touch_generation(&id, now).await?;
+                services.db.record_redispatch(&id, now, &dispatch.to_string()).await?;
                 dispatched += 1;
                 tracing::warn!(generation.id = %id, "stalled generation dispatched again");
             }
-            Err(error) => {
-                tracing::error!(generation.id = %id, error = %error_chain(&error), "could not re-dispatch")
-            }
+            Err(error) => tracing::error!(generation.id = %id, error = %error_chain(&error), "could not re-dispatch"),
         }
     }
     Ok(dispatched)

@@ -58,12 +58,11 @@ async fn portrait_end_to_end(mode: Mode) {
     assert_eq!(me["credits"], serde_json::json!({"balance": 6, "held": 0}));
 
     // The queue keeps no finished job once vacuumed; the generation is unaffected.
-    let removed = wait_until("the finished job to be vacuumed", Duration::from_secs(10), || async {
+    wait_until("the finished job to be vacuumed", Duration::from_secs(10), || async {
         let removed = app.services.queue.vacuum(Duration::ZERO).await.expect("vacuum");
-        (removed > 0).then_some(removed)
+        (removed > 0).then_some(())
     })
     .await;
-    assert!(removed >= 1);
     assert_eq!(ann.get(&format!("/v1/generations/{id}")).await.1["status"], "succeeded");
     let ledger = ann.ledger().await;
     let kinds: Vec<&str> = ledger.iter().filter_map(|e| e["kind"].as_str()).collect();

@@ -2,7 +2,7 @@
 //! each mode, exercised concurrently where a race could break them.
 
 use futures::future::join_all;
-use petportrait_core::db::{ClaimOutcome, CreateOutcome, NewGeneration, NewObject, UploadRow};
+use petportrait_core::db::{ChargeOutcome, ClaimOutcome, CreateOutcome, NewGeneration, NewObject, UploadRow};
 use petportrait_core::domain::GenerationKind;
 use petportrait_core::ids::{GenerationId, UploadId, UserId};
 use petportrait_core::time::now_ms;
@@ -58,6 +58,7 @@ async fn create(app: &TestApp, user: &UserId, upload: &str, cost: i64) -> (Gener
         cost,
         idempotency_key: None,
         request_fingerprint: None,
+        dispatch_task: "01KAAAAAAAAAAAAAAAAAAAAAAA",
     };
     let outcome = app.services.db.create_generation(&new, now_ms()).await.expect("create");
     (id, outcome)
@@ -84,24 +85,38 @@ async fn charge_release_and_refund_happen_once(mode: Mode) {
 
     // Charged: concurrent charges of one generation charge once; failing twice refunds once.
     let (charged, _) = create(&app, &user, &upload, 4).await;
-    let results = join_all((0..4).map(|_| db.charge_generation(&charged, user.as_str(), 4, now_ms()))).await;
-    assert_eq!(results.into_iter().map(|r| r.expect("charge")).filter(|c| *c).count(), 1);
+    let now = now_ms();
+    assert!(matches!(
+        db.claim_generation(&charged, "run-1", now, now + 60_000).await.expect("claim"),
+        ClaimOutcome::Claimed(_)
+    ));
+    let results = join_all((0..4).map(|_| db.charge_generation(&charged, "run-1", user.as_str(), 4, now_ms()))).await;
+    let results: Vec<ChargeOutcome> = results.into_iter().map(|r| r.expect("charge")).collect();
+    assert_eq!(results.iter().filter(|c| **c == ChargeOutcome::Charged).count(), 1, "{results:?}");
+    assert_eq!(results.iter().filter(|c| **c == ChargeOutcome::AlreadyCharged).count(), 3, "{results:?}");
     let row = db.get_user(&user).await.expect("read").expect("user");
     assert_eq!((row.credits_balance, row.credits_held), (6, 0));
-    assert!(db.mark_failed(&charged, "x", "x", false, now_ms()).await.expect("fail"));
-    assert!(
-        !db.mark_failed(&charged, "x", "x", false, now_ms()).await.expect("fail again"),
-        "terminal states never change"
-    );
+    let not_holder = db.mark_failed(&charged, Some("someone-else"), "x", "x", false, now_ms()).await.expect("fail");
+    assert!(!not_holder, "only the holder fails it");
+    assert!(db.mark_failed(&charged, Some("run-1"), "x", "x", false, now_ms()).await.expect("fail"));
+    let again = db.mark_failed(&charged, None, "x", "x", false, now_ms()).await.expect("fail again");
+    assert!(!again, "terminal states never change");
     let row = db.get_user(&user).await.expect("read").expect("user");
     assert_eq!((row.credits_balance, row.credits_held), (10, 0), "refunded once");
 
-    // Never charged: failing releases the hold, once.
+    // Never charged: failing releases the hold, once; a late charge finds nothing to take.
     let (held, _) = create(&app, &user, &upload, 4).await;
-    assert!(db.mark_failed(&held, "x", "x", false, now_ms()).await.expect("fail"));
-    assert!(!db.mark_failed(&held, "x", "x", false, now_ms()).await.expect("fail again"));
+    let now = now_ms();
+    assert!(matches!(
+        db.claim_generation(&held, "run-2", now, now + 60_000).await.expect("claim"),
+        ClaimOutcome::Claimed(_)
+    ));
+    assert!(db.mark_failed(&held, None, "x", "x", false, now_ms()).await.expect("fail"));
+    assert!(!db.mark_failed(&held, None, "x", "x", false, now_ms()).await.expect("fail again"));
+    let late = db.charge_generation(&held, "run-2", user.as_str(), 4, now_ms()).await.expect("charge");
+    assert_eq!(late, ChargeOutcome::NotHeld, "a failed generation is never charged");
     let row = db.get_user(&user).await.expect("read").expect("user");
-    assert_eq!((row.credits_balance, row.credits_held), (10, 0), "released once");
+    assert_eq!((row.credits_balance, row.credits_held), (10, 0), "released once, never charged");
 
     let kinds: Vec<String> =
         db.ledger_of_generation(charged.as_str()).await.expect("ledger").into_iter().map(|e| e.kind).collect();
@@ -119,18 +134,15 @@ async fn one_worker_holds_a_generation_at_a_time(mode: Mode) {
     let (id, _) = create(&app, &user, &upload, 4).await;
     let now = now_ms();
 
-    let claims = join_all(["w1", "w2", "w3"].map(|w| db.claim_generation(&id, w, now, now + 30_000))).await;
+    // Three deliveries race, two of them in the same process: one claim wins.
+    let owners = ["w1/a", "w1/b", "w2/a"];
+    let claims = join_all(owners.map(|w| db.claim_generation(&id, w, now, now + 30_000))).await;
     let claimed = claims.iter().filter(|c| matches!(c, Ok(ClaimOutcome::Claimed(_)))).count();
     let leased = claims.iter().filter(|c| matches!(c, Ok(ClaimOutcome::Leased { .. }))).count();
     assert_eq!((claimed, leased), (1, 2), "exactly one worker claims");
-    let holder = if matches!(claims[0], Ok(ClaimOutcome::Claimed(_))) {
-        "w1"
-    } else if matches!(claims[1], Ok(ClaimOutcome::Claimed(_))) {
-        "w2"
-    } else {
-        "w3"
-    };
-    let other = if holder == "w1" { "w2" } else { "w1" };
+    let winner = claims.iter().position(|c| matches!(c, Ok(ClaimOutcome::Claimed(_)))).expect("a winner");
+    let holder = owners[winner];
+    let other = owners[(winner + 1) % 3];
 
     // Only the holder may finish; after its lease lapses another worker takes over.
     assert!(!db.mark_succeeded(&id, other, now).await.expect("update"));

@@ -85,3 +85,27 @@ async fn one_scheduler_runs_each_tick(mode: Mode) {
     assert!(next.ran);
     app.stop().await;
 }
+
+both_modes!(expired_uploads_are_gone, expired_uploads_are_gone);
+
+async fn expired_uploads_are_gone(mode: Mode) {
+    let app = TestApp::spawn_with(mode, &[("UPLOAD_TTL", "1s")], NO_SCHEDULER, None).await;
+    let ann = app.user("Ann").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let path = format!("/v1/uploads/{upload}");
+    let body = petportrait_tests::wait_until("the upload to expire", Duration::from_secs(10), || async {
+        let (status, body) = ann.get(&path).await;
+        (status == StatusCode::GONE).then_some(body)
+    })
+    .await;
+    assert_eq!(body["code"], "gone");
+    let (status, body) = ann
+        .post_json(
+            "/v1/generations",
+            &serde_json::json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"}),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("upload_expired")), "{body}");
+    assert_eq!(ann.available_credits().await, 10, "nothing was held");
+    app.stop().await;
+}

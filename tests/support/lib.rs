@@ -193,11 +193,17 @@ impl TestApp {
         Client::sign_in(&self.base_url, name).await
     }
 
-    /// Stops every role and waits for them to drain.
+    /// Stops every role, waits for them to drain, and fails the test if a role had
+    /// stopped with an error or does not drain in time.
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+            match tokio::time::timeout(Duration::from_secs(15), task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => panic!("a role of the app failed: {error:#}"),
+                Ok(Err(join)) => panic!("the app panicked: {join}"),
+                Err(_) => panic!("the app did not drain within 15 s"),
+            }
         }
         self.services.close().await;
     }

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use petportrait_core::db::{ClaimOutcome, GenerationRow, NewObject, OutputRow};
+use petportrait_core::db::{ChargeOutcome, ClaimOutcome, GenerationRow, NewObject, OutputRow};
 use petportrait_core::ids::{GenerationId, ObjectId, UserId};
-use petportrait_core::queue::{GenerationJob, JobOutcome};
+use petportrait_core::queue::{DispatchId, GenerationJob, JobOutcome};
 use petportrait_core::storage::keys;
 use petportrait_core::studio::{RenderContext, RenderRequest, RenderedFile, StudioError};
 use petportrait_core::time::{Millis, duration_ms, now_ms};
@@ -45,9 +45,13 @@ pub async fn handle(state: Arc<WorkerState>, job: GenerationJob) -> JobOutcome {
 /// Claims the generation and drives it to its next resting state.
 async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportrait_core::db::DbError> {
     let db = &state.services.db;
+    // The lease belongs to this delivery, not to the process: a second delivery of the
+    // same generation to this process must not share it.
+    let owner = format!("{}/{}", state.worker_id, ulid::Ulid::generate());
+    let owner = owner.as_str();
     let now = now_ms();
     let lease_until = now + duration_ms(state.config.worker.job_lease);
-    let row = match db.claim_generation(id, &state.worker_id, now, lease_until).await? {
+    let row = match db.claim_generation(id, owner, now, lease_until).await? {
         ClaimOutcome::Claimed(row) => row,
         ClaimOutcome::Terminal | ClaimOutcome::Missing => {
             tracing::info!("generation already ended; nothing to do");
@@ -58,7 +62,8 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
             // case that worker dies; if it finishes, the next delivery is a no-op.
             let delay = Duration::from_millis((until - now).max(0) as u64 + 250);
             tracing::info!(lease.until = until, "generation held by another worker; checking again later");
-            if let Err(error) = state.services.queue.enqueue_generation(id, delay, &format!("lease-{until}")).await {
+            let key = format!("lease-{until}");
+            if let Err(error) = state.services.queue.enqueue_generation(id, delay, &key, &DispatchId::new()).await {
                 tracing::warn!(error = %error_chain(&error), "could not schedule the lease check");
             }
             return Ok(());
@@ -68,11 +73,12 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
     let max_attempts = i64::from(state.config.worker.max_attempts);
     if row.attempts > max_attempts {
         tracing::warn!(attempts = row.attempts, "attempts exhausted before this run");
-        db.mark_failed(id, "attempts_exhausted", "the generation failed too many times", true, now_ms()).await?;
+        db.mark_failed(id, Some(owner), "attempts_exhausted", "the generation failed too many times", true, now_ms())
+            .await?;
         return Ok(());
     }
 
-    match run_claimed(state, id, &row).await {
+    match run_claimed(state, id, owner, &row).await {
         Ok(()) => Ok(()),
         Err(JobError::LostLease) => {
             tracing::info!("lease lost or generation ended elsewhere; stopping");
@@ -80,7 +86,7 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
         }
         Err(JobError::Abort { code, source }) => {
             tracing::warn!(error.code = code, error = %error_chain(source.as_ref()), "generation failed permanently");
-            db.mark_failed(id, code, &public_message(code), false, now_ms()).await?;
+            db.mark_failed(id, Some(owner), code, &public_message(code), false, now_ms()).await?;
             Ok(())
         }
         Err(JobError::Retry { code, source }) if row.attempts < max_attempts => {
@@ -92,9 +98,11 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
                 &mut rand::rng(),
             );
             tracing::warn!(error.code = code, error = %error_chain(source.as_ref()), retry.in_ms = delay.as_millis() as u64, "attempt failed; retrying");
-            if db.mark_waiting_for_retry(id, &state.worker_id, now_ms()).await? {
+            let now = now_ms();
+            let dispatch = DispatchId::new();
+            if db.mark_waiting_for_retry(id, owner, now, now + duration_ms(delay), &dispatch.to_string()).await? {
                 let key = format!("try-{}", row.attempts + 1);
-                if let Err(error) = state.services.queue.enqueue_generation(id, delay, &key).await {
+                if let Err(error) = state.services.queue.enqueue_generation(id, delay, &key, &dispatch).await {
                     // The stalled-generation sweep of the scheduler dispatches it again.
                     tracing::error!(error = %error_chain(&error), "could not schedule the retry");
                 }
@@ -103,32 +111,38 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
         }
         Err(JobError::Retry { code, source }) => {
             tracing::error!(error.code = code, error = %error_chain(source.as_ref()), "last attempt failed");
-            db.mark_failed(id, "attempts_exhausted", &public_message(code), true, now_ms()).await?;
+            db.mark_failed(id, Some(owner), "attempts_exhausted", &public_message(code), true, now_ms()).await?;
             Ok(())
         }
     }
 }
 
 /// The work itself, once the lease is held.
-async fn run_claimed(state: &WorkerState, id: &GenerationId, row: &GenerationRow) -> Result<(), JobError> {
+async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &GenerationRow) -> Result<(), JobError> {
     let db = &state.services.db;
     let user = UserId::from_db(row.user_id.clone());
     let kind = row.kind().map_err(JobError::abort("corrupt_row"))?;
 
-    if db.charge_generation(id, &row.user_id, row.cost, now_ms()).await.map_err(JobError::retry("database"))? {
-        tracing::info!(credits = row.cost, "charged");
+    match db
+        .charge_generation(id, owner, &row.user_id, row.cost, now_ms())
+        .await
+        .map_err(JobError::retry("database"))?
+    {
+        ChargeOutcome::Charged => tracing::info!(credits = row.cost, "charged"),
+        ChargeOutcome::AlreadyCharged => tracing::info!("charged by an earlier attempt"),
+        ChargeOutcome::NotHeld => return Err(JobError::LostLease),
     }
 
     let input = load_upload(state, &row.upload_id).await?;
     let request = RenderRequest { kind, style: row.style.clone(), input };
-    let files = render_with_progress(state, id, request).await?;
+    let files = render_with_progress(state, id, owner, request).await?;
 
     let now = now_ms();
     let expires_at = now + duration_ms(state.config.retention.output_ttl);
     for (position, file) in files.into_iter().enumerate() {
         store_output(state, &user, id, row.attempts, position, file, now, expires_at).await?;
     }
-    if db.mark_succeeded(id, &state.worker_id, now_ms()).await.map_err(JobError::retry("database"))? {
+    if db.mark_succeeded(id, owner, now_ms()).await.map_err(JobError::retry("database"))? {
         tracing::info!("generation succeeded");
         Ok(())
     } else {
@@ -158,6 +172,7 @@ async fn load_upload(state: &WorkerState, upload_id: &str) -> Result<Bytes, JobE
 async fn render_with_progress(
     state: &WorkerState,
     id: &GenerationId,
+    owner: &str,
     request: RenderRequest,
 ) -> Result<Vec<RenderedFile>, JobError> {
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(u8, &'static str)>();
@@ -175,12 +190,23 @@ async fn render_with_progress(
     let lease = state.config.worker.job_lease;
     let mut heartbeat = tokio::time::interval(state.config.worker.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A render that hangs must not hold the generation (and the user's credits) for ever.
+    let deadline = tokio::time::sleep(state.config.worker.job_timeout);
+    tokio::pin!(deadline);
     let result = loop {
         tokio::select! {
             joined = &mut render => break joined,
+            () = &mut deadline => {
+                // The studio stops at its next checkpoint; its thread's result is dropped.
+                cancel.store(true, Ordering::Relaxed);
+                return Err(JobError::Retry {
+                    code: "timeout",
+                    source: format!("the render did not finish within {:?}", state.config.worker.job_timeout).into(),
+                });
+            }
             Some((percent, stage)) = progress_rx.recv() => {
                 let now = now_ms();
-                match db.record_progress(id, &state.worker_id, i64::from(percent), stage, now, now + duration_ms(lease)).await {
+                match db.record_progress(id, owner, i64::from(percent), stage, now, now + duration_ms(lease)).await {
                     Ok(true) => {}
                     Ok(false) => cancel.store(true, Ordering::Relaxed),
                     Err(error) => tracing::warn!(error = %error_chain(&error), "could not record progress"),
@@ -188,7 +214,7 @@ async fn render_with_progress(
             }
             _ = heartbeat.tick() => {
                 let now = now_ms();
-                match db.renew_lease(id, &state.worker_id, now, now + duration_ms(lease)).await {
+                match db.renew_lease(id, owner, now, now + duration_ms(lease)).await {
                     Ok(true) => {}
                     Ok(false) => cancel.store(true, Ordering::Relaxed),
                     Err(error) => tracing::warn!(error = %error_chain(&error), "could not renew the lease"),
@@ -262,7 +288,9 @@ fn public_message(code: &str) -> String {
     match code {
         "invalid_input" => "the photo could not be used for this generation",
         "upload_expired" => "the uploaded photo expired before the generation could start",
-        "database" | "storage" | "model_unavailable" => "a temporary problem persisted through every attempt",
+        "database" | "storage" | "model_unavailable" | "timeout" => {
+            "a temporary problem persisted through every attempt"
+        }
         _ => "the generation failed because of an internal error",
     }
     .to_owned()

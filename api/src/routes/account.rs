@@ -39,7 +39,8 @@ pub struct StylesView {
 }
 
 /// The catalogue: every kind, whether it can be ordered today, its styles and costs.
-pub async fn list_styles() -> Json<StylesView> {
+/// Like every `/v1` route it needs a signed-in caller.
+pub async fn list_styles(_caller: CurrentUser) -> Json<StylesView> {
     let kinds = GenerationKind::ALL
         .into_iter()
         .map(|kind| {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use petportrait_core::db::{CreateOutcome, GenerationFilter, GenerationRow, NewGeneration};
 use petportrait_core::domain::{GenerationKind, GenerationStatus, find_style};
 use petportrait_core::ids::GenerationId;
+use petportrait_core::queue::DispatchId;
 use petportrait_core::time::now_ms;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -68,8 +70,9 @@ pub async fn create_generation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let body = body.map_err(|rejection| ApiError::new(rejection.status(), "invalid_body", rejection.body_text()))?;
     let key = idempotency_key(&headers)?;
     let print = fingerprint(&body);
     let user_id = user.user_id();
@@ -111,6 +114,8 @@ pub async fn create_generation(
     }
 
     let id = GenerationId::generate();
+    let dispatch = DispatchId::new();
+    let dispatch_text = dispatch.to_string();
     let new = NewGeneration {
         id: &id,
         user_id: &user_id,
@@ -121,6 +126,7 @@ pub async fn create_generation(
         cost: style.credits,
         idempotency_key: key.as_deref(),
         request_fingerprint: key.as_ref().map(|_| print.as_str()),
+        dispatch_task: &dispatch_text,
     };
     let row = match db.create_generation(&new, now).await.map_err(internal)? {
         CreateOutcome::Created(row) => row,
@@ -149,7 +155,7 @@ pub async fn create_generation(
     let response = respond(&state, &row, StatusCode::ACCEPTED, false).await?;
     // The row is the system of record: if this enqueue fails, the scheduler's sweep of
     // stalled generations dispatches it, so the request still succeeds.
-    if let Err(error) = state.services.queue.enqueue_generation(&id, Duration::ZERO, "create").await {
+    if let Err(error) = state.services.queue.enqueue_generation(&id, Duration::ZERO, "create", &dispatch).await {
         tracing::error!(generation.id = %id, error = %petportrait_core::errors::chain(&error), "enqueue failed; the scheduler will dispatch it");
     }
     tracing::info!(generation.id = %id, generation.kind = kind.as_str(), generation.style = style.id, "generation created");

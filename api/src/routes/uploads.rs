@@ -1,5 +1,6 @@
 //! `POST /v1/uploads` and `GET /v1/uploads/{id}`.
 
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -51,12 +52,17 @@ async fn read_file_part(multipart: &mut Multipart, max: usize) -> ApiResult<Byte
 pub async fn create_upload(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    mut multipart: Multipart,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
+    let mut multipart = multipart.map_err(|rejection| {
+        ApiError::new(rejection.status(), "invalid_multipart", "send the image as multipart/form-data, part \"file\"")
+    })?;
     let limits = state.uploads.clone();
     let bytes = read_file_part(&mut multipart, limits.max_bytes).await?;
     // Header checks first (cheap, refuses bombs), then a full decode under a memory
     // limit so that truncated or corrupt files are refused now rather than in the worker.
+    // Decodes take turns: each may need hundreds of megabytes.
+    let _turn = state.decode_slots.acquire().await.map_err(internal)?;
     let checked = bytes.clone();
     let info: ImageInfo = tokio::task::spawn_blocking(move || {
         let info = imaging::inspect(&checked, &limits)?;

@@ -28,6 +28,8 @@ pub struct NewGeneration<'a> {
     pub cost: i64,
     pub idempotency_key: Option<&'a str>,
     pub request_fingerprint: Option<&'a str>,
+    /// The queue task that will dispatch it.
+    pub dispatch_task: &'a str,
 }
 
 /// Why a creation did not happen.
@@ -50,6 +52,17 @@ pub enum ClaimOutcome {
     Leased { until: Millis },
     /// No such generation (it was deleted).
     Missing,
+}
+
+/// What a worker's charge did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    /// The hold became a charge now.
+    Charged,
+    /// An earlier attempt already charged it.
+    AlreadyCharged,
+    /// The caller does not hold the generation (its lease lapsed, or it ended).
+    NotHeld,
 }
 
 /// Filters of the history list; empty strings mean "any".
@@ -83,8 +96,8 @@ impl Db {
         }
         let inserted = sqlx::query(
             "INSERT INTO generations (id, user_id, kind, style, options, upload_id, status, cost, \
-             idempotency_key, request_fingerprint, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $10, $10)",
+             idempotency_key, request_fingerprint, dispatch_task, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $11, $10, $10)",
         )
         .bind(new.id.as_str())
         .bind(new.user_id.as_str())
@@ -96,6 +109,7 @@ impl Db {
         .bind(new.idempotency_key)
         .bind(new.request_fingerprint)
         .bind(now)
+        .bind(new.dispatch_task)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -175,8 +189,9 @@ impl Db {
             .await?)
     }
 
-    /// Takes the generation for this worker until `lease_until`, counting an attempt.
-    /// A lapsed lease (its worker died) is taken over; a live one is left alone.
+    /// Takes the generation for `owner` (a token unique to this delivery) until
+    /// `lease_until`, counting an attempt. A lapsed lease (its worker died) is taken
+    /// over; a live one is left alone, even if the same process holds it.
     pub async fn claim_generation(
         &self,
         id: &GenerationId,
@@ -189,7 +204,7 @@ impl Db {
              lease_until = $4, started_at = COALESCE(started_at, $3), progress_stage = 'starting', \
              updated_at = $3, version = version + 1 \
              WHERE id = $1 AND status IN ('queued', 'starting', 'processing') \
-             AND (lease_until IS NULL OR lease_until < $3 OR lease_owner = $2) RETURNING ",
+             AND (lease_until IS NULL OR lease_until < $3) RETURNING ",
             GENERATION_COLUMNS,
         ]))
         .bind(id.as_str())
@@ -215,29 +230,51 @@ impl Db {
         })
     }
 
-    /// Turns the hold into a charge, once per generation whatever happens: the ledger's
-    /// unique `(generation_id, kind)` makes a second run a no-op. Returns whether this
-    /// call charged.
-    pub async fn charge_generation(&self, id: &GenerationId, user: &str, cost: i64, now: Millis) -> DbResult<bool> {
+    /// Turns the hold into a charge, once per generation, and only for the lease holder.
+    /// Marking the row first orders the charge against `mark_failed` (both take the
+    /// generation's row lock first), so a generation is never both released and charged.
+    pub async fn charge_generation(
+        &self,
+        id: &GenerationId,
+        owner: &str,
+        user: &str,
+        cost: i64,
+        now: Millis,
+    ) -> DbResult<ChargeOutcome> {
         let mut tx = self.pool.begin().await?;
-        let inserted = insert_ledger_entry(&mut tx, user, "charge", cost, Some(id.as_str()), now).await?;
-        if inserted {
-            sqlx::query(
-                "UPDATE users SET credits_balance = credits_balance - $1, credits_held = credits_held - $1 WHERE id = $2",
-            )
-            .bind(cost)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("UPDATE generations SET charged = $1, version = version + 1, updated_at = $3 WHERE id = $2")
-                .bind(cost)
-                .bind(id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+        let marked = sqlx::query(
+            "UPDATE generations SET charged = $3, version = version + 1, updated_at = $4 \
+             WHERE id = $1 AND lease_owner = $2 AND charged = 0 AND status IN ('starting', 'processing')",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(cost)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 0 {
+            tx.rollback().await?;
+            let current: Option<(i64, Option<String>)> =
+                sqlx::query_as("SELECT charged, lease_owner FROM generations WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            return Ok(match current {
+                Some((charged, Some(holder))) if charged > 0 && holder == owner => ChargeOutcome::AlreadyCharged,
+                _ => ChargeOutcome::NotHeld,
+            });
         }
+        insert_ledger_entry(&mut tx, user, "charge", cost, Some(id.as_str()), now).await?;
+        sqlx::query(
+            "UPDATE users SET credits_balance = credits_balance - $1, credits_held = credits_held - $1 WHERE id = $2",
+        )
+        .bind(cost)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(inserted)
+        Ok(ChargeOutcome::Charged)
     }
 
     /// Records progress and renews the lease. `false` means the worker no longer holds
@@ -336,17 +373,31 @@ impl Db {
         .await
     }
 
-    /// Puts the generation back in the queue after a retryable failure.
-    pub async fn mark_waiting_for_retry(&self, id: &GenerationId, owner: &str, now: Millis) -> DbResult<bool> {
-        self.update_held(
+    /// Puts the generation back in the queue after a retryable failure; the retry is
+    /// due at `not_before` and dispatched by queue task `dispatch_task`.
+    pub async fn mark_waiting_for_retry(
+        &self,
+        id: &GenerationId,
+        owner: &str,
+        now: Millis,
+        not_before: Millis,
+        dispatch_task: &str,
+    ) -> DbResult<bool> {
+        let updated = sqlx::query(
             "UPDATE generations SET status = 'queued', progress_stage = 'waiting_to_retry', \
-             lease_owner = NULL, lease_until = NULL, updated_at = $3, version = version + 1 \
+             lease_owner = NULL, lease_until = NULL, not_before = $4, dispatch_task = $5, \
+             updated_at = $3, version = version + 1 \
              WHERE id = $1 AND lease_owner = $2 AND status IN ('starting', 'processing')",
-            id,
-            owner,
-            now,
         )
-        .await
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(now)
+        .bind(not_before)
+        .bind(dispatch_task)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
     }
 
     /// Runs a statement over `(id, owner, now)` that only applies while `owner` holds the
@@ -363,25 +414,38 @@ impl Db {
     pub async fn mark_failed(
         &self,
         id: &GenerationId,
+        owner: Option<&str>,
         code: &str,
         message: &str,
         retryable: bool,
         now: Millis,
     ) -> DbResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let ended: Option<(String, i64, i64)> = sqlx::query_as(
-            "UPDATE generations SET status = 'failed', error_code = $2, error_message = $3, error_retryable = $4, \
-             completed_at = $5, updated_at = $5, lease_owner = NULL, lease_until = NULL, version = version + 1 \
-             WHERE id = $1 AND status IN ('queued', 'starting', 'processing') \
-             RETURNING user_id, cost, charged",
-        )
-        .bind(id.as_str())
-        .bind(code)
-        .bind(message)
-        .bind(i64::from(retryable))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
+        // A worker fails only what it holds; without an owner (an operator, a sweep) any
+        // unfinished generation may be failed.
+        let sql = match owner {
+            Some(_) => {
+                "UPDATE generations SET status = 'failed', error_code = $2, error_message = $3, error_retryable = $4, \
+                 completed_at = $5, updated_at = $5, lease_owner = NULL, lease_until = NULL, version = version + 1 \
+                 WHERE id = $1 AND lease_owner = $6 AND status IN ('starting', 'processing') \
+                 RETURNING user_id, cost, charged"
+            }
+            None => {
+                "UPDATE generations SET status = 'failed', error_code = $2, error_message = $3, error_retryable = $4, \
+                 completed_at = $5, updated_at = $5, lease_owner = NULL, lease_until = NULL, version = version + 1 \
+                 WHERE id = $1 AND status IN ('queued', 'starting', 'processing') AND $6 = '' \
+                 RETURNING user_id, cost, charged"
+            }
+        };
+        let ended: Option<(String, i64, i64)> = sqlx::query_as(sql)
+            .bind(id.as_str())
+            .bind(code)
+            .bind(message)
+            .bind(i64::from(retryable))
+            .bind(now)
+            .bind(owner.unwrap_or(""))
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((user, cost, charged)) = ended else {
             tx.rollback().await?;
             return Ok(false);
@@ -410,12 +474,19 @@ impl Db {
         Ok(true)
     }
 
-    /// Unfinished generations that nobody has touched since `quiet_since` and whose
-    /// lease (if any) has lapsed: the queue may have lost their job.
-    pub async fn stalled_generations(&self, now: Millis, quiet_since: Millis, limit: i64) -> DbResult<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM generations WHERE status IN ('queued', 'starting', 'processing') \
+    /// Unfinished generations that nobody has touched since `quiet_since`, whose lease
+    /// (if any) has lapsed and whose retry (if any) was due before `quiet_since`: the
+    /// queue may have lost their job. Returns each id with its latest dispatch task.
+    pub async fn stalled_generations(
+        &self,
+        now: Millis,
+        quiet_since: Millis,
+        limit: i64,
+    ) -> DbResult<Vec<(String, Option<String>)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, dispatch_task FROM generations WHERE status IN ('queued', 'starting', 'processing') \
              AND updated_at < $2 AND (lease_until IS NULL OR lease_until < $1) \
+             AND (not_before IS NULL OR not_before < $2) \
              ORDER BY updated_at LIMIT $3",
         )
         .bind(now)
@@ -425,11 +496,12 @@ impl Db {
         .await?)
     }
 
-    /// Notes that a stalled generation was dispatched again, so the next tick skips it.
-    pub async fn touch_generation(&self, id: &str, now: Millis) -> DbResult<()> {
-        sqlx::query("UPDATE generations SET updated_at = $2 WHERE id = $1")
+    /// Notes that a stalled generation was dispatched again by `dispatch_task`.
+    pub async fn record_redispatch(&self, id: &str, now: Millis, dispatch_task: &str) -> DbResult<()> {
+        sqlx::query("UPDATE generations SET updated_at = $2, dispatch_task = $3 WHERE id = $1")
             .bind(id)
             .bind(now)
+            .bind(dispatch_task)
             .execute(&self.pool)
             .await?;
         Ok(())

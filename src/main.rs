@@ -60,7 +60,12 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
 }
 
 async fn s3_server(config: Config) -> anyhow::Result<()> {
-    let port: u16 = std::env::var("S3_SERVER_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(9000);
+    let port: u16 = match std::env::var("S3_SERVER_PORT") {
+        Err(_) => 9000,
+        Ok(text) => {
+            text.trim().parse().with_context(|| format!("S3_SERVER_PORT: expected a port number, got {text:?}"))?
+        }
+    };
     let (access, secret) = config
         .s3
         .credentials

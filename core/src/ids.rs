@@ -2,8 +2,20 @@
 //! be passed where an upload id is expected; all are ULIDs with a readable prefix.
 
 use std::fmt;
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
+
+/// Ids made in this process sort in the order they were made, even within one
+/// millisecond, so lists ordered by `(created_at, id)` follow creation order.
+static MONOTONIC: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+
+fn next_ulid() -> ulid::Ulid {
+    match MONOTONIC.lock() {
+        Ok(mut generator) => generator.generate().unwrap_or_else(|_| ulid::Ulid::generate()),
+        Err(_) => ulid::Ulid::generate(),
+    }
+}
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
@@ -17,7 +29,7 @@ macro_rules! id_type {
 
             /// A fresh, time-ordered id.
             pub fn generate() -> Self {
-                Self(format!("{}_{}", $prefix, ulid::Ulid::generate().to_string().to_ascii_lowercase()))
+                Self(format!("{}_{}", $prefix, next_ulid().to_string().to_ascii_lowercase()))
             }
 
             /// Accepts only well-formed ids of this kind; anything else is `None`.
@@ -64,6 +76,12 @@ id_type!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_sort_in_creation_order() {
+        let ids: Vec<GenerationId> = (0..1000).map(|_| GenerationId::generate()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn parse_accepts_only_its_own_kind() {

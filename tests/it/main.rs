@@ -25,3 +25,4 @@ mod flow;
 mod ledger;
 mod retention;
 mod retries;
+mod sweep;

@@ -138,9 +138,15 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
     let files = render_with_progress(state, id, owner, request).await?;
 
     let now = now_ms();
-    let expires_at = now + duration_ms(state.config.retention.output_ttl);
+    let run = OutputRun {
+        user: &user,
+        generation: id,
+        attempt: row.attempts,
+        now,
+        expires_at: now + duration_ms(state.config.retention.output_ttl),
+    };
     for (position, file) in files.into_iter().enumerate() {
-        store_output(state, &user, id, row.attempts, position, file, now, expires_at).await?;
+        store_output(state, &run, position, file).await?;
     }
     if db.mark_succeeded(id, owner, now_ms()).await.map_err(JobError::retry("database"))? {
         tracing::info!("generation succeeded");
@@ -247,14 +253,11 @@ async fn render_with_progress(
 /// row lost is still tracked by its own row and purged with the others.
 async fn store_output(
     state: &WorkerState,
-    user: &UserId,
-    id: &GenerationId,
-    attempt: i64,
+    run: &OutputRun<'_>,
     position: usize,
     file: RenderedFile,
-    now: Millis,
-    expires_at: Millis,
 ) -> Result<(), JobError> {
+    let OutputRun { user, generation: id, attempt, now, expires_at } = *run;
     let db = &state.services.db;
     let key = keys::output(user, id, attempt, position, &file.filename);
     let bytes = i64::try_from(file.bytes.len()).unwrap_or(i64::MAX);
@@ -281,6 +284,16 @@ async fn store_output(
         object_state: "active".into(),
     };
     db.insert_output(&output).await.map_err(JobError::retry("database"))
+}
+
+/// Where and how long the outputs of one attempt are kept.
+#[derive(Clone, Copy)]
+struct OutputRun<'a> {
+    user: &'a UserId,
+    generation: &'a GenerationId,
+    attempt: i64,
+    now: Millis,
+    expires_at: Millis,
 }
 
 /// The message shown to the user for a failure code; causes stay in the logs.

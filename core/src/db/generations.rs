@@ -35,7 +35,7 @@ pub struct NewGeneration<'a> {
 /// Why a creation did not happen.
 #[derive(Debug)]
 pub enum CreateOutcome {
-    Created(GenerationRow),
+    Created(Box<GenerationRow>),
     InsufficientCredits,
     /// The user already used this idempotency key.
     DuplicateKey,
@@ -45,7 +45,7 @@ pub enum CreateOutcome {
 #[derive(Debug)]
 pub enum ClaimOutcome {
     /// The worker holds the lease; `attempts` counts this attempt.
-    Claimed(GenerationRow),
+    Claimed(Box<GenerationRow>),
     /// The generation already ended; nothing to do.
     Terminal,
     /// Another worker holds a live lease until the given time.
@@ -126,7 +126,8 @@ impl Db {
         insert_ledger_entry(&mut tx, new.user_id.as_str(), "hold", new.cost, Some(new.id.as_str()), now).await?;
         tx.commit().await?;
         let row = self.get_generation(new.id).await?;
-        row.map(CreateOutcome::Created).ok_or_else(|| super::DbError::Corrupt("generation vanished".into()))
+        row.map(|r| CreateOutcome::Created(Box::new(r)))
+            .ok_or_else(|| super::DbError::Corrupt("generation vanished".into()))
     }
 
     pub async fn get_generation(&self, id: &GenerationId) -> DbResult<Option<GenerationRow>> {
@@ -214,7 +215,7 @@ impl Db {
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = claimed {
-            return Ok(ClaimOutcome::Claimed(row));
+            return Ok(ClaimOutcome::Claimed(Box::new(row)));
         }
         let current: Option<(String, Option<Millis>)> =
             sqlx::query_as("SELECT status, lease_until FROM generations WHERE id = $1")

@@ -202,7 +202,7 @@ impl JobQueue {
         dispatch: &str,
         task: &DispatchId,
     ) -> Result<(), QueueError> {
-        let delay = Duration::from_secs(delay.as_secs() + u64::from(delay.subsec_nanos() > 0));
+        let delay = whole_seconds_after(crate::time::now_ms(), delay);
         let task = TaskBuilder::new(GenerationJob { generation_id: id.to_string() })
             .task_id(TaskId::from_ulid(task.0))
             .run_after(delay)
@@ -221,15 +221,27 @@ impl JobQueue {
     pub async fn is_unfinished(&self, task: &DispatchId) -> Result<bool, QueueError> {
         let id = TaskId::from_ulid(task.0);
         let found = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => {
-                storage.clone().fetch_by_id(&id).await.map(|t| t.map(|t| t.status())).map_err(|e| Box::new(e) as _)
-            }
-            QueueBackend::Redis { storage, .. } => {
-                storage.clone().fetch_by_id(&id).await.map(|t| t.map(|t| t.status())).map_err(|e| Box::new(e) as _)
-            }
+            QueueBackend::Sqlite { storage, .. } => storage
+                .clone()
+                .fetch_by_id(&id)
+                .await
+                .map(|t| t.map(|t| (t.status(), t.attempt())))
+                .map_err(|e| Box::new(e) as _),
+            QueueBackend::Redis { storage, .. } => storage
+                .clone()
+                .fetch_by_id(&id)
+                .await
+                .map(|t| t.map(|t| (t.status(), t.attempt())))
+                .map_err(|e| Box::new(e) as _),
         };
-        let status = found.map_err(QueueError::Inspect)?;
-        Ok(matches!(status, Some(Status::Pending | Status::Queued | Status::Running | Status::Failed)))
+        let found = found.map_err(QueueError::Inspect)?;
+        Ok(match found {
+            Some((Status::Pending | Status::Queued | Status::Running, _)) => true,
+            // A failed task is retried below the attempt cap; at the cap it is final
+            // (apalis-redis moves it to the dead set but leaves its status `Failed`).
+            Some((Status::Failed, attempt)) => attempt < QUEUE_MAX_ATTEMPTS,
+            _ => false,
+        })
     }
 
     /// Answers when the queue's store can be reached (readiness).
@@ -360,6 +372,19 @@ async fn dispatch(job: GenerationJob, handler: Data<Handler>, attempt: Attempt) 
     }
 }
 
+/// The backends schedule in whole seconds from the current second (`run_at =
+/// floor(now) + delay`), so a job asked for 950 ms at 12:00:00.400 would run at
+/// 12:00:01.000, before it is due. This returns the whole-second delay whose `run_at`
+/// is the first second at or after `now + delay`.
+fn whole_seconds_after(now_ms: i64, delay: Duration) -> Duration {
+    if delay.is_zero() {
+        return Duration::ZERO;
+    }
+    let due_ms = now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+    let due_second = due_ms.div_euclid(1000) + i64::from(due_ms.rem_euclid(1000) > 0);
+    Duration::from_secs(u64::try_from(due_second - now_ms.div_euclid(1000)).unwrap_or(0))
+}
+
 /// The persistence layer both backends use.
 type PersistLayer = <SqliteStorage<GenerationJob> as BackendConfig>::Layer;
 
@@ -415,5 +440,27 @@ impl PollStrategy for Every {
             fired = true;
         }
         if fired { Poll::Ready(Some(())) } else { Poll::Pending }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduled_delays_never_run_early() {
+        // 950 ms asked at .400 is due at .350 of the next-but-one second: run_at 2 s on.
+        assert_eq!(whole_seconds_after(10_400, Duration::from_millis(950)), Duration::from_secs(2));
+        assert_eq!(whole_seconds_after(10_000, Duration::from_millis(1_000)), Duration::from_secs(1));
+        assert_eq!(whole_seconds_after(10_999, Duration::from_millis(1)), Duration::from_secs(1));
+        assert_eq!(whole_seconds_after(10_500, Duration::ZERO), Duration::ZERO);
+        for now in [0, 1, 499, 999, 12_345] {
+            for delay in [1, 250, 999, 1_000, 1_001, 4_321] {
+                let secs = whole_seconds_after(now, Duration::from_millis(delay)).as_secs() as i64;
+                let run_at_ms = (now / 1000 + secs) * 1000;
+                assert!(run_at_ms >= now + delay as i64, "now {now} delay {delay}: runs at {run_at_ms}");
+                assert!(run_at_ms < now + delay as i64 + 1000, "now {now} delay {delay}: a whole second late");
+            }
+        }
     }
 }

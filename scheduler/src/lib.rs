@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use petportrait_core::config::Config;
-use petportrait_core::db::DbError;
+use petportrait_core::db::{DbError, StalledGeneration};
 use petportrait_core::errors::chain as error_chain;
 use petportrait_core::ids::GenerationId;
 use petportrait_core::queue::DispatchId;
@@ -114,31 +114,60 @@ pub async fn purge_expired_objects(services: &Services, now: Millis, batch: i64)
 /// The database is the system of record and the queue only dispatches: a generation
 /// that has not moved for a long time, with no live lease and no retry pending, is
 /// dispatched again unless the queue still holds its latest task (a backlog is not a
-/// loss). The worker's claim makes an extra delivery harmless.
+/// loss). A queue that cannot answer gets the benefit of the doubt the other way: an
+/// extra delivery is harmless because the worker's claim admits one at a time.
 async fn redispatch_stalled(services: &Services, now: Millis, quiet_since: Millis) -> Result<u64, SchedulerError> {
-    let stalled = services.db.stalled_generations(now, quiet_since, STALLED_BATCH).await?;
     let mut dispatched = 0;
-    for (id, task) in stalled {
-        let Some(generation) = GenerationId::parse(&id) else { continue };
-        if let Some(task) = task.as_deref().and_then(DispatchId::parse) {
-            match services.queue.is_unfinished(&task).await {
-                Ok(true) => continue,
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(generation.id = %id, error = %error_chain(&error), "could not ask the queue; skipping");
-                    continue;
-                }
+    let mut after: Option<(Millis, String)> = None;
+    // Page through every quiet generation: those still waiting in a backlog are skipped
+    // without hiding the ones behind them.
+    for _ in 0..MAX_BATCHES_PER_TICK {
+        let page = services
+            .db
+            .stalled_generations(now, quiet_since, after.as_ref().map(|(at, id)| (*at, id.as_str())), STALLED_BATCH)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some((last.updated_at, last.id.clone()));
+        let full = page.len() as i64 == STALLED_BATCH;
+        for stalled in page {
+            if redispatch_one(services, &stalled, now).await? {
+                dispatched += 1;
             }
         }
-        let dispatch = DispatchId::new();
-        match services.queue.enqueue_generation(&generation, Duration::ZERO, &format!("sweep-{now}"), &dispatch).await {
-            Ok(()) => {
-                services.db.record_redispatch(&id, now, &dispatch.to_string()).await?;
-                dispatched += 1;
-                tracing::warn!(generation.id = %id, "stalled generation dispatched again");
-            }
-            Err(error) => tracing::error!(generation.id = %id, error = %error_chain(&error), "could not re-dispatch"),
+        if !full {
+            break;
         }
     }
     Ok(dispatched)
+}
+
+/// Dispatches one quiet generation again unless the queue still holds its latest task.
+async fn redispatch_one(services: &Services, stalled: &StalledGeneration, now: Millis) -> Result<bool, SchedulerError> {
+    let Some(generation) = GenerationId::parse(&stalled.id) else { return Ok(false) };
+    if let Some(task) = stalled.dispatch_task.as_deref().and_then(DispatchId::parse) {
+        match services.queue.is_unfinished(&task).await {
+            Ok(true) => return Ok(false),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(generation.id = %stalled.id, error = %error_chain(&error), "could not ask the queue; dispatching again");
+            }
+        }
+    }
+    // Recorded first and only if nothing changed meanwhile: a worker that just scheduled
+    // a retry keeps its own dispatch. If the push then fails, the next sweep sees a task
+    // the queue does not hold and tries again.
+    let dispatch = DispatchId::new();
+    if !services.db.record_redispatch(stalled, now, &dispatch.to_string()).await? {
+        return Ok(false);
+    }
+    match services.queue.enqueue_generation(&generation, Duration::ZERO, &format!("sweep-{now}"), &dispatch).await {
+        Ok(()) => {
+            tracing::warn!(generation.id = %stalled.id, "stalled generation dispatched again");
+            Ok(true)
+        }
+        Err(error) => {
+            tracing::error!(generation.id = %stalled.id, error = %error_chain(&error), "could not re-dispatch");
+            Ok(false)
+        }
+    }
 }

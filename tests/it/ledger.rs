@@ -152,7 +152,17 @@ async fn one_worker_holds_a_generation_at_a_time(mode: Mode) {
         outcome => panic!("expected a takeover, got {outcome:?}"),
     }
     assert!(!db.mark_succeeded(&id, holder, later).await.expect("update"), "the old holder lost the lease");
-    assert!(db.mark_succeeded(&id, other, later).await.expect("update"));
-    assert!(matches!(db.claim_generation(&id, "w9", later, later + 1).await.expect("claim"), ClaimOutcome::Terminal));
+    // A retry waits for its backoff: an early delivery is told when it is due.
+    let due = later + 5_000;
+    assert!(db.mark_waiting_for_retry(&id, other, later, due, "01KAAAAAAAAAAAAAAAAAAAAAAB").await.expect("retry"));
+    assert!(
+        matches!(db.claim_generation(&id, "early", later + 1, later + 60_000).await.expect("claim"), ClaimOutcome::NotYet { due: d } if d == due)
+    );
+    match db.claim_generation(&id, other, due, due + 30_000).await.expect("claim") {
+        ClaimOutcome::Claimed(row) => assert_eq!(row.attempts, 3),
+        outcome => panic!("expected the retry to claim, got {outcome:?}"),
+    }
+    assert!(db.mark_succeeded(&id, other, due).await.expect("update"));
+    assert!(matches!(db.claim_generation(&id, "w9", due, due + 1).await.expect("claim"), ClaimOutcome::Terminal));
     app.stop().await;
 }

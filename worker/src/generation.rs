@@ -58,14 +58,17 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
             return Ok(());
         }
         ClaimOutcome::Leased { until } => {
-            // Another worker holds it. Look again once its lease could have lapsed, in
+            // Another delivery holds it. Look again once its lease could have lapsed, in
             // case that worker dies; if it finishes, the next delivery is a no-op.
-            let delay = Duration::from_millis((until - now).max(0) as u64 + 250);
-            tracing::info!(lease.until = until, "generation held by another worker; checking again later");
-            let key = format!("lease-{until}");
-            if let Err(error) = state.services.queue.enqueue_generation(id, delay, &key, &DispatchId::new()).await {
-                tracing::warn!(error = %error_chain(&error), "could not schedule the lease check");
-            }
+            tracing::info!(lease.until = until, "generation held by another delivery; checking again later");
+            look_again_at(state, id, until + 250, "lease").await;
+            return Ok(());
+        }
+        ClaimOutcome::NotYet { due } => {
+            // An early delivery of a scheduled retry (the backends schedule in whole
+            // seconds); the retry waits for its backoff.
+            tracing::info!(retry.due = due, "retry not due yet; checking again then");
+            look_again_at(state, id, due, "wait").await;
             return Ok(());
         }
     };
@@ -78,7 +81,12 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
         return Ok(());
     }
 
-    match run_claimed(state, id, owner, &row).await {
+    // The render has its own deadline; this one also covers loading and storing.
+    let budget = state.config.worker.job_timeout + Duration::from_secs(60);
+    let outcome = tokio::time::timeout(budget, run_claimed(state, id, owner, &row)).await.unwrap_or_else(|_| {
+        Err(JobError::Retry { code: "timeout", source: format!("the attempt did not finish within {budget:?}").into() })
+    });
+    match outcome {
         Ok(()) => Ok(()),
         Err(JobError::LostLease) => {
             tracing::info!("lease lost or generation ended elsewhere; stopping");
@@ -114,6 +122,17 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
             db.mark_failed(id, Some(owner), "attempts_exhausted", &public_message(code), true, now_ms()).await?;
             Ok(())
         }
+    }
+}
+
+/// Dispatches the generation again at `at` (ms). Each look is a job of its own: a
+/// shared name would let the queue drop a later look as a duplicate of an earlier one.
+async fn look_again_at(state: &WorkerState, id: &GenerationId, at: Millis, why: &str) {
+    let delay = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
+    let dispatch = DispatchId::new();
+    let key = format!("{why}-{dispatch}");
+    if let Err(error) = state.services.queue.enqueue_generation(id, delay, &key, &dispatch).await {
+        tracing::warn!(error = %error_chain(&error), "could not schedule the next look; the scheduler's sweep will");
     }
 }
 

@@ -62,9 +62,12 @@ pub async fn create_upload(
     // Header checks first (cheap, refuses bombs), then a full decode under a memory
     // limit so that truncated or corrupt files are refused now rather than in the worker.
     // Decodes take turns: each may need hundreds of megabytes.
-    let _turn = state.decode_slots.acquire().await.map_err(internal)?;
+    // The permit moves into the blocking task, so a client that hangs up does not free it
+    // while the decode still runs.
+    let turn = state.decode_slots.clone().acquire_owned().await.map_err(internal)?;
     let checked = bytes.clone();
     let info: ImageInfo = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
         let info = imaging::inspect(&checked, &limits)?;
         imaging::decode(&checked, &info)?;
         Ok::<_, ImageRejection>(info)

@@ -50,6 +50,8 @@ pub enum ClaimOutcome {
     Terminal,
     /// Another worker holds a live lease until the given time.
     Leased { until: Millis },
+    /// A retry is scheduled for the given time; it is not due yet.
+    NotYet { due: Millis },
     /// No such generation (it was deleted).
     Missing,
 }
@@ -205,7 +207,7 @@ impl Db {
              lease_until = $4, started_at = COALESCE(started_at, $3), progress_stage = 'starting', \
              updated_at = $3, version = version + 1 \
              WHERE id = $1 AND status IN ('queued', 'starting', 'processing') \
-             AND (lease_until IS NULL OR lease_until < $3) RETURNING ",
+             AND (lease_until IS NULL OR lease_until < $3) AND (not_before IS NULL OR not_before <= $3) RETURNING ",
             GENERATION_COLUMNS,
         ]))
         .bind(id.as_str())
@@ -217,17 +219,20 @@ impl Db {
         if let Some(row) = claimed {
             return Ok(ClaimOutcome::Claimed(Box::new(row)));
         }
-        let current: Option<(String, Option<Millis>)> =
-            sqlx::query_as("SELECT status, lease_until FROM generations WHERE id = $1")
+        let current: Option<(String, Option<Millis>, Option<Millis>)> =
+            sqlx::query_as("SELECT status, lease_until, not_before FROM generations WHERE id = $1")
                 .bind(id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(match current {
             None => ClaimOutcome::Missing,
-            Some((status, _)) if GenerationStatus::parse(&status).is_none_or(GenerationStatus::is_terminal) => {
+            Some((status, _, _)) if GenerationStatus::parse(&status).is_none_or(GenerationStatus::is_terminal) => {
                 ClaimOutcome::Terminal
             }
-            Some((_, until)) => ClaimOutcome::Leased { until: until.unwrap_or(now) },
+            Some((_, Some(until), _)) if until >= now => ClaimOutcome::Leased { until },
+            Some((_, _, Some(due))) if due > now => ClaimOutcome::NotYet { due },
+            // The row changed between the two statements; look again shortly.
+            Some(_) => ClaimOutcome::Leased { until: now },
         })
     }
 
@@ -477,36 +482,60 @@ impl Db {
 
     /// Unfinished generations that nobody has touched since `quiet_since`, whose lease
     /// (if any) has lapsed and whose retry (if any) was due before `quiet_since`: the
-    /// queue may have lost their job. Returns each id with its latest dispatch task.
+    /// queue may have lost their job. Pages by `(updated_at, id)` after `after`.
     pub async fn stalled_generations(
         &self,
         now: Millis,
         quiet_since: Millis,
+        after: Option<(Millis, &str)>,
         limit: i64,
-    ) -> DbResult<Vec<(String, Option<String>)>> {
+    ) -> DbResult<Vec<StalledGeneration>> {
+        let (after_at, after_id) = after.unwrap_or((Millis::MIN, ""));
         Ok(sqlx::query_as(
-            "SELECT id, dispatch_task FROM generations WHERE status IN ('queued', 'starting', 'processing') \
+            "SELECT id, dispatch_task, updated_at FROM generations \
+             WHERE status IN ('queued', 'starting', 'processing') \
              AND updated_at < $2 AND (lease_until IS NULL OR lease_until < $1) \
              AND (not_before IS NULL OR not_before < $2) \
-             ORDER BY updated_at LIMIT $3",
+             AND (updated_at > $3 OR (updated_at = $3 AND id > $4)) \
+             ORDER BY updated_at, id LIMIT $5",
         )
         .bind(now)
         .bind(quiet_since)
+        .bind(after_at)
+        .bind(after_id)
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Notes that a stalled generation was dispatched again by `dispatch_task`.
-    pub async fn record_redispatch(&self, id: &str, now: Millis, dispatch_task: &str) -> DbResult<()> {
-        sqlx::query("UPDATE generations SET updated_at = $2, dispatch_task = $3 WHERE id = $1")
-            .bind(id)
-            .bind(now)
-            .bind(dispatch_task)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    /// Records that the sweep dispatches a stalled generation again with
+    /// `dispatch_task`, unless the generation changed since the sweep saw it (then its
+    /// own worker or retry is in charge). Returns whether it recorded.
+    pub async fn record_redispatch(
+        &self,
+        stalled: &StalledGeneration,
+        now: Millis,
+        dispatch_task: &str,
+    ) -> DbResult<bool> {
+        let updated =
+            sqlx::query("UPDATE generations SET updated_at = $2, dispatch_task = $3 WHERE id = $1 AND updated_at = $4")
+                .bind(&stalled.id)
+                .bind(now)
+                .bind(dispatch_task)
+                .bind(stalled.updated_at)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        Ok(updated == 1)
     }
+}
+
+/// A generation the sweep found quiet.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct StalledGeneration {
+    pub id: String,
+    pub dispatch_task: Option<String>,
+    pub updated_at: Millis,
 }
 
 /// Appends a ledger entry unless this generation already has one of this kind.

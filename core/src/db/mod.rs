@@ -19,7 +19,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
-pub use generations::{ChargeOutcome, ClaimOutcome, CreateOutcome, GenerationFilter, NewGeneration};
+pub use generations::{ChargeOutcome, ClaimOutcome, CreateOutcome, GenerationFilter, NewGeneration, StalledGeneration};
 pub use objects::{DueObject, NewObject};
 pub use rows::*;
 

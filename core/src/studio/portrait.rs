@@ -118,6 +118,9 @@ fn pop_art(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError
     let small = imageops::resize(&photo, pw, ph, imageops::FilterType::Triangle);
     let g = gray(&small);
     let outline = edges(&g);
+    // Bands split this photo's own tonal range in thirds, so a subject and a background
+    // of similar brightness still land in different inks.
+    let (low, high) = tertiles(&g);
     ctx.checkpoint(60, "printing")?;
     let mut out = RgbImage::new(w, h);
     for (panel, palette) in PALETTES.iter().enumerate() {
@@ -129,19 +132,40 @@ fn pop_art(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError
                     continue;
                 }
                 let v = g.get_pixel(x, y)[0];
-                let band = if v < 85 {
+                let band = if v < low {
                     0
-                } else if v < 170 {
+                } else if v < high {
                     1
                 } else {
                     2
                 };
-                let colour = if outline[(y * pw + x) as usize] > 0.35 { [10, 10, 10] } else { palette[band] };
+                let colour = if outline[(y * pw + x) as usize] > 0.2 { [10, 10, 10] } else { palette[band] };
                 out.put_pixel(tx, ty, Rgb(colour));
             }
         }
     }
     Ok(out)
+}
+
+/// The grey levels below which a third and two thirds of the pixels lie.
+fn tertiles(g: &GrayImage) -> (u8, u8) {
+    let mut histogram = [0u64; 256];
+    for p in g.pixels() {
+        histogram[usize::from(p[0])] += 1;
+    }
+    let total: u64 = histogram.iter().sum();
+    let level_at = |share: u64| {
+        let mut seen = 0;
+        for (level, count) in histogram.iter().enumerate() {
+            seen += count;
+            if seen * 3 >= total * share {
+                return (level as u8).saturating_add(1);
+            }
+        }
+        255
+    };
+    let (low, high) = (level_at(1), level_at(2));
+    (low, high.max(low.saturating_add(1)))
 }
 
 #[cfg(test)]

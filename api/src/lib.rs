@@ -69,6 +69,7 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
             post(routes::generations::create_generation).get(routes::generations::list_generations),
         )
         .route("/v1/generations/{id}", get(routes::generations::get_generation))
+        .route("/v1/generations/{id}/cancel", post(routes::generations::cancel_generation))
         .route("/v1/files/{id}", get(routes::files::get_file));
     if dev_login {
         app = app.route("/auth/dev-login", post(auth::dev_login));

@@ -20,6 +20,7 @@ macro_rules! both_modes {
 }
 
 mod bad_input;
+mod cancel;
 mod crash;
 mod flow;
 mod ledger;

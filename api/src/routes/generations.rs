@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
-use petportrait_core::db::{CreateOutcome, GenerationFilter, GenerationRow, NewGeneration};
+use petportrait_core::db::{CancelOutcome, CreateOutcome, GenerationFilter, GenerationRow, NewGeneration};
 use petportrait_core::domain::{GenerationKind, GenerationStatus, find_style};
 use petportrait_core::ids::GenerationId;
 use petportrait_core::queue::DispatchId;
@@ -258,4 +258,32 @@ pub async fn list_generations(
         data.push(build_view(&state, row).await?);
     }
     Ok(axum::Json(Page { data, next_cursor }))
+}
+
+/// `POST /v1/generations/{id}/cancel`: queued → canceled with the hold released;
+/// running → canceled with the charge refunded, the worker stopping at its next
+/// checkpoint; already ended → 409 `already_completed`.
+pub async fn cancel_generation(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let db = &state.services.db;
+    match db.cancel_generation(&id, &user.user_id(), now_ms()).await.map_err(internal)? {
+        CancelOutcome::NotFound => Err(ApiError::not_found()),
+        CancelOutcome::AlreadyEnded => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_completed",
+            "the generation has already ended; terminal states never change",
+        )),
+        CancelOutcome::Canceled => {
+            tracing::info!(generation.id = %id, "generation canceled");
+            let row = db
+                .get_generation_of_user(&id, &user.user_id())
+                .await
+                .map_err(internal)?
+                .ok_or_else(ApiError::not_found)?;
+            respond(&state, &row, StatusCode::ACCEPTED, false).await
+        }
+    }
 }

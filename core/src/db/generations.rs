@@ -456,26 +456,7 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         };
-        if charged > 0 {
-            if insert_ledger_entry(&mut tx, &user, "refund", charged, Some(id.as_str()), now).await? {
-                sqlx::query("UPDATE users SET credits_balance = credits_balance + $1 WHERE id = $2")
-                    .bind(charged)
-                    .bind(&user)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("UPDATE generations SET refunded = $1 WHERE id = $2")
-                    .bind(charged)
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        } else if insert_ledger_entry(&mut tx, &user, "release", cost, Some(id.as_str()), now).await? {
-            sqlx::query("UPDATE users SET credits_held = credits_held - $1 WHERE id = $2")
-                .bind(cost)
-                .bind(&user)
-                .execute(&mut *tx)
-                .await?;
-        }
+        give_credits_back(&mut tx, id.as_str(), &user, cost, charged, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -536,6 +517,39 @@ pub struct StalledGeneration {
     pub id: String,
     pub dispatch_task: Option<String>,
     pub updated_at: Millis,
+}
+
+/// Gives an ended generation's credits back in the caller's transaction: the hold is
+/// released if nothing was charged, the charge refunded otherwise; each at most once.
+pub(super) async fn give_credits_back(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    user: &str,
+    cost: i64,
+    charged: i64,
+    now: Millis,
+) -> DbResult<()> {
+    if charged > 0 {
+        if insert_ledger_entry(tx, user, "refund", charged, Some(id), now).await? {
+            sqlx::query("UPDATE users SET credits_balance = credits_balance + $1 WHERE id = $2")
+                .bind(charged)
+                .bind(user)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("UPDATE generations SET refunded = $1 WHERE id = $2")
+                .bind(charged)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    } else if insert_ledger_entry(tx, user, "release", cost, Some(id), now).await? {
+        sqlx::query("UPDATE users SET credits_held = credits_held - $1 WHERE id = $2")
+            .bind(cost)
+            .bind(user)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Appends a ledger entry unless this generation already has one of this kind.

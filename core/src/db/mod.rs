@@ -7,6 +7,7 @@
 //! cannot upgrade without `SQLITE_BUSY`), and conditional state changes are single
 //! `UPDATE ... WHERE` statements rather than check-then-act.
 
+mod cancel;
 mod credits;
 mod generations;
 mod leases;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
+pub use cancel::CancelOutcome;
 pub use generations::{ChargeOutcome, ClaimOutcome, CreateOutcome, GenerationFilter, NewGeneration, StalledGeneration};
 pub use objects::{DueObject, NewObject};
 pub use rows::*;

@@ -131,6 +131,17 @@ enum QueueBackend {
     Redis { storage: RedisStorage<GenerationJob>, conn: ConnectionManager },
 }
 
+/// Runs the same code on whichever apalis storage the queue uses; the two storages are
+/// different types, so this expands to one match arm per backend.
+macro_rules! on_storage {
+    ($backend:expr, $storage:ident => $body:expr) => {
+        match $backend {
+            QueueBackend::Sqlite { storage: $storage, .. } => $body,
+            QueueBackend::Redis { storage: $storage, .. } => $body,
+        }
+    };
+}
+
 fn queue_name(prefix: &str) -> String {
     format!("{prefix}:generation.v1")
 }
@@ -209,32 +220,21 @@ impl JobQueue {
             .max_attempts(QUEUE_MAX_ATTEMPTS)
             .idempotency_key(format!("{id}:{dispatch}"))
             .build();
-        let pushed = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _),
-            QueueBackend::Redis { storage, .. } => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _),
-        };
-        pushed.map_err(QueueError::Push)
+        on_storage!(&self.backend, storage => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _))
+            .map_err(QueueError::Push)
     }
 
     /// Whether the queue still holds task `task` unfinished (waiting, running or due for
     /// a retry). `false` when it finished or the queue lost it.
     pub async fn is_unfinished(&self, task: &DispatchId) -> Result<bool, QueueError> {
         let id = TaskId::from_ulid(task.0);
-        let found = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => storage
-                .clone()
-                .fetch_by_id(&id)
-                .await
-                .map(|t| t.map(|t| (t.status(), t.attempt())))
-                .map_err(|e| Box::new(e) as _),
-            QueueBackend::Redis { storage, .. } => storage
-                .clone()
-                .fetch_by_id(&id)
-                .await
-                .map(|t| t.map(|t| (t.status(), t.attempt())))
-                .map_err(|e| Box::new(e) as _),
-        };
-        let found = found.map_err(QueueError::Inspect)?;
+        let found = on_storage!(&self.backend, storage => storage
+            .clone()
+            .fetch_by_id(&id)
+            .await
+            .map(|t| t.map(|t| (t.status(), t.attempt())))
+            .map_err(|e| Box::new(e) as _))
+        .map_err(QueueError::Inspect)?;
         Ok(match found {
             Some((Status::Pending | Status::Queued | Status::Running, _)) => true,
             // A failed task is retried below the attempt cap; at the cap it is final
@@ -314,14 +314,7 @@ impl JobQueue {
                 true
             })
             .shutdown_timeout(options.drain_timeout);
-        let monitor = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => {
-                register(monitor, &options, storage.clone().poll_with_strategy(poll), handler)
-            }
-            QueueBackend::Redis { storage, .. } => {
-                register(monitor, &options, storage.clone().poll_with_strategy(poll), handler)
-            }
-        };
+        let monitor = on_storage!(&self.backend, storage => register(monitor, &options, storage.clone().poll_with_strategy(poll), handler));
         let vacuum = self.spawn_vacuum(shutdown.clone());
         let result = monitor
             .run_with_signal(async move {

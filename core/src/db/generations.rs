@@ -1,7 +1,7 @@
 //! Generations: creation with its credit hold, the worker's claim and lease, progress,
 //! outputs and the terminal transitions.
 
-use crate::domain::{GenerationKind, GenerationStatus};
+use crate::domain::{GenerationKind, GenerationStatus, LedgerKind};
 use crate::ids::{GenerationId, UserId};
 use crate::time::Millis;
 
@@ -125,7 +125,8 @@ impl Db {
                 return Err(e);
             }
         }
-        insert_ledger_entry(&mut tx, new.user_id.as_str(), "hold", new.cost, Some(new.id.as_str()), now).await?;
+        insert_ledger_entry(&mut tx, new.user_id.as_str(), LedgerKind::Hold, new.cost, Some(new.id.as_str()), now)
+            .await?;
         tx.commit().await?;
         let row = self.get_generation(new.id).await?;
         row.map(|r| CreateOutcome::Created(Box::new(r)))
@@ -271,7 +272,7 @@ impl Db {
                 _ => ChargeOutcome::NotHeld,
             });
         }
-        insert_ledger_entry(&mut tx, user, "charge", cost, Some(id.as_str()), now).await?;
+        insert_ledger_entry(&mut tx, user, LedgerKind::Charge, cost, Some(id.as_str()), now).await?;
         sqlx::query(
             "UPDATE users SET credits_balance = credits_balance - $1, credits_held = credits_held - $1 WHERE id = $2",
         )
@@ -530,7 +531,7 @@ pub(super) async fn give_credits_back(
     now: Millis,
 ) -> DbResult<()> {
     if charged > 0 {
-        if insert_ledger_entry(tx, user, "refund", charged, Some(id), now).await? {
+        if insert_ledger_entry(tx, user, LedgerKind::Refund, charged, Some(id), now).await? {
             sqlx::query("UPDATE users SET credits_balance = credits_balance + $1 WHERE id = $2")
                 .bind(charged)
                 .bind(user)
@@ -542,7 +543,7 @@ pub(super) async fn give_credits_back(
                 .execute(&mut **tx)
                 .await?;
         }
-    } else if insert_ledger_entry(tx, user, "release", cost, Some(id), now).await? {
+    } else if insert_ledger_entry(tx, user, LedgerKind::Release, cost, Some(id), now).await? {
         sqlx::query("UPDATE users SET credits_held = credits_held - $1 WHERE id = $2")
             .bind(cost)
             .bind(user)
@@ -557,7 +558,7 @@ pub(super) async fn give_credits_back(
 pub(super) async fn insert_ledger_entry(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     user: &str,
-    kind: &str,
+    kind: LedgerKind,
     amount: i64,
     generation: Option<&str>,
     now: Millis,
@@ -568,7 +569,7 @@ pub(super) async fn insert_ledger_entry(
     )
     .bind(crate::ids::LedgerEntryId::generate().as_str())
     .bind(user)
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(amount)
     .bind(generation)
     .bind(now)

@@ -1,8 +1,8 @@
 //! Rows as the database returns them. They are not DTOs: the API builds its own
 //! response types from them.
 
-use crate::domain::{GenerationError, GenerationKind, GenerationStatus, LedgerKind};
-use crate::ids::{GenerationId, ObjectId, UploadId, UserId};
+use crate::domain::{GenerationError, GenerationKind, GenerationStatus};
+use crate::ids::UserId;
 use crate::time::Millis;
 
 use super::{DbError, DbResult};
@@ -39,10 +39,6 @@ pub struct StoredObjectRow {
 }
 
 impl StoredObjectRow {
-    pub fn object_id(&self) -> ObjectId {
-        ObjectId::from_db(self.id.clone())
-    }
-
     /// Whether the bytes can still be served at `now`.
     pub fn is_available(&self, now: Millis) -> bool {
         self.state == "active" && self.expires_at.is_none_or(|t| t > now)
@@ -60,12 +56,6 @@ pub struct UploadRow {
     pub bytes: i64,
     pub created_at: Millis,
     pub expires_at: Millis,
-}
-
-impl UploadRow {
-    pub fn upload_id(&self) -> UploadId {
-        UploadId::from_db(self.id.clone())
-    }
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -96,10 +86,6 @@ pub struct GenerationRow {
 }
 
 impl GenerationRow {
-    pub fn generation_id(&self) -> GenerationId {
-        GenerationId::from_db(self.id.clone())
-    }
-
     pub fn status(&self) -> DbResult<GenerationStatus> {
         GenerationStatus::parse(&self.status).ok_or_else(|| DbError::Corrupt(format!("status {:?}", self.status)))
     }
@@ -140,10 +126,4 @@ pub struct LedgerRow {
     pub amount: i64,
     pub generation_id: Option<String>,
     pub created_at: Millis,
-}
-
-impl LedgerRow {
-    pub fn kind(&self) -> DbResult<LedgerKind> {
-        LedgerKind::parse(&self.kind).ok_or_else(|| DbError::Corrupt(format!("ledger kind {:?}", self.kind)))
-    }
 }

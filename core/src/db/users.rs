@@ -41,7 +41,7 @@ impl Db {
             return user.map(|u| (u, false)).ok_or_else(|| super::DbError::Corrupt("user vanished".into()));
         }
         if starter_credits > 0 {
-            insert_ledger_entry(&mut tx, id.as_str(), LedgerKind::Grant.as_str(), starter_credits, None, now).await?;
+            insert_ledger_entry(&mut tx, id.as_str(), LedgerKind::Grant, starter_credits, None, now).await?;
         }
         tx.commit().await?;
         let user = self.get_user(&id).await?;

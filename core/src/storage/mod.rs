@@ -70,10 +70,6 @@ impl ObjectStore {
         ObjectStore { client: aws_sdk_s3::Client::from_conf(builder.build()), bucket: config.bucket.clone() }
     }
 
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
-
     /// Creates the bucket unless it exists already.
     pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
         if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {

@@ -3,16 +3,18 @@
 //! runs a plain async handler through [`JobQueue::run_generation_workers`].
 //!
 //! Embedded mode keeps the queue in the SQLite database (apalis-sqlite); distributed
-//! mode uses Redis (apalis-redis). The database is the system of record, so the queue
+//! mode uses Redis through our own engine, `petportrait-queue` (an apalis backend with
+//! per-job leases, blocking pickup and bounded memory; apalis-redis 1.0 falls over
+//! under a backlog). The database is the system of record, so the queue
 //! only dispatches: payloads carry a generation id and nothing else, retries with
 //! backoff are decided by the worker (which pushes a delayed job), and the apalis
 //! backends' own retry loop only covers "the handler could not record an outcome".
 //!
 //! apalis 1.0 pitfalls handled here (see ../shared/notes/apalis-field-notes.md):
-//! a poll strategy on every worker (a push never wakes an idle worker otherwise),
-//! unique worker names, explicit queue names, a 5 s Redis response timeout instead of
-//! 500 ms, a finite orphan window, panics caught in the handler, restarts of failed
-//! workers, acknowledgements kept on, and periodic vacuum of finished jobs.
+//! a poll strategy on the SQLite worker (a push never wakes an idle worker otherwise),
+//! unique worker names, explicit queue names, a finite orphan window, panics caught in
+//! the handler, restarts of failed workers, acknowledgements kept on, and periodic
+//! vacuum of SQLite's finished jobs (the Redis engine trims its own).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -23,11 +25,10 @@ use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_core::backend::finalize::Durable;
-use apalis_core::backend::{BackendConfig, Vacuum, WireFormatBackend};
-use apalis_redis::RedisStorage;
+use apalis_core::backend::{BackendConfig, WireFormatBackend};
 use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
 use futures::FutureExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use petportrait_queue::{JobState, NewJob, QueueConfig, RedisBackend, RedisQueue};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -97,8 +98,8 @@ pub enum QueueError {
     Sqlite(#[source] apalis_sqlite::SqlxError),
     #[error("cannot set up the SQLite queue")]
     SqliteSetup(#[source] apalis_sqlite::Error),
-    #[error("cannot reach Redis")]
-    Redis(#[source] redis::RedisError),
+    #[error("the Redis queue failed")]
+    Redis(#[source] petportrait_queue::QueueError),
     #[error("the SQLite queue needs a SQLite database; set REDIS_URL for PostgreSQL")]
     NoSqliteDatabase,
     #[error("pushing a job failed")]
@@ -127,19 +128,8 @@ pub struct JobQueue {
 
 #[derive(Clone, Debug)]
 enum QueueBackend {
-    Sqlite { storage: SqliteStorage<GenerationJob>, pool: SqlitePool, queue: String },
-    Redis { storage: RedisStorage<GenerationJob>, conn: ConnectionManager },
-}
-
-/// Runs the same code on whichever apalis storage the queue uses; the two storages are
-/// different types, so this expands to one match arm per backend.
-macro_rules! on_storage {
-    ($backend:expr, $storage:ident => $body:expr) => {
-        match $backend {
-            QueueBackend::Sqlite { storage: $storage, .. } => $body,
-            QueueBackend::Redis { storage: $storage, .. } => $body,
-        }
-    };
+    Sqlite { storage: Box<SqliteStorage<GenerationJob>>, pool: SqlitePool, queue: String },
+    Redis { queue: RedisQueue },
 }
 
 fn queue_name(prefix: &str) -> String {
@@ -155,18 +145,15 @@ impl JobQueue {
         let batch = config.worker.concurrency.clamp(1, 10);
         let backend = match (&config.queue.redis_url, &config.database) {
             (Some(url), _) => {
-                let client = redis::Client::open(url.as_str()).map_err(QueueError::Redis)?;
-                let manager = ConnectionManagerConfig::new()
-                    .set_response_timeout(Some(Duration::from_secs(5)))
-                    .set_connection_timeout(Some(Duration::from_secs(5)));
-                let conn = client.get_connection_manager_with_config(manager).await.map_err(QueueError::Redis)?;
-                let cfg = apalis_redis::Config::default()
-                    .queue(&queue)
-                    .batch_size(batch)
-                    .heartbeat_interval(heartbeat)
-                    .missed_heartbeats(MISSED_HEARTBEATS)
-                    .idempotency_ttl(Some(Duration::from_secs(86_400)));
-                QueueBackend::Redis { storage: RedisStorage::new(conn.clone()).with_config(cfg), conn }
+                let mut cfg = QueueConfig::new(&queue);
+                // A worker that stops renewing loses its jobs after the same lease the
+                // database gives a generation.
+                cfg.lease = config.worker.job_lease;
+                cfg.max_attempts = QUEUE_MAX_ATTEMPTS as u32;
+                cfg.backoff.base = config.worker.retry_base_delay;
+                cfg.backoff.max = config.worker.retry_max_delay;
+                cfg.idempotency_ttl = Duration::from_secs(86_400);
+                QueueBackend::Redis { queue: RedisQueue::connect(url, cfg).await.map_err(QueueError::Redis)? }
             }
             (None, DatabaseTarget::Sqlite { url }) => {
                 let options: SqliteConnectOptions = url.parse().map_err(QueueError::Sqlite)?;
@@ -196,7 +183,7 @@ impl JobQueue {
                     .missed_heartbeats(MISSED_HEARTBEATS)
                     .lock_tasks(true)
                     .persist_results(true);
-                QueueBackend::Sqlite { storage: SqliteStorage::new(&pool).with_config(cfg), pool, queue }
+                QueueBackend::Sqlite { storage: Box::new(SqliteStorage::new(&pool).with_config(cfg)), pool, queue }
             }
             (None, DatabaseTarget::Postgres { .. }) => return Err(QueueError::NoSqliteDatabase),
         };
@@ -213,32 +200,45 @@ impl JobQueue {
         dispatch: &str,
         task: &DispatchId,
     ) -> Result<(), QueueError> {
-        let delay = whole_seconds_after(crate::time::now_ms(), delay);
-        let task = TaskBuilder::new(GenerationJob { generation_id: id.to_string() })
-            .task_id(TaskId::from_ulid(task.0))
-            .run_after(delay)
-            .max_attempts(QUEUE_MAX_ATTEMPTS)
-            .idempotency_key(format!("{id}:{dispatch}"))
-            .build();
-        on_storage!(&self.backend, storage => storage.clone().push_task(task).await.map_err(|e| Box::new(e) as _))
-            .map_err(QueueError::Push)
+        let idempotency_key = format!("{id}:{dispatch}");
+        let job = GenerationJob { generation_id: id.to_string() };
+        match &self.backend {
+            QueueBackend::Sqlite { storage, .. } => {
+                let task = TaskBuilder::new(job)
+                    .task_id(TaskId::from_ulid(task.0))
+                    .run_after(whole_seconds_after(crate::time::now_ms(), delay))
+                    .max_attempts(QUEUE_MAX_ATTEMPTS)
+                    .idempotency_key(idempotency_key)
+                    .build();
+                (**storage).clone().push_task(task).await.map_err(|e| QueueError::Push(Box::new(e)))
+            }
+            QueueBackend::Redis { queue } => {
+                let payload = serde_json::to_vec(&job).map_err(|e| QueueError::Push(Box::new(e)))?;
+                let job = NewJob::new(payload).id(task.to_string()).after(delay).idempotency_key(idempotency_key);
+                queue.push(vec![job]).await.map(|_| ()).map_err(QueueError::Redis)
+            }
+        }
     }
 
     /// Whether the queue still holds task `task` unfinished (waiting, running or due for
     /// a retry). `false` when it finished or the queue lost it.
     pub async fn is_unfinished(&self, task: &DispatchId) -> Result<bool, QueueError> {
-        let id = TaskId::from_ulid(task.0);
-        let found = on_storage!(&self.backend, storage => storage
+        let storage = match &self.backend {
+            QueueBackend::Sqlite { storage, .. } => storage.as_ref(),
+            QueueBackend::Redis { queue } => {
+                let state = queue.state(&task.to_string()).await.map_err(QueueError::Redis)?;
+                return Ok(matches!(state, Some(JobState::Ready | JobState::Delayed | JobState::Active)));
+            }
+        };
+        let found = storage
             .clone()
-            .fetch_by_id(&id)
+            .fetch_by_id(&TaskId::from_ulid(task.0))
             .await
             .map(|t| t.map(|t| (t.status(), t.attempt())))
-            .map_err(|e| Box::new(e) as _))
-        .map_err(QueueError::Inspect)?;
+            .map_err(|e| QueueError::Inspect(Box::new(e)))?;
         Ok(match found {
             Some((Status::Pending | Status::Queued | Status::Running, _)) => true,
-            // A failed task is retried below the attempt cap; at the cap it is final
-            // (apalis-redis moves it to the dead set but leaves its status `Failed`).
+            // A failed task is retried below the attempt cap; at the cap it is final.
             Some((Status::Failed, attempt)) => attempt < QUEUE_MAX_ATTEMPTS,
             _ => false,
         })
@@ -250,10 +250,7 @@ impl JobQueue {
             QueueBackend::Sqlite { pool, .. } => {
                 sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(QueueError::Sqlite)
             }
-            QueueBackend::Redis { conn, .. } => {
-                let mut conn = conn.clone();
-                redis::cmd("PING").query_async::<String>(&mut conn).await.map(|_| ()).map_err(QueueError::Redis)
-            }
+            QueueBackend::Redis { queue } => queue.ping().await.map_err(QueueError::Redis),
         }
     }
 
@@ -276,15 +273,8 @@ impl JobQueue {
                 .map(|r| r.rows_affected())
                 .map_err(QueueError::Sqlite)
             }
-            // apalis-redis's vacuum also deletes a failed job that waits for its retry, so
-            // only old jobs are vacuumed: the backend retries within seconds, long before
-            // the job is an hour old. Its `vacuum()` without an age must never be used.
-            QueueBackend::Redis { storage, .. } => storage
-                .clone()
-                .vacuum_before(older_than)
-                .await
-                .map(|n| n as u64)
-                .map_err(|e| QueueError::Vacuum(Box::new(e))),
+            // The Redis engine also trims finished jobs itself as it records outcomes.
+            QueueBackend::Redis { queue } => queue.forget_finished(older_than).await.map_err(QueueError::Redis),
         }
     }
 
@@ -307,14 +297,23 @@ impl JobQueue {
         F: Future<Output = JobOutcome> + Send + 'static,
     {
         let handler: Handler = Arc::new(move |job| Box::pin(handler(job)));
-        let poll = Every::new(options.poll_interval);
         let monitor = Monitor::new()
             .should_restart(|ctx, error| {
                 tracing::error!(worker = ctx.name(), error = %error, "queue worker failed; restarting it");
                 true
             })
             .shutdown_timeout(options.drain_timeout);
-        let monitor = on_storage!(&self.backend, storage => register(monitor, &options, storage.clone().poll_with_strategy(poll), handler));
+        let monitor = match &self.backend {
+            QueueBackend::Sqlite { storage, .. } => register(
+                monitor,
+                &options,
+                storage.clone().poll_with_strategy(Every::new(options.poll_interval)),
+                handler,
+            ),
+            QueueBackend::Redis { queue } => {
+                register_redis(monitor, &options, queue.backend(options.concurrency), handler)
+            }
+        };
         let vacuum = self.spawn_vacuum(shutdown.clone());
         let result = monitor
             .run_with_signal(async move {
@@ -381,7 +380,7 @@ fn whole_seconds_after(now_ms: i64, delay: Duration) -> Duration {
 /// The persistence layer both backends use.
 type PersistLayer = <SqliteStorage<GenerationJob> as BackendConfig>::Layer;
 
-/// Registers the generation worker for either backend.
+/// Registers the generation worker on the SQLite queue.
 fn register<B>(monitor: Monitor, options: &WorkerOptions, backend: B, handler: Handler) -> Monitor
 where
     B: Backend<Task = Task<Vec<u8>>>
@@ -394,6 +393,26 @@ where
         + 'static,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let name = options.name.clone();
+    let concurrency = options.concurrency;
+    monitor.register(move |restarts| {
+        WorkerBuilder::new(format!("{name}#{restarts}"))
+            .backend(backend.clone())
+            .concurrency(concurrency)
+            .parallelize(tokio::spawn)
+            .data(handler.clone())
+            .build(dispatch)
+    })
+}
+
+/// Registers the generation worker on the Redis engine, which needs no poll strategy:
+/// a push wakes an idle worker through Redis itself.
+fn register_redis(
+    monitor: Monitor,
+    options: &WorkerOptions,
+    backend: RedisBackend<GenerationJob>,
+    handler: Handler,
+) -> Monitor {
     let name = options.name.clone();
     let concurrency = options.concurrency;
     monitor.register(move |restarts| {

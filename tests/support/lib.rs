@@ -134,28 +134,19 @@ impl Drop for Isolation {
     }
 }
 
-/// Deletes every Redis key of a test's queue prefix, and its entry in apalis's global
-/// list of queues, so repeated runs do not fill a Redis that keeps no data on disk.
+/// Deletes every Redis key of a test's queue prefix (the queue engine's keys start with
+/// the hash tag `{prefix:…}`), so repeated runs do not fill a Redis that keeps no data.
 async fn remove_redis_keys(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else { return };
     let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
-    let keys: Vec<String> = match redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await {
-        Ok(keys) => keys,
-        Err(_) => return,
-    };
-    for chunk in keys.chunks(500) {
-        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
-    }
-    let queues: Vec<String> = redis::cmd("ZRANGE")
-        .arg("core:apalis:queues:list")
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    let ours: Vec<&String> = queues.iter().filter(|q| q.starts_with(prefix)).collect();
-    if !ours.is_empty() {
-        let _: Result<(), _> = redis::cmd("ZREM").arg("core:apalis:queues:list").arg(ours).query_async(&mut conn).await;
+    for pattern in [format!("{prefix}:*"), format!("{{{prefix}:*")] {
+        let keys: Vec<String> = match redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await {
+            Ok(keys) => keys,
+            Err(_) => return,
+        };
+        for chunk in keys.chunks(500) {
+            let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+        }
     }
 }
 

@@ -17,8 +17,8 @@ use tracing::Instrument;
 
 use crate::WorkerState;
 use crate::error::JobError;
-use crate::retry::backoff_delay;
 use petportrait_core::errors::chain as error_chain;
+use petportrait_queue::backoff_delay;
 
 /// Runs one delivery of a generation job. Every outcome the product knows about is
 /// recorded in the database and acknowledged; only failures to record an outcome go

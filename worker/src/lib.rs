@@ -2,7 +2,6 @@
 
 mod error;
 pub mod generation;
-pub mod retry;
 
 use std::sync::Arc;
 

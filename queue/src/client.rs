@@ -1,0 +1,518 @@
+//! The queue's operations, one Lua script or pipeline (one round trip) each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Script, Value};
+
+use crate::config::QueueConfig;
+use crate::keys::Keys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("Redis call failed")]
+    Redis(#[from] redis::RedisError),
+    #[error("a queue script answered something unexpected: {0}")]
+    Reply(&'static str),
+}
+
+/// A job to push. Without an id one is generated (a ULID).
+#[derive(Clone, Debug, Default)]
+pub struct NewJob {
+    pub id: Option<String>,
+    pub payload: Vec<u8>,
+    pub delay: Duration,
+    pub max_attempts: Option<u32>,
+    pub idempotency_key: Option<String>,
+}
+
+impl NewJob {
+    pub fn new(payload: impl Into<Vec<u8>>) -> NewJob {
+        NewJob { payload: payload.into(), ..NewJob::default() }
+    }
+    pub fn id(mut self, id: impl Into<String>) -> NewJob {
+        self.id = Some(id.into());
+        self
+    }
+    pub fn after(mut self, delay: Duration) -> NewJob {
+        self.delay = delay;
+        self
+    }
+    pub fn max_attempts(mut self, attempts: u32) -> NewJob {
+        self.max_attempts = Some(attempts);
+        self
+    }
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> NewJob {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// What a push did with one job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pushed {
+    pub id: String,
+    /// `false` when a job with this id or idempotency key already existed.
+    pub added: bool,
+}
+
+/// One job handed to a worker under a lease.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub id: String,
+    pub payload: Vec<u8>,
+    /// 1 on the first delivery.
+    pub attempt: u32,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub jobs: Vec<Delivery>,
+    /// When the next delayed job is due or the next lease lapses, if any.
+    pub wake_in: Option<Duration>,
+    /// Jobs still waiting in the ready list after this fetch.
+    pub ready_left: u64,
+}
+
+/// The outcome of one delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished; the text is the handler's result, kept with the job for the retention.
+    Done(String),
+    /// Failed; run again after the delay.
+    Retry { after: Duration, error: String },
+    /// Failed for good (aborted, or out of attempts): moved to the dead set.
+    Dead(String),
+    /// Never started (the worker is stopping): back to the ready list, attempt not counted.
+    Release,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settlement {
+    pub id: String,
+    pub attempt: u32,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobState {
+    Ready,
+    Delayed,
+    Active,
+    Done,
+    Dead,
+}
+
+#[derive(Clone, Debug)]
+pub struct DeadJob {
+    pub id: String,
+    pub attempts: u32,
+    pub error: String,
+    pub died_at_ms: i64,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub ready: u64,
+    pub delayed: u64,
+    pub active: u64,
+    pub dead: u64,
+    pub done: u64,
+}
+
+struct Scripts {
+    push: Script,
+    fetch: Script,
+    settle: Script,
+    renew: Script,
+    dead: Script,
+    forget: Script,
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("../lua/now.lua")))
+}
+
+impl Scripts {
+    fn load() -> Scripts {
+        Scripts {
+            push: script(include_str!("../lua/push.lua")),
+            fetch: script(include_str!("../lua/fetch.lua")),
+            settle: script(include_str!("../lua/settle.lua")),
+            renew: script(include_str!("../lua/renew.lua")),
+            dead: script(include_str!("../lua/dead.lua")),
+            forget: script(include_str!("../lua/forget.lua")),
+        }
+    }
+}
+
+/// A handle on one queue, cheap to clone. Commands share one multiplexed connection
+/// that reconnects by itself; a failed call returns an error and the next one retries.
+#[derive(Clone)]
+pub struct RedisQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    conn: ConnectionManager,
+    config: QueueConfig,
+    keys: Keys,
+    scripts: Scripts,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue").field("name", &self.inner.config.name).finish()
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RedisQueue {
+    pub async fn connect(url: &str, config: QueueConfig) -> Result<RedisQueue, QueueError> {
+        let client = redis::Client::open(url)?;
+        let conn = manager(&client, config.response_timeout).await?;
+        let keys = Keys::new(&config.name);
+        Ok(RedisQueue { inner: Arc::new(Inner { client, conn, config, keys, scripts: Scripts::load() }) })
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+
+    /// A connection of its own for blocking waits, which would hold up every other
+    /// command sharing a multiplexed connection.
+    pub(crate) async fn blocking_connection(&self) -> Result<ConnectionManager, QueueError> {
+        let config = &self.inner.config;
+        manager(&self.inner.client, config.max_idle_wait + config.response_timeout).await
+    }
+
+    /// Pushes jobs in one round trip. Jobs whose id or idempotency key already exists
+    /// are skipped and reported as not added.
+    pub async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Pushed>, QueueError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys();
+        let config = self.config();
+        let mut invocation = self.inner.scripts.push.prepare_invoke();
+        invocation.key(&keys.ready).key(&keys.delayed).key(&keys.marker);
+        invocation.arg(&keys.prefix).arg(millis(config.idempotency_ttl).max(1));
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let id = job.id.unwrap_or_else(|| ulid::Ulid::generate().to_string());
+            invocation
+                .arg(&id)
+                .arg(job.payload)
+                .arg(millis(job.delay))
+                .arg(job.max_attempts.unwrap_or(config.max_attempts).max(1))
+                .arg(job.idempotency_key.unwrap_or_default());
+            ids.push(id);
+        }
+        let added: Vec<i64> = invocation.invoke_async(&mut self.conn()).await?;
+        if added.len() != ids.len() {
+            return Err(QueueError::Reply("push: one answer per job"));
+        }
+        Ok(ids.into_iter().zip(added).map(|(id, added)| Pushed { id, added: added == 1 }).collect())
+    }
+
+    /// Takes up to `count` jobs for `owner` under a lease, after moving lapsed leases
+    /// and due delayed jobs (bounded batches of each) to the ready list.
+    pub async fn fetch(&self, owner: &str, count: usize) -> Result<Fetched, QueueError> {
+        let keys = self.keys();
+        let config = self.config();
+        let reply: Vec<Value> = self
+            .inner
+            .scripts
+            .fetch
+            .key(&keys.ready)
+            .key(&keys.delayed)
+            .key(&keys.active)
+            .key(&keys.marker)
+            .key(&keys.dead)
+            .arg(&keys.prefix)
+            .arg(count.max(1))
+            .arg(millis(config.lease))
+            .arg(owner)
+            .arg(config.promote_batch)
+            .arg(config.reap_batch)
+            .invoke_async(&mut self.conn())
+            .await?;
+        parse_fetched(reply)
+    }
+
+    /// Records outcomes in one round trip; `false` for a delivery whose lease `owner`
+    /// no longer holds (its outcome is ignored).
+    pub async fn settle(&self, owner: &str, settlements: &[Settlement]) -> Result<Vec<bool>, QueueError> {
+        if settlements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys();
+        let config = self.config();
+        let mut invocation = self.inner.scripts.settle.prepare_invoke();
+        invocation
+            .key(&keys.ready)
+            .key(&keys.delayed)
+            .key(&keys.active)
+            .key(&keys.marker)
+            .key(&keys.dead)
+            .key(&keys.done);
+        invocation
+            .arg(&keys.prefix)
+            .arg(owner)
+            .arg(config.keep_done.count)
+            .arg(millis(config.keep_done.age).max(1))
+            .arg(config.keep_dead.count)
+            .arg(millis(config.keep_dead.age).max(1));
+        for settlement in settlements {
+            let (kind, delay, text) = match &settlement.outcome {
+                Outcome::Done(result) => ("done", 0, result.as_str()),
+                Outcome::Retry { after, error } => ("retry", millis(*after), error.as_str()),
+                Outcome::Dead(error) => ("dead", 0, error.as_str()),
+                Outcome::Release => ("release", 0, ""),
+            };
+            invocation.arg(&settlement.id).arg(settlement.attempt).arg(kind).arg(delay).arg(text);
+        }
+        let recorded: Vec<i64> = invocation.invoke_async(&mut self.conn()).await?;
+        Ok(recorded.into_iter().map(|r| r == 1).collect())
+    }
+
+    /// Extends the leases `owner` holds; returns the ids it no longer holds.
+    pub async fn renew(&self, owner: &str, held: &[(String, u32)]) -> Result<Vec<String>, QueueError> {
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys();
+        let mut invocation = self.inner.scripts.renew.prepare_invoke();
+        invocation.key(&keys.active).arg(&keys.prefix).arg(owner).arg(millis(self.config().lease));
+        for (id, attempt) in held {
+            invocation.arg(id).arg(*attempt);
+        }
+        Ok(invocation.invoke_async(&mut self.conn()).await?)
+    }
+
+    /// Blocks on `conn` until a push (or a fetch that left work behind) signals work,
+    /// or `timeout` passes. Returns whether it was signalled.
+    pub(crate) async fn wait_for_work(
+        &self,
+        conn: &mut ConnectionManager,
+        timeout: Duration,
+    ) -> Result<bool, QueueError> {
+        // BZPOPMIN treats 0 as "forever"; the caller never asks for less than 1 ms.
+        let seconds = timeout.max(Duration::from_millis(1)).as_secs_f64();
+        let reply: Value = redis::cmd("BZPOPMIN").arg(&self.keys().marker).arg(seconds).query_async(conn).await?;
+        Ok(!matches!(reply, Value::Nil))
+    }
+
+    /// Where a job is, or `None` when it finished longer ago than the retention (or was
+    /// never pushed).
+    pub async fn state(&self, id: &str) -> Result<Option<JobState>, QueueError> {
+        let state: Option<String> =
+            redis::cmd("HGET").arg(self.keys().job(id)).arg("s").query_async(&mut self.conn()).await?;
+        Ok(state.as_deref().and_then(|s| match s {
+            "ready" => Some(JobState::Ready),
+            "delayed" => Some(JobState::Delayed),
+            "active" => Some(JobState::Active),
+            "done" => Some(JobState::Done),
+            "dead" => Some(JobState::Dead),
+            _ => None,
+        }))
+    }
+
+    pub async fn counts(&self) -> Result<Counts, QueueError> {
+        let keys = self.keys();
+        let (ready, delayed, active, dead, done): (u64, u64, u64, u64, u64) = redis::pipe()
+            .llen(&keys.ready)
+            .zcard(&keys.delayed)
+            .zcard(&keys.active)
+            .zcard(&keys.dead)
+            .zcard(&keys.done)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(Counts { ready, delayed, active, dead, done })
+    }
+
+    /// The dead set, oldest first.
+    pub async fn dead_jobs(&self, offset: usize, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
+        let keys = self.keys();
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&keys.dead)
+            .arg(offset)
+            .arg(offset + limit - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn())
+            .await?;
+        let mut pipe = redis::pipe();
+        for (id, _) in &entries {
+            pipe.cmd("HMGET").arg(keys.job(id)).arg("a").arg("e").arg("d");
+        }
+        type Details = (Option<u32>, Option<String>, Option<Vec<u8>>);
+        let details: Vec<Details> = pipe.query_async(&mut self.conn()).await?;
+        Ok(entries
+            .into_iter()
+            .zip(details)
+            .map(|((id, died), (attempts, error, payload))| DeadJob {
+                id,
+                attempts: attempts.unwrap_or(0),
+                error: error.unwrap_or_default(),
+                died_at_ms: died as i64,
+                payload: payload.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Puts dead jobs back in the ready list with their attempts reset.
+    pub async fn replay(&self, ids: &[String]) -> Result<u64, QueueError> {
+        self.dead_action("replay", ids.len().max(1), ids).await
+    }
+
+    /// Replays the whole dead set, a thousand jobs per round trip.
+    pub async fn replay_all(&self) -> Result<u64, QueueError> {
+        self.drain_dead("replay").await
+    }
+
+    /// Deletes the whole dead set, a thousand jobs per round trip.
+    pub async fn purge_dead(&self) -> Result<u64, QueueError> {
+        self.drain_dead("purge").await
+    }
+
+    async fn drain_dead(&self, action: &str) -> Result<u64, QueueError> {
+        let mut total = 0;
+        loop {
+            let n = self.dead_action(action, 1_000, &[]).await?;
+            total += n;
+            if n == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn dead_action(&self, action: &str, limit: usize, ids: &[String]) -> Result<u64, QueueError> {
+        let keys = self.keys();
+        let mut invocation = self.inner.scripts.dead.prepare_invoke();
+        invocation.key(&keys.ready).key(&keys.marker).key(&keys.dead);
+        invocation.arg(&keys.prefix).arg(action).arg(limit);
+        for id in ids {
+            invocation.arg(id);
+        }
+        Ok(invocation.invoke_async(&mut self.conn()).await?)
+    }
+
+    /// Removes the records of jobs that finished more than `older_than` ago (a thousand
+    /// per round trip); returns how many.
+    pub async fn forget_finished(&self, older_than: Duration) -> Result<u64, QueueError> {
+        let keys = self.keys();
+        let mut total = 0;
+        loop {
+            let n: u64 = self
+                .inner
+                .scripts
+                .forget
+                .key(&keys.done)
+                .arg(&keys.prefix)
+                .arg(millis(older_than))
+                .arg(1_000)
+                .invoke_async(&mut self.conn())
+                .await?;
+            total += n;
+            if n < 1_000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
+    /// Deletes every key of this queue (tests and benchmarks start from nothing).
+    pub async fn remove_all(&self) -> Result<u64, QueueError> {
+        let pattern = format!("{}*", self.keys().prefix.replace('[', "\\[").replace('?', "\\?").replace('*', "\\*"));
+        let mut conn = self.conn();
+        let mut cursor = 0u64;
+        let mut removed = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut conn)
+                .await?;
+            if !batch.is_empty() {
+                removed += redis::cmd("UNLINK").arg(&batch).query_async::<u64>(&mut conn).await?;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+}
+
+async fn manager(client: &redis::Client, response_timeout: Duration) -> Result<ConnectionManager, QueueError> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(response_timeout))
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_max_delay(Duration::from_secs(2));
+    Ok(client.get_connection_manager_with_config(config).await?)
+}
+
+fn int(value: &Value) -> Option<i64> {
+    match value {
+        Value::Int(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn bytes(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        _ => None,
+    }
+}
+
+fn parse_fetched(reply: Vec<Value>) -> Result<Fetched, QueueError> {
+    let (Some(wake), Some(left)) = (reply.first().and_then(int), reply.get(1).and_then(int)) else {
+        return Err(QueueError::Reply("fetch: wake-up and backlog first"));
+    };
+    let mut jobs = Vec::with_capacity((reply.len().saturating_sub(2)) / 4);
+    let mut rest = reply.into_iter().skip(2);
+    while let Some(id) = rest.next() {
+        let (Some(payload), Some(attempt), Some(max)) = (rest.next(), rest.next(), rest.next()) else {
+            return Err(QueueError::Reply("fetch: four values per job"));
+        };
+        let id = bytes(id).and_then(|b| String::from_utf8(b).ok()).ok_or(QueueError::Reply("fetch: job id"))?;
+        jobs.push(Delivery {
+            id,
+            payload: bytes(payload).ok_or(QueueError::Reply("fetch: payload"))?,
+            attempt: int(&attempt).and_then(|a| u32::try_from(a).ok()).ok_or(QueueError::Reply("fetch: attempt"))?,
+            max_attempts: int(&max).and_then(|a| u32::try_from(a).ok()).unwrap_or(1),
+        });
+    }
+    Ok(Fetched {
+        jobs,
+        wake_in: u64::try_from(wake).ok().map(Duration::from_millis),
+        ready_left: u64::try_from(left).unwrap_or(0),
+    })
+}

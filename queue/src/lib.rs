@@ -1,0 +1,33 @@
+//! PetPortrait's Redis job queue engine, an apalis 1.0 backend built for backlogs.
+//!
+//! Layout in Redis (every key starts with the hash tag `{name}:`):
+//! - `job:<id>`: a hash per job (payload, attempts, maximum, state, lease owner, error);
+//! - `ready`: a list of ids waiting to run, in push order;
+//! - `delayed`: a sorted set of ids by due time in milliseconds (retries wait here too);
+//! - `active`: a sorted set of ids by lease deadline — a lease is per job, so a worker
+//!   that stops renewing loses only its own jobs, each one `lease` after its last renewal;
+//! - `dead`, `done`: sorted sets by time, trimmed to the configured retention;
+//! - `marker`: a one-member sorted set that pushes set and idle workers block on
+//!   (`BZPOPMIN`), so a push wakes exactly one idle worker at once, with no polling;
+//! - `idem:<key>`: idempotency keys, each expiring after `idempotency_ttl`.
+//!
+//! Every operation is one Lua script or pipeline (one round trip), and every script does
+//! work bounded by its arguments or a configured batch, never by the queue's size.
+//! Times come from the Redis server's clock, so hosts with skewed clocks agree.
+
+mod backend;
+mod backoff;
+mod client;
+mod config;
+mod driver;
+mod keys;
+mod settle_layer;
+
+pub use backend::RedisBackend;
+pub use backoff::backoff_delay;
+pub use client::{
+    Counts, DeadJob, Delivery, Fetched, JobState, NewJob, Outcome, Pushed, QueueError, RedisQueue, Settlement,
+};
+pub use config::{Backoff, QueueConfig, Retention};
+pub use driver::DeliveryInfo;
+pub use settle_layer::{SettleLayer, SettleService, failure_outcome};

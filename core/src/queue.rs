@@ -1,35 +1,27 @@
-//! The one module that knows the queue. Nothing outside it names apalis or its
-//! backends: the API enqueues through [`JobQueue::enqueue_generation`], the worker
-//! runs a plain async handler through [`JobQueue::run_generation_workers`].
+//! The one module that knows the queue. Nothing outside it names apalis or the queue
+//! engine: the API enqueues through [`JobQueue::enqueue_generation`], the worker runs a
+//! plain async handler through [`JobQueue::run_generation_workers`].
 //!
-//! Embedded mode keeps the queue in the SQLite database (apalis-sqlite); distributed
-//! mode uses Redis through our own engine, `petportrait-queue` (an apalis backend with
-//! per-job leases, blocking pickup and bounded memory; apalis-redis 1.0 falls over
-//! under a backlog). The database is the system of record, so the queue
-//! only dispatches: payloads carry a generation id and nothing else, retries with
-//! backoff are decided by the worker (which pushes a delayed job), and the apalis
-//! backends' own retry loop only covers "the handler could not record an outcome".
-//!
-//! apalis 1.0 pitfalls handled here (see ../shared/notes/apalis-field-notes.md):
-//! a poll strategy on the SQLite worker (a push never wakes an idle worker otherwise),
-//! unique worker names, explicit queue names, a finite orphan window, panics caught in
-//! the handler, restarts of failed workers, acknowledgements kept on, and periodic
-//! vacuum of SQLite's finished jobs (the Redis engine trims its own).
+//! The engine is our own crate, `petportrait-queue`, an apalis 1.0 backend over two
+//! stores with one meaning: SQLite in embedded mode (tables of its own in the service's
+//! database) and Redis in distributed mode (apalis-redis 1.0 falls over under a
+//! backlog; see ../shared/notes/apalis-field-notes.md). The database is the system of
+//! record, so the queue only dispatches: payloads carry a generation id and nothing
+//! else, retries of a generation are decided by the worker (which pushes a delayed
+//! job), and the engine's own retry only covers "the handler could not record an
+//! outcome".
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use apalis::prelude::*;
-use apalis_core::backend::finalize::Durable;
-use apalis_core::backend::{BackendConfig, WireFormatBackend};
-use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
 use futures::FutureExt;
-use petportrait_queue::{JobState, NewJob, QueueConfig, RedisBackend, RedisQueue};
+use petportrait_queue::{JobState, NewJob, QueueBackend, QueueConfig, RedisQueue, SqliteQueue, Store};
 use serde::{Deserialize, Serialize};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DatabaseTarget};
@@ -83,11 +75,9 @@ pub enum JobOutcome {
 /// How this process's workers behave.
 #[derive(Clone, Debug)]
 pub struct WorkerOptions {
-    /// Unique per process; apalis refuses two live workers of one name.
+    /// Unique per process; it names the worker's leases in the queue.
     pub name: String,
     pub concurrency: usize,
-    pub heartbeat: Duration,
-    pub poll_interval: Duration,
     /// How long a stopping worker waits for its running jobs.
     pub drain_timeout: Duration,
 }
@@ -95,41 +85,44 @@ pub struct WorkerOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("cannot open the SQLite queue")]
-    Sqlite(#[source] apalis_sqlite::SqlxError),
-    #[error("cannot set up the SQLite queue")]
-    SqliteSetup(#[source] apalis_sqlite::Error),
-    #[error("the Redis queue failed")]
-    Redis(#[source] petportrait_queue::QueueError),
+    Sqlite(#[source] sqlx::Error),
+    #[error("the queue failed")]
+    Engine(#[source] petportrait_queue::QueueError),
     #[error("the SQLite queue needs a SQLite database; set REDIS_URL for PostgreSQL")]
     NoSqliteDatabase,
-    #[error("pushing a job failed")]
-    Push(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("looking a task up failed")]
-    Inspect(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("vacuuming finished jobs failed")]
-    Vacuum(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("encoding a job failed")]
+    Encode(#[source] serde_json::Error),
     #[error("the worker monitor failed")]
     Monitor(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Attempts after which the backend stops redelivering a job whose handler could not
+/// Attempts after which the queue stops redelivering a job whose handler could not
 /// record an outcome (the scheduler's stalled sweep still finds the generation).
-const QUEUE_MAX_ATTEMPTS: usize = 25;
+const QUEUE_MAX_ATTEMPTS: u32 = 25;
 /// How long finished jobs stay in the queue's storage before vacuum removes them.
 const FINISHED_RETENTION: Duration = Duration::from_secs(3_600);
-/// Heartbeats a worker may miss before its jobs are handed to another worker.
-const MISSED_HEARTBEATS: usize = 3;
 
 /// A handle on the queue, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct JobQueue {
-    backend: QueueBackend,
+    store: QueueStore,
 }
 
 #[derive(Clone, Debug)]
-enum QueueBackend {
-    Sqlite { storage: Box<SqliteStorage<GenerationJob>>, pool: SqlitePool, queue: String },
-    Redis { queue: RedisQueue },
+enum QueueStore {
+    Sqlite(SqliteQueue),
+    Redis(RedisQueue),
+}
+
+/// Runs the same generic code on whichever store the queue uses (two types, so one
+/// match arm each).
+macro_rules! on_store {
+    ($queue:expr, $store:ident => $body:expr) => {
+        match &$queue.store {
+            QueueStore::Sqlite($store) => $body,
+            QueueStore::Redis($store) => $body,
+        }
+    };
 }
 
 fn queue_name(prefix: &str) -> String {
@@ -139,22 +132,15 @@ fn queue_name(prefix: &str) -> String {
 impl JobQueue {
     /// Connects to Redis when `REDIS_URL` is set, otherwise to the SQLite database.
     pub async fn connect(config: &Config) -> Result<JobQueue, QueueError> {
-        let queue = queue_name(&config.queue.prefix);
-        // Whole seconds: apalis-sqlite compares heartbeats in seconds.
-        let heartbeat = Duration::from_secs(config.worker.heartbeat.as_secs().max(1));
-        let batch = config.worker.concurrency.clamp(1, 10);
-        let backend = match (&config.queue.redis_url, &config.database) {
-            (Some(url), _) => {
-                let mut cfg = QueueConfig::new(&queue);
-                // A worker that stops renewing loses its jobs after the same lease the
-                // database gives a generation.
-                cfg.lease = config.worker.job_lease;
-                cfg.max_attempts = QUEUE_MAX_ATTEMPTS as u32;
-                cfg.backoff.base = config.worker.retry_base_delay;
-                cfg.backoff.max = config.worker.retry_max_delay;
-                cfg.idempotency_ttl = Duration::from_secs(86_400);
-                QueueBackend::Redis { queue: RedisQueue::connect(url, cfg).await.map_err(QueueError::Redis)? }
-            }
+        let mut settings = QueueConfig::new(queue_name(&config.queue.prefix));
+        // A worker that stops renewing loses its jobs after the same lease the database
+        // gives a generation.
+        settings.lease = config.worker.job_lease;
+        settings.max_attempts = QUEUE_MAX_ATTEMPTS;
+        settings.backoff.base = config.worker.retry_base_delay;
+        settings.backoff.max = config.worker.retry_max_delay;
+        let store = match (&config.queue.redis_url, &config.database) {
+            (Some(url), _) => QueueStore::Redis(RedisQueue::connect(url, settings).await.map_err(QueueError::Engine)?),
             (None, DatabaseTarget::Sqlite { url }) => {
                 let options: SqliteConnectOptions = url.parse().map_err(QueueError::Sqlite)?;
                 let options = options
@@ -162,37 +148,24 @@ impl JobQueue {
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10));
-                // apalis's setup leaves `synchronous = OFF` on the connection it used, so
-                // it runs on a connection of its own that is closed afterwards.
-                let setup = SqlitePoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(options.clone())
-                    .await
-                    .map_err(QueueError::Sqlite)?;
-                SqliteStorage::setup(&setup).await.map_err(QueueError::SqliteSetup)?;
-                setup.close().await;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .connect_with(options)
                     .await
                     .map_err(QueueError::Sqlite)?;
-                let cfg = apalis_sqlite::Config::default()
-                    .queue(&queue)
-                    .batch_size(batch)
-                    .heartbeat_interval(heartbeat)
-                    .missed_heartbeats(MISSED_HEARTBEATS)
-                    .lock_tasks(true)
-                    .persist_results(true);
-                QueueBackend::Sqlite { storage: Box::new(SqliteStorage::new(&pool).with_config(cfg)), pool, queue }
+                // A push in this process wakes its idle workers at once; the poll interval
+                // bounds the wait for work pushed by another process on the same file.
+                settings.max_idle_wait = config.worker.poll_interval;
+                QueueStore::Sqlite(SqliteQueue::connect(pool, settings).await.map_err(QueueError::Engine)?)
             }
             (None, DatabaseTarget::Postgres { .. }) => return Err(QueueError::NoSqliteDatabase),
         };
-        Ok(JobQueue { backend })
+        Ok(JobQueue { store })
     }
 
-    /// Dispatches a generation after `delay` (rounded up to whole seconds by the
-    /// backends) as task `task`. `dispatch` names this dispatch ("create", "try-3", ...):
-    /// pushing the same generation with the same name twice enqueues one job.
+    /// Dispatches a generation after `delay` as task `task`. `dispatch` names this
+    /// dispatch ("create", "try-3", ...): pushing the same generation with the same name
+    /// twice enqueues one job.
     pub async fn enqueue_generation(
         &self,
         id: &GenerationId,
@@ -200,87 +173,34 @@ impl JobQueue {
         dispatch: &str,
         task: &DispatchId,
     ) -> Result<(), QueueError> {
-        let idempotency_key = format!("{id}:{dispatch}");
-        let job = GenerationJob { generation_id: id.to_string() };
-        match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => {
-                let task = TaskBuilder::new(job)
-                    .task_id(TaskId::from_ulid(task.0))
-                    .run_after(whole_seconds_after(crate::time::now_ms(), delay))
-                    .max_attempts(QUEUE_MAX_ATTEMPTS)
-                    .idempotency_key(idempotency_key)
-                    .build();
-                (**storage).clone().push_task(task).await.map_err(|e| QueueError::Push(Box::new(e)))
-            }
-            QueueBackend::Redis { queue } => {
-                let payload = serde_json::to_vec(&job).map_err(|e| QueueError::Push(Box::new(e)))?;
-                let job = NewJob::new(payload).id(task.to_string()).after(delay).idempotency_key(idempotency_key);
-                queue.push(vec![job]).await.map(|_| ()).map_err(QueueError::Redis)
-            }
-        }
+        let payload =
+            serde_json::to_vec(&GenerationJob { generation_id: id.to_string() }).map_err(QueueError::Encode)?;
+        let job = NewJob::new(payload).id(task.to_string()).after(delay).idempotency_key(format!("{id}:{dispatch}"));
+        on_store!(self, store => Store::push(store, vec![job]).await).map(|_| ()).map_err(QueueError::Engine)
     }
 
     /// Whether the queue still holds task `task` unfinished (waiting, running or due for
     /// a retry). `false` when it finished or the queue lost it.
     pub async fn is_unfinished(&self, task: &DispatchId) -> Result<bool, QueueError> {
-        let storage = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => storage.as_ref(),
-            QueueBackend::Redis { queue } => {
-                let state = queue.state(&task.to_string()).await.map_err(QueueError::Redis)?;
-                return Ok(matches!(state, Some(JobState::Ready | JobState::Delayed | JobState::Active)));
-            }
-        };
-        let found = storage
-            .clone()
-            .fetch_by_id(&TaskId::from_ulid(task.0))
-            .await
-            .map(|t| t.map(|t| (t.status(), t.attempt())))
-            .map_err(|e| QueueError::Inspect(Box::new(e)))?;
-        Ok(match found {
-            Some((Status::Pending | Status::Queued | Status::Running, _)) => true,
-            // A failed task is retried below the attempt cap; at the cap it is final.
-            Some((Status::Failed, attempt)) => attempt < QUEUE_MAX_ATTEMPTS,
-            _ => false,
-        })
+        let state =
+            on_store!(self, store => Store::state(store, &task.to_string()).await).map_err(QueueError::Engine)?;
+        Ok(matches!(state, Some(JobState::Ready | JobState::Delayed | JobState::Active)))
     }
 
     /// Answers when the queue's store can be reached (readiness).
     pub async fn ping(&self) -> Result<(), QueueError> {
-        match &self.backend {
-            QueueBackend::Sqlite { pool, .. } => {
-                sqlx::query("SELECT 1").execute(pool).await.map(|_| ()).map_err(QueueError::Sqlite)
-            }
-            QueueBackend::Redis { queue } => queue.ping().await.map_err(QueueError::Redis),
-        }
+        on_store!(self, store => Store::ping(store).await).map_err(QueueError::Engine)
     }
 
-    /// Removes jobs that finished more than `older_than` ago; returns how many.
+    /// Removes the records of jobs that finished more than `older_than` ago (the engine
+    /// also trims them to its retention as it records outcomes); returns how many.
     pub async fn vacuum(&self, older_than: Duration) -> Result<u64, QueueError> {
-        match &self.backend {
-            // apalis-sqlite 1.0's own vacuum ignores the age (it compares an integer with
-            // a date string) and rewrites the whole file with VACUUM, our tables
-            // included; this deletes only our queue's finished rows, by age.
-            QueueBackend::Sqlite { pool, queue, .. } => {
-                let cutoff = (crate::time::now_ms() / 1000) - older_than.as_secs() as i64;
-                sqlx::query(
-                    "DELETE FROM Jobs WHERE job_type = ?1 AND done_at IS NOT NULL AND done_at < ?2 \
-                     AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND max_attempts <= attempts))",
-                )
-                .bind(queue)
-                .bind(cutoff)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-                .map_err(QueueError::Sqlite)
-            }
-            // The Redis engine also trims finished jobs itself as it records outcomes.
-            QueueBackend::Redis { queue } => queue.forget_finished(older_than).await.map_err(QueueError::Redis),
-        }
+        on_store!(self, store => Store::forget_finished(store, older_than).await).map_err(QueueError::Engine)
     }
 
     pub async fn close(&self) {
-        if let QueueBackend::Sqlite { pool, .. } = &self.backend {
-            pool.close().await;
+        if let QueueStore::Sqlite(store) = &self.store {
+            store.pool().close().await;
         }
     }
 
@@ -303,17 +223,7 @@ impl JobQueue {
                 true
             })
             .shutdown_timeout(options.drain_timeout);
-        let monitor = match &self.backend {
-            QueueBackend::Sqlite { storage, .. } => register(
-                monitor,
-                &options,
-                storage.clone().poll_with_strategy(Every::new(options.poll_interval)),
-                handler,
-            ),
-            QueueBackend::Redis { queue } => {
-                register_redis(monitor, &options, queue.backend(options.concurrency), handler)
-            }
-        };
+        let monitor = on_store!(self, store => register(monitor, &options, store.clone(), handler));
         let vacuum = self.spawn_vacuum(shutdown.clone());
         let result = monitor
             .run_with_signal(async move {
@@ -349,13 +259,13 @@ impl JobQueue {
 
 type Handler = Arc<dyn Fn(GenerationJob) -> Pin<Box<dyn Future<Output = JobOutcome> + Send>> + Send + Sync>;
 
-/// The apalis handler: runs ours, turns panics into aborted jobs, maps outcomes.
-async fn dispatch(job: GenerationJob, handler: Data<Handler>, attempt: Attempt) -> Result<(), BoxDynError> {
+/// The apalis handler: runs ours, turns panics into aborted jobs, maps outcomes (the
+/// engine retries an `Err` with backoff up to the job's attempts, and never an abort).
+async fn dispatch(job: GenerationJob, handler: Data<Handler>) -> Result<(), BoxDynError> {
     let outcome = AssertUnwindSafe((*handler)(job)).catch_unwind().await;
     match outcome {
         Ok(JobOutcome::Done) => Ok(()),
-        Ok(JobOutcome::Retry(error)) if attempt.current() < QUEUE_MAX_ATTEMPTS => Err(error),
-        Ok(JobOutcome::Retry(error)) => Err(AbortError::new(error).into()),
+        Ok(JobOutcome::Retry(error)) => Err(error),
         Ok(JobOutcome::Abort(reason)) => Err(AbortError::new(reason).into()),
         Err(_) => {
             tracing::error!("job handler panicked; the job is aborted and its generation swept later");
@@ -364,115 +274,16 @@ async fn dispatch(job: GenerationJob, handler: Data<Handler>, attempt: Attempt) 
     }
 }
 
-/// The backends schedule in whole seconds from the current second (`run_at =
-/// floor(now) + delay`), so a job asked for 950 ms at 12:00:00.400 would run at
-/// 12:00:01.000, before it is due. This returns the whole-second delay whose `run_at`
-/// is the first second at or after `now + delay`.
-fn whole_seconds_after(now_ms: i64, delay: Duration) -> Duration {
-    if delay.is_zero() {
-        return Duration::ZERO;
-    }
-    let due_ms = now_ms.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-    let due_second = due_ms.div_euclid(1000) + i64::from(due_ms.rem_euclid(1000) > 0);
-    Duration::from_secs(u64::try_from(due_second - now_ms.div_euclid(1000)).unwrap_or(0))
-}
-
-/// The persistence layer both backends use.
-type PersistLayer = <SqliteStorage<GenerationJob> as BackendConfig>::Layer;
-
-/// Registers the generation worker on the SQLite queue.
-fn register<B>(monitor: Monitor, options: &WorkerOptions, backend: B, handler: Handler) -> Monitor
-where
-    B: Backend<Task = Task<Vec<u8>>>
-        + BackendConfig<Args = GenerationJob, Kind = Durable, Layer = PersistLayer>
-        + WireFormatBackend<Codec = apalis_sqlite::JsonCodec<Vec<u8>>>
-        + Clone
-        + Send
-        + Sync
-        + Unpin
-        + 'static,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+/// Registers the generation worker on either store.
+fn register<S: Store>(monitor: Monitor, options: &WorkerOptions, store: S, handler: Handler) -> Monitor {
     let name = options.name.clone();
     let concurrency = options.concurrency;
     monitor.register(move |restarts| {
         WorkerBuilder::new(format!("{name}#{restarts}"))
-            .backend(backend.clone())
+            .backend(QueueBackend::<S, GenerationJob>::new(store.clone(), concurrency))
             .concurrency(concurrency)
             .parallelize(tokio::spawn)
             .data(handler.clone())
             .build(dispatch)
     })
-}
-
-/// Registers the generation worker on the Redis engine, which needs no poll strategy:
-/// a push wakes an idle worker through Redis itself.
-fn register_redis(
-    monitor: Monitor,
-    options: &WorkerOptions,
-    backend: RedisBackend<GenerationJob>,
-    handler: Handler,
-) -> Monitor {
-    let name = options.name.clone();
-    let concurrency = options.concurrency;
-    monitor.register(move |restarts| {
-        WorkerBuilder::new(format!("{name}#{restarts}"))
-            .backend(backend.clone())
-            .concurrency(concurrency)
-            .parallelize(tokio::spawn)
-            .data(handler.clone())
-            .build(dispatch)
-    })
-}
-
-/// A poll strategy that fires every period and never misses a tick (apalis's own
-/// interval strategy can stall for a heartbeat period).
-#[derive(Debug)]
-struct Every(tokio::time::Interval, Duration);
-
-impl Clone for Every {
-    fn clone(&self) -> Self {
-        Every::new(self.1)
-    }
-}
-
-impl Every {
-    fn new(period: Duration) -> Self {
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        Every(interval, period)
-    }
-}
-
-impl PollStrategy for Every {
-    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
-        let mut fired = false;
-        // Poll until Pending so the waker is armed for the next tick.
-        while self.0.poll_tick(cx).is_ready() {
-            fired = true;
-        }
-        if fired { Poll::Ready(Some(())) } else { Poll::Pending }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scheduled_delays_never_run_early() {
-        // 950 ms asked at .400 is due at .350 of the next-but-one second: run_at 2 s on.
-        assert_eq!(whole_seconds_after(10_400, Duration::from_millis(950)), Duration::from_secs(2));
-        assert_eq!(whole_seconds_after(10_000, Duration::from_millis(1_000)), Duration::from_secs(1));
-        assert_eq!(whole_seconds_after(10_999, Duration::from_millis(1)), Duration::from_secs(1));
-        assert_eq!(whole_seconds_after(10_500, Duration::ZERO), Duration::ZERO);
-        for now in [0, 1, 499, 999, 12_345] {
-            for delay in [1, 250, 999, 1_000, 1_001, 4_321] {
-                let secs = whole_seconds_after(now, Duration::from_millis(delay)).as_secs() as i64;
-                let run_at_ms = (now / 1000 + secs) * 1000;
-                assert!(run_at_ms >= now + delay as i64, "now {now} delay {delay}: runs at {run_at_ms}");
-                assert!(run_at_ms < now + delay as i64 + 1000, "now {now} delay {delay}: a whole second late");
-            }
-        }
-    }
 }

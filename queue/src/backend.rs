@@ -1,5 +1,5 @@
-//! The apalis 1.0 backend: `WorkerBuilder::new(..).backend(queue.backend(n))` runs
-//! handlers unchanged on this queue, and the `TaskSink` methods (`push`, `push_bulk`,
+//! The apalis 1.0 backend over any [`Store`]: `WorkerBuilder::new(..).backend(queue.backend(n))`
+//! runs handlers unchanged on the queue, and the `TaskSink` methods (`push`, `push_bulk`,
 //! `push_task`) push through it, a whole flush in one round trip.
 
 use std::marker::PhantomData;
@@ -16,10 +16,11 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, Sink};
 use tokio::sync::mpsc;
 
-use crate::client::{NewJob, QueueError, RedisQueue};
 use crate::config::QueueConfig;
 use crate::driver::{Driver, SettleMessage};
+use crate::redis_queue::RedisQueue;
 use crate::settle_layer::SettleLayer;
+use crate::store::{NewJob, QueueError, Store};
 
 /// A boxed future that is `Sync` because it is only ever polled through `&mut`
 /// (apalis needs backends to be `Sync`; the Redis client's futures are not).
@@ -35,25 +36,33 @@ impl<T> SyncFuture<T> {
     }
 }
 
-/// One worker's view of a [`RedisQueue`]. Cloning gives a fresh, unstarted backend on
-/// the same queue (apalis clones it for each worker it starts).
-pub struct RedisBackend<Args> {
-    queue: RedisQueue,
+/// One worker's view of a queue. Cloning gives a fresh, unstarted backend on the same
+/// queue (apalis clones it for each worker it starts).
+pub struct QueueBackend<S: Store, Args> {
+    queue: S,
     concurrency: usize,
     codec: JsonCodec<Vec<u8>>,
     settle_tx: mpsc::UnboundedSender<SettleMessage>,
     settle_rx: Option<mpsc::UnboundedReceiver<SettleMessage>>,
     jobs: Option<mpsc::Receiver<Task<Vec<u8>>>>,
-    driver: Option<Driver>,
+    driver: Option<Driver<S>>,
     closing: Option<SyncFuture<()>>,
     unpushed: Vec<Task<Vec<u8>>>,
     pushing: Option<SyncFuture<Result<(), QueueError>>>,
     _args: PhantomData<fn() -> Args>,
 }
 
-impl<Args> std::fmt::Debug for RedisBackend<Args> {
+/// The backend on Redis.
+pub type RedisBackend<Args> = QueueBackend<RedisQueue, Args>;
+/// The backend on SQLite.
+pub type SqliteBackend<Args> = QueueBackend<crate::sqlite_queue::SqliteQueue, Args>;
+
+impl<S: Store, Args> std::fmt::Debug for QueueBackend<S, Args> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisBackend").field("queue", &self.queue).field("concurrency", &self.concurrency).finish()
+        f.debug_struct("QueueBackend")
+            .field("queue", &self.queue.config().name)
+            .field("concurrency", &self.concurrency)
+            .finish()
     }
 }
 
@@ -61,9 +70,15 @@ impl RedisQueue {
     /// A backend for a worker that runs up to `concurrency` handlers at once (give the
     /// worker the same `.concurrency(n)`).
     pub fn backend<Args>(&self, concurrency: usize) -> RedisBackend<Args> {
+        QueueBackend::new(self.clone(), concurrency)
+    }
+}
+
+impl<S: Store, Args> QueueBackend<S, Args> {
+    pub fn new(queue: S, concurrency: usize) -> QueueBackend<S, Args> {
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-        RedisBackend {
-            queue: self.clone(),
+        QueueBackend {
+            queue,
             concurrency: concurrency.max(1),
             codec: JsonCodec::default(),
             settle_tx,
@@ -78,13 +93,13 @@ impl RedisQueue {
     }
 }
 
-impl<Args> Clone for RedisBackend<Args> {
+impl<S: Store, Args> Clone for QueueBackend<S, Args> {
     fn clone(&self) -> Self {
-        self.queue.backend(self.concurrency)
+        QueueBackend::new(self.queue.clone(), self.concurrency)
     }
 }
 
-impl<Args> Backend for RedisBackend<Args> {
+impl<S: Store, Args> Backend for QueueBackend<S, Args> {
     type Task = Task<Vec<u8>>;
     type Error = QueueError;
 
@@ -136,7 +151,7 @@ impl<Args> Backend for RedisBackend<Args> {
     }
 }
 
-impl<Args> BackendConfig for RedisBackend<Args> {
+impl<S: Store, Args> BackendConfig for QueueBackend<S, Args> {
     type Args = Args;
     type Id = ulid::Ulid;
     type Kind = Durable;
@@ -152,7 +167,7 @@ impl<Args> BackendConfig for RedisBackend<Args> {
     }
 }
 
-impl<Args> WireFormatBackend for RedisBackend<Args> {
+impl<S: Store, Args> WireFormatBackend for QueueBackend<S, Args> {
     type Codec = JsonCodec<Vec<u8>>;
     type Compact = Vec<u8>;
 
@@ -179,7 +194,7 @@ fn new_job(task: Task<Vec<u8>>) -> NewJob {
     }
 }
 
-impl<Args> Sink<Task<Vec<u8>>> for RedisBackend<Args> {
+impl<S: Store, Args> Sink<Task<Vec<u8>>> for QueueBackend<S, Args> {
     type Error = QueueError;
 
     fn poll_ready(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Result<(), QueueError>> {

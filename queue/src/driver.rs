@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{Delivery, Outcome, RedisQueue, Settlement};
+use crate::store::{Delivery, Outcome, Settlement, Store};
 
 /// What the settle layer attaches to each task it will report on.
 #[derive(Clone, Debug)]
@@ -39,15 +39,15 @@ struct Held {
     slot: Option<OwnedSemaphorePermit>,
 }
 
-struct Shared {
-    queue: RedisQueue,
+struct Shared<S> {
+    queue: S,
     owner: String,
     held: Mutex<HashMap<String, Held>>,
     slots: Arc<Semaphore>,
     stop: CancellationToken,
 }
 
-impl Shared {
+impl<S> Shared<S> {
     fn held(&self) -> MutexGuard<'_, HashMap<String, Held>> {
         // A panic while holding this lock cannot leave the map half-updated (each
         // operation is one insert or remove), so a poisoned lock is still usable.
@@ -55,8 +55,8 @@ impl Shared {
     }
 }
 
-pub(crate) struct Driver {
-    shared: Arc<Shared>,
+pub(crate) struct Driver<S> {
+    shared: Arc<Shared<S>>,
     fetcher: JoinHandle<()>,
     settler: JoinHandle<()>,
     renewer: JoinHandle<()>,
@@ -75,15 +75,15 @@ fn error_pause(failures: u32) -> Duration {
     Duration::from_millis(50u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(3))
 }
 
-impl Driver {
+impl<S: Store> Driver<S> {
     pub(crate) fn start(
-        queue: RedisQueue,
+        queue: S,
         worker_name: &str,
         concurrency: usize,
         jobs: mpsc::Sender<Task<Vec<u8>>>,
         settle_tx: mpsc::UnboundedSender<SettleMessage>,
         settle_rx: mpsc::UnboundedReceiver<SettleMessage>,
-    ) -> Driver {
+    ) -> Driver<S> {
         let slots = concurrency.max(1) + queue.config().prefetch;
         let shared = Arc::new(Shared {
             owner: format!("{worker_name}:{:016x}", rand::random::<u64>()),
@@ -135,10 +135,10 @@ fn into_task(job: Delivery) -> Task<Vec<u8>> {
         .build()
 }
 
-async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::Sender<Task<Vec<u8>>>) {
+async fn fetch_loop<S: Store>(shared: Arc<Shared<S>>, jobs: mpsc::Sender<Task<Vec<u8>>>) {
     let queue = &shared.queue;
     let batch = queue.config().fetch_batch.max(1);
-    let mut blocking = None;
+    let mut waiter = None;
     let mut failures = 0u32;
     loop {
         let first = tokio::select! {
@@ -184,9 +184,9 @@ async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::Sender<Task<Vec<u8>>>) {
             if wait.is_zero() {
                 continue;
             }
-            if blocking.is_none() {
-                match queue.blocking_connection().await {
-                    Ok(conn) => blocking = Some(conn),
+            if waiter.is_none() {
+                match queue.waiter().await {
+                    Ok(ready) => waiter = Some(ready),
                     Err(error) => {
                         failures += 1;
                         tracing::warn!(error = %error_chain(&error), "opening the wait connection failed");
@@ -195,10 +195,10 @@ async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::Sender<Task<Vec<u8>>>) {
                     }
                 }
             }
-            let Some(conn) = blocking.as_mut() else { continue };
+            let Some(waiting) = waiter.as_mut() else { continue };
             tokio::select! {
                 () = shared.stop.cancelled() => return,
-                waited = queue.wait_for_work(conn, wait) => if let Err(error) = waited {
+                waited = queue.wait_for_work(waiting, wait) => if let Err(error) = waited {
                     failures += 1;
                     tracing::warn!(error = %error_chain(&error), "waiting for work failed");
                     pause(&shared.stop, error_pause(failures)).await;
@@ -208,7 +208,7 @@ async fn fetch_loop(shared: Arc<Shared>, jobs: mpsc::Sender<Task<Vec<u8>>>) {
     }
 }
 
-async fn settle_loop(shared: Arc<Shared>, mut messages: mpsc::UnboundedReceiver<SettleMessage>) {
+async fn settle_loop<S: Store>(shared: Arc<Shared<S>>, mut messages: mpsc::UnboundedReceiver<SettleMessage>) {
     let limit = shared.queue.config().settle_batch.max(1);
     while let Some(first) = messages.recv().await {
         let mut batch = Vec::new();
@@ -235,7 +235,7 @@ async fn settle_loop(shared: Arc<Shared>, mut messages: mpsc::UnboundedReceiver<
 
 /// Writes outcomes, retrying through Redis outages. After a lease's worth of failures
 /// it gives up: the leases have lapsed by then and the jobs run again elsewhere.
-async fn record(shared: &Shared, batch: &[Settlement]) {
+async fn record<S: Store>(shared: &Shared<S>, batch: &[Settlement]) {
     if batch.is_empty() {
         return;
     }
@@ -267,7 +267,7 @@ async fn record(shared: &Shared, batch: &[Settlement]) {
     }
 }
 
-async fn renew_loop(shared: Arc<Shared>) {
+async fn renew_loop<S: Store>(shared: Arc<Shared<S>>) {
     let every = (shared.queue.config().lease / 3).max(Duration::from_millis(10));
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

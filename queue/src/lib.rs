@@ -1,4 +1,7 @@
-//! PetPortrait's Redis job queue engine, an apalis 1.0 backend built for backlogs.
+//! PetPortrait's job queue engine, an apalis 1.0 backend built for backlogs, over Redis
+//! (distributed mode) or SQLite (embedded mode). Both stores implement [`Store`] with
+//! the same meaning; the apalis backend, the fetch/settle/renew driver and the retry
+//! decisions (backoff with jitter, attempts, dead set) are one code for both.
 //!
 //! Layout in Redis (every key starts with the hash tag `{name}:`):
 //! - `job:<id>`: a hash per job (payload, attempts, maximum, state, lease owner, error);
@@ -17,17 +20,19 @@
 
 mod backend;
 mod backoff;
-mod client;
 mod config;
 mod driver;
 mod keys;
+mod redis_queue;
 mod settle_layer;
+mod sqlite_queue;
+mod store;
 
-pub use backend::RedisBackend;
+pub use backend::{QueueBackend, RedisBackend, SqliteBackend};
 pub use backoff::backoff_delay;
-pub use client::{
-    Counts, DeadJob, Delivery, Fetched, JobState, NewJob, Outcome, Pushed, QueueError, RedisQueue, Settlement,
-};
 pub use config::{Backoff, QueueConfig, Retention};
 pub use driver::DeliveryInfo;
+pub use redis_queue::RedisQueue;
 pub use settle_layer::{SettleLayer, SettleService, failure_outcome};
+pub use sqlite_queue::SqliteQueue;
+pub use store::{Counts, DeadJob, Delivery, Fetched, JobState, NewJob, Outcome, Pushed, QueueError, Settlement, Store};

@@ -15,9 +15,9 @@ use tokio::sync::mpsc;
 use tower::{Layer, Service};
 
 use crate::backoff::backoff_delay;
-use crate::client::{Outcome, Settlement};
 use crate::config::Backoff;
 use crate::driver::{DeliveryInfo, SettleMessage};
+use crate::store::{Outcome, Settlement};
 
 #[derive(Clone, Debug)]
 pub struct SettleLayer {

@@ -35,8 +35,6 @@ pub async fn run(
     let options = WorkerOptions {
         name: worker_id.clone(),
         concurrency: config.worker.concurrency,
-        heartbeat: config.worker.heartbeat,
-        poll_interval: config.worker.poll_interval,
         drain_timeout: config.worker.job_lease,
     };
     let queue = services.queue.clone();

@@ -59,7 +59,7 @@ impl DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
-/// Our migrations table; apalis-sqlite owns `_sqlx_migrations` in the same SQLite file.
+/// Our migrations table; `_sqlx_migrations` may exist in older SQLite files, owned by apalis-sqlite.
 const MIGRATIONS_TABLE: &str = "_petportrait_migrations";
 
 /// A pool on the system of record.

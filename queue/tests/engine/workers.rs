@@ -6,11 +6,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use apalis::prelude::*;
-use petportrait_queue::{JobState, NewJob, RedisQueue};
+use petportrait_queue::{JobState, NewJob, QueueBackend, RedisQueue, Store};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::{TestQueue, wait_until};
+use crate::{TestQueue, TestStore, wait_until};
+
+on_both_stores!(
+    every_job_is_delivered_once_across_two_workers,
+    failures_retry_with_backoff_up_to_the_jobs_maximum,
+    a_stopping_worker_finishes_running_jobs_and_hands_back_the_rest,
+);
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Job {
@@ -41,8 +47,8 @@ fn jobs(range: std::ops::Range<u64>) -> Vec<NewJob> {
 }
 
 /// Runs a worker until `stop` is cancelled, in the background.
-fn spawn_worker<F, Fut>(
-    queue: &RedisQueue,
+fn spawn_worker<S: Store, F, Fut>(
+    queue: &S,
     concurrency: usize,
     stop: CancellationToken,
     handler: F,
@@ -52,7 +58,7 @@ where
     Fut: std::future::Future<Output = Result<(), BoxDynError>> + Send + 'static,
 {
     let worker = WorkerBuilder::new(format!("test-{:x}", rand::random::<u32>()))
-        .backend(queue.backend::<Job>(concurrency))
+        .backend(QueueBackend::<S, Job>::new(queue.clone(), concurrency))
         .concurrency(concurrency)
         .parallelize(tokio::spawn)
         .build(move |job: Job, attempt: Attempt| {
@@ -65,9 +71,8 @@ where
     }))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_job_is_delivered_once_across_two_workers() {
-    let Some(test) = TestQueue::new(|_| {}).await else { return };
+async fn every_job_is_delivered_once_across_two_workers<S: TestStore>() {
+    let Some(test) = TestQueue::<S>::new(|_| {}).await else { return };
     let seen = Seen::default();
     let stop = CancellationToken::new();
     let handler = {
@@ -98,9 +103,8 @@ async fn every_job_is_delivered_once_across_two_workers() {
     assert!(runs.values().all(|r| r.len() == 1 && r[0].0 == 1), "each job ran once, on its first attempt");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_retry_with_backoff_up_to_the_jobs_maximum() {
-    let Some(test) = TestQueue::new(|c| {
+async fn failures_retry_with_backoff_up_to_the_jobs_maximum<S: TestStore>() {
+    let Some(test) = TestQueue::<S>::new(|c| {
         c.backoff.base = Duration::from_millis(200);
         c.max_attempts = 3;
     })
@@ -149,9 +153,8 @@ async fn failures_retry_with_backoff_up_to_the_jobs_maximum() {
     assert!(dead[0].error.contains("model unavailable"), "{}", dead[0].error);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopping_worker_finishes_running_jobs_and_hands_back_the_rest() {
-    let Some(test) = TestQueue::new(|c| c.prefetch = 2).await else { return };
+async fn a_stopping_worker_finishes_running_jobs_and_hands_back_the_rest<S: TestStore>() {
+    let Some(test) = TestQueue::<S>::new(|c| c.prefetch = 2).await else { return };
     let started = Seen::default();
     let finished = Seen::default();
     let stop = CancellationToken::new();
@@ -183,9 +186,16 @@ async fn a_stopping_worker_finishes_running_jobs_and_hands_back_the_rest() {
     assert!(next.iter().all(|j| j.attempt == 1), "{next:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Redis only: SQLite has no connection to lose (the store is a file in the process).
+mod workers_survive_their_redis_connections_being_cut {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        super::workers_survive_their_redis_connections_being_cut().await
+    }
+}
+
 async fn workers_survive_their_redis_connections_being_cut() {
-    let Some(test) = TestQueue::new(|_| {}).await else { return };
+    let Some(test) = TestQueue::<RedisQueue>::new(|_| {}).await else { return };
     // The worker reaches Redis through a proxy that can cut its connections, so the
     // hiccup hits this test's worker and nobody else using the same Redis.
     let proxy = crate::proxy::Proxy::start(&crate::redis_url()).await;

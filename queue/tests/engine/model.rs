@@ -6,11 +6,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use petportrait_queue::{Delivery, NewJob, Outcome, RedisQueue, Settlement};
+use petportrait_queue::{Delivery, NewJob, Outcome, Settlement, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::TestQueue;
+use crate::{TestQueue, TestStore};
+
+on_both_stores!(random_sequences_lose_nothing_and_acknowledge_nothing_twice);
 
 const OWNERS: [&str; 3] = ["w0", "w1", "w2"];
 /// Fetches through a handle whose lease lapses almost at once: a worker that crashed.
@@ -34,7 +36,7 @@ impl Model {
         }
     }
 
-    async fn settle(&mut self, queue: &RedisQueue, owner: &'static str, job: Delivery, outcome: Outcome) {
+    async fn settle<S: Store>(&mut self, queue: &S, owner: &'static str, job: Delivery, outcome: Outcome) {
         let done = matches!(outcome, Outcome::Done(_));
         let settlement = Settlement { id: job.id.clone(), attempt: job.attempt, outcome };
         let recorded = queue.settle(owner, &[settlement]).await.expect("settle")[0];
@@ -47,7 +49,7 @@ impl Model {
     }
 }
 
-async fn run(seed: u64, queue: &RedisQueue, crashy: &RedisQueue) {
+async fn run<S: Store>(seed: u64, queue: &S, crashy: &S) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model = Model::default();
     for step in 0..250 {
@@ -135,10 +137,9 @@ async fn run(seed: u64, queue: &RedisQueue, crashy: &RedisQueue) {
     assert_eq!(model.done_acks.len(), model.pushed.len(), "seed {seed}: nothing unknown was acknowledged");
 }
 
-#[tokio::test]
-async fn random_sequences_lose_nothing_and_acknowledge_nothing_twice() {
+async fn random_sequences_lose_nothing_and_acknowledge_nothing_twice<S: TestStore>() {
     for seed in 0..12 {
-        let Some(test) = TestQueue::new(|c| {
+        let Some(test) = TestQueue::<S>::new(|c| {
             c.keep_done.count = 100_000;
             c.lease = Duration::from_millis(150);
         })

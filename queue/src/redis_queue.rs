@@ -1,4 +1,4 @@
-//! The queue's operations, one Lua script or pipeline (one round trip) each.
+//! The Redis store: each operation is one Lua script (in `queue/lua/`) or pipeline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,120 +8,9 @@ use redis::{Script, Value};
 
 use crate::config::QueueConfig;
 use crate::keys::Keys;
-
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("Redis call failed")]
-    Redis(#[from] redis::RedisError),
-    #[error("a queue script answered something unexpected: {0}")]
-    Reply(&'static str),
-}
-
-/// A job to push. Without an id one is generated (a ULID).
-#[derive(Clone, Debug, Default)]
-pub struct NewJob {
-    pub id: Option<String>,
-    pub payload: Vec<u8>,
-    pub delay: Duration,
-    pub max_attempts: Option<u32>,
-    pub idempotency_key: Option<String>,
-}
-
-impl NewJob {
-    pub fn new(payload: impl Into<Vec<u8>>) -> NewJob {
-        NewJob { payload: payload.into(), ..NewJob::default() }
-    }
-    pub fn id(mut self, id: impl Into<String>) -> NewJob {
-        self.id = Some(id.into());
-        self
-    }
-    pub fn after(mut self, delay: Duration) -> NewJob {
-        self.delay = delay;
-        self
-    }
-    pub fn max_attempts(mut self, attempts: u32) -> NewJob {
-        self.max_attempts = Some(attempts);
-        self
-    }
-    pub fn idempotency_key(mut self, key: impl Into<String>) -> NewJob {
-        self.idempotency_key = Some(key.into());
-        self
-    }
-}
-
-/// What a push did with one job.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pushed {
-    pub id: String,
-    /// `false` when a job with this id or idempotency key already existed.
-    pub added: bool,
-}
-
-/// One job handed to a worker under a lease.
-#[derive(Clone, Debug)]
-pub struct Delivery {
-    pub id: String,
-    pub payload: Vec<u8>,
-    /// 1 on the first delivery.
-    pub attempt: u32,
-    pub max_attempts: u32,
-}
-
-#[derive(Debug, Default)]
-pub struct Fetched {
-    pub jobs: Vec<Delivery>,
-    /// When the next delayed job is due or the next lease lapses, if any.
-    pub wake_in: Option<Duration>,
-    /// Jobs still waiting in the ready list after this fetch.
-    pub ready_left: u64,
-}
-
-/// The outcome of one delivery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Finished; the text is the handler's result, kept with the job for the retention.
-    Done(String),
-    /// Failed; run again after the delay.
-    Retry { after: Duration, error: String },
-    /// Failed for good (aborted, or out of attempts): moved to the dead set.
-    Dead(String),
-    /// Never started (the worker is stopping): back to the ready list, attempt not counted.
-    Release,
-}
-
-#[derive(Clone, Debug)]
-pub struct Settlement {
-    pub id: String,
-    pub attempt: u32,
-    pub outcome: Outcome,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JobState {
-    Ready,
-    Delayed,
-    Active,
-    Done,
-    Dead,
-}
-
-#[derive(Clone, Debug)]
-pub struct DeadJob {
-    pub id: String,
-    pub attempts: u32,
-    pub error: String,
-    pub died_at_ms: i64,
-    pub payload: Vec<u8>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub ready: u64,
-    pub delayed: u64,
-    pub active: u64,
-    pub dead: u64,
-    pub done: u64,
-}
+use crate::store::{
+    Counts, DeadJob, Delivery, Fetched, JobState, NewJob, Outcome, Pushed, QueueError, Settlement, Store,
+};
 
 struct Scripts {
     push: Script,
@@ -323,14 +212,7 @@ impl RedisQueue {
     pub async fn state(&self, id: &str) -> Result<Option<JobState>, QueueError> {
         let state: Option<String> =
             redis::cmd("HGET").arg(self.keys().job(id)).arg("s").query_async(&mut self.conn()).await?;
-        Ok(state.as_deref().and_then(|s| match s {
-            "ready" => Some(JobState::Ready),
-            "delayed" => Some(JobState::Delayed),
-            "active" => Some(JobState::Active),
-            "done" => Some(JobState::Done),
-            "dead" => Some(JobState::Dead),
-            _ => None,
-        }))
+        Ok(state.as_deref().and_then(JobState::parse))
     }
 
     pub async fn counts(&self) -> Result<Counts, QueueError> {
@@ -515,4 +397,59 @@ fn parse_fetched(reply: Vec<Value>) -> Result<Fetched, QueueError> {
         wake_in: u64::try_from(wake).ok().map(Duration::from_millis),
         ready_left: u64::try_from(left).unwrap_or(0),
     })
+}
+
+/// The trait's methods are the inherent ones above (kept inherent so callers need no
+/// trait import).
+impl Store for RedisQueue {
+    type Waiter = ConnectionManager;
+
+    fn config(&self) -> &QueueConfig {
+        RedisQueue::config(self)
+    }
+    async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Pushed>, QueueError> {
+        RedisQueue::push(self, jobs).await
+    }
+    async fn fetch(&self, owner: &str, count: usize) -> Result<Fetched, QueueError> {
+        RedisQueue::fetch(self, owner, count).await
+    }
+    async fn settle(&self, owner: &str, settlements: &[Settlement]) -> Result<Vec<bool>, QueueError> {
+        RedisQueue::settle(self, owner, settlements).await
+    }
+    async fn renew(&self, owner: &str, held: &[(String, u32)]) -> Result<Vec<String>, QueueError> {
+        RedisQueue::renew(self, owner, held).await
+    }
+    async fn waiter(&self) -> Result<ConnectionManager, QueueError> {
+        self.blocking_connection().await
+    }
+    async fn wait_for_work(&self, waiter: &mut ConnectionManager, timeout: Duration) -> Result<bool, QueueError> {
+        RedisQueue::wait_for_work(self, waiter, timeout).await
+    }
+    async fn state(&self, id: &str) -> Result<Option<JobState>, QueueError> {
+        RedisQueue::state(self, id).await
+    }
+    async fn counts(&self) -> Result<Counts, QueueError> {
+        RedisQueue::counts(self).await
+    }
+    async fn dead_jobs(&self, offset: usize, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
+        RedisQueue::dead_jobs(self, offset, limit).await
+    }
+    async fn replay(&self, ids: &[String]) -> Result<u64, QueueError> {
+        RedisQueue::replay(self, ids).await
+    }
+    async fn replay_all(&self) -> Result<u64, QueueError> {
+        RedisQueue::replay_all(self).await
+    }
+    async fn purge_dead(&self) -> Result<u64, QueueError> {
+        RedisQueue::purge_dead(self).await
+    }
+    async fn forget_finished(&self, older_than: Duration) -> Result<u64, QueueError> {
+        RedisQueue::forget_finished(self, older_than).await
+    }
+    async fn ping(&self) -> Result<(), QueueError> {
+        RedisQueue::ping(self).await
+    }
+    async fn remove_all(&self) -> Result<u64, QueueError> {
+        RedisQueue::remove_all(self).await
+    }
 }

@@ -5,15 +5,23 @@ use std::time::Duration;
 
 use petportrait_queue::{JobState, NewJob, Outcome, Retention, Settlement};
 
-use crate::{TestQueue, wait_until};
+use crate::{TestQueue, TestStore, wait_until};
+
+on_both_stores!(
+    a_lapsed_lease_hands_only_that_job_to_another_worker,
+    delayed_jobs_wait_their_time_in_milliseconds,
+    an_idempotency_key_or_id_admits_one_job,
+    retries_wait_and_the_last_failure_goes_to_the_dead_set_for_replay,
+    finished_jobs_are_trimmed_to_the_retention,
+    a_push_wakes_a_waiting_worker_at_once,
+);
 
 fn settle(id: &str, attempt: u32, outcome: Outcome) -> Settlement {
     Settlement { id: id.to_owned(), attempt, outcome }
 }
 
-#[tokio::test]
-async fn a_lapsed_lease_hands_only_that_job_to_another_worker() {
-    let Some(test) = TestQueue::new(|c| c.lease = Duration::from_millis(300)).await else { return };
+async fn a_lapsed_lease_hands_only_that_job_to_another_worker<S: TestStore>() {
+    let Some(test) = TestQueue::<S>::new(|c| c.lease = Duration::from_millis(300)).await else { return };
     let queue = &test.queue;
     queue.push(vec![NewJob::new("a").id("a"), NewJob::new("b").id("b")]).await.expect("push");
 
@@ -44,9 +52,8 @@ async fn a_lapsed_lease_hands_only_that_job_to_another_worker() {
     assert_eq!(queue.renew("worker-2", &[("a".to_owned(), 1)]).await.expect("renew"), ["a"]);
 }
 
-#[tokio::test]
-async fn delayed_jobs_wait_their_time_in_milliseconds() {
-    let Some(test) = TestQueue::new(|_| {}).await else { return };
+async fn delayed_jobs_wait_their_time_in_milliseconds<S: TestStore>() {
+    let Some(test) = TestQueue::<S>::new(|_| {}).await else { return };
     let queue = &test.queue;
     let pushed_at = tokio::time::Instant::now();
     queue.push(vec![NewJob::new("x").id("late").after(Duration::from_millis(400))]).await.expect("push");
@@ -64,9 +71,8 @@ async fn delayed_jobs_wait_their_time_in_milliseconds() {
     assert!(waited < Duration::from_millis(700), "ran only after {waited:?}");
 }
 
-#[tokio::test]
-async fn an_idempotency_key_or_id_admits_one_job() {
-    let Some(test) = TestQueue::new(|_| {}).await else { return };
+async fn an_idempotency_key_or_id_admits_one_job<S: TestStore>() {
+    let Some(test) = TestQueue::<S>::new(|_| {}).await else { return };
     let queue = &test.queue;
     let pushed = queue
         .push(vec![
@@ -82,9 +88,8 @@ async fn an_idempotency_key_or_id_admits_one_job() {
     assert_eq!(queue.counts().await.expect("counts").ready, 3);
 }
 
-#[tokio::test]
-async fn retries_wait_and_the_last_failure_goes_to_the_dead_set_for_replay() {
-    let Some(test) = TestQueue::new(|_| {}).await else { return };
+async fn retries_wait_and_the_last_failure_goes_to_the_dead_set_for_replay<S: TestStore>() {
+    let Some(test) = TestQueue::<S>::new(|_| {}).await else { return };
     let queue = &test.queue;
     queue.push(vec![NewJob::new("p").id("j").max_attempts(2)]).await.expect("push");
 
@@ -134,9 +139,8 @@ async fn retries_wait_and_the_last_failure_goes_to_the_dead_set_for_replay() {
     assert_eq!(queue.state("j").await.expect("state"), None);
 }
 
-#[tokio::test]
-async fn finished_jobs_are_trimmed_to_the_retention() {
-    let Some(test) = TestQueue::new(|c| c.keep_done = Retention { count: 10, age: Duration::from_secs(60) }).await
+async fn finished_jobs_are_trimmed_to_the_retention<S: TestStore>() {
+    let Some(test) = TestQueue::<S>::new(|c| c.keep_done = Retention { count: 10, age: Duration::from_secs(60) }).await
     else {
         return;
     };
@@ -156,43 +160,21 @@ async fn finished_jobs_are_trimmed_to_the_retention() {
     assert!(queue.remove_all().await.expect("keys") <= 12);
 }
 
-#[tokio::test]
-async fn a_push_wakes_a_blocked_worker_at_once() {
-    let Some(test) = TestQueue::new(|c| c.max_idle_wait = Duration::from_secs(5)).await else { return };
+async fn a_push_wakes_a_waiting_worker_at_once<S: TestStore>() {
+    let Some(test) = TestQueue::<S>::new(|c| c.max_idle_wait = Duration::from_secs(5)).await else { return };
     let queue = test.queue.clone();
-    // Consume any marker left over, so the worker below really blocks.
-    assert!(queue.fetch("w", 1).await.expect("fetch").jobs.is_empty());
     let waiter = tokio::spawn({
         let queue = queue.clone();
         async move {
-            let started = tokio::time::Instant::now();
-            let mut conn = redis::Client::open(crate::redis_url())
-                .expect("client")
-                .get_multiplexed_async_connection()
-                .await
-                .expect("connection");
-            let popped: Option<(String, String, f64)> = redis::cmd("BZPOPMIN")
-                .arg(format!("{{{}}}:marker", queue.config().name))
-                .arg(5.0)
-                .query_async(&mut conn)
-                .await
-                .expect("bzpopmin");
-            (popped.is_some(), started.elapsed())
+            let mut waiter = queue.waiter().await.expect("waiter");
+            queue.wait_for_work(&mut waiter, Duration::from_secs(5)).await.expect("wait")
         }
     });
-    // Give the waiter time to block: poll Redis until it shows a blocked client.
-    wait_until(Duration::from_secs(2), "the waiter to block", || async {
-        let mut conn = redis::Client::open(crate::redis_url())
-            .expect("client")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connection");
-        let info: String = redis::cmd("INFO").arg("clients").query_async(&mut conn).await.expect("info");
-        info.lines().any(|l| l.strip_prefix("blocked_clients:").is_some_and(|n| n.trim() != "0"))
-    })
-    .await;
+    assert!(!waiter.is_finished(), "nothing signalled work before the push");
+    let pushed_at = tokio::time::Instant::now();
     queue.push(vec![NewJob::new("go")]).await.expect("push");
-    let (woken, after) = waiter.await.expect("waiter");
-    assert!(woken, "the push set the marker");
-    assert!(after < Duration::from_secs(4), "woken by the push, not the timeout: {after:?}");
+    let woken = waiter.await.expect("waiter");
+    let after_push = pushed_at.elapsed();
+    assert!(woken, "the push signalled work");
+    assert!(after_push < Duration::from_secs(1), "woken by the push, not the timeout: {after_push:?}");
 }

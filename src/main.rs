@@ -1,6 +1,9 @@
 //! `petportrait`: with no argument, the whole service in one process (embedded mode).
 //! `petportrait migrate` applies migrations (the Procfile's `release` step);
 //! `petportrait s3-server` serves DATA_DIR/objects as a stand-alone S3-compatible server.
+//! `petportrait queue …` inspects the queue and works its dead set (see `ops.rs`).
+
+mod ops;
 
 use std::sync::Arc;
 
@@ -18,6 +21,11 @@ USAGE:
     petportrait              run API, workers and scheduler in one process
     petportrait migrate      apply database migrations and exit (Procfile: release)
     petportrait s3-server    serve DATA_DIR/objects as an S3-compatible server on S3_SERVER_PORT (default 9000)
+    petportrait queue stats                 jobs ready, delayed (retries), running, dead, recently finished
+    petportrait queue dead [LIMIT]          the dead set, oldest first (default 50)
+    petportrait queue replay TASK...        put dead jobs back in line with fresh attempts
+    petportrait queue replay-all            replay the whole dead set
+    petportrait queue purge-dead            delete the whole dead set
 
 Configuration comes from environment variables (see README.md and .env.example).";
 
@@ -34,6 +42,10 @@ async fn main() -> anyhow::Result<()> {
         None => serve_all(config).await,
         Some("migrate") => migrate(config).await,
         Some("s3-server") => s3_server(config).await,
+        Some("queue") => {
+            ensure_data_dir(&config)?;
+            ops::queue_command(config, std::env::args().skip(2).collect()).await
+        }
         Some(other) => anyhow::bail!("unknown command {other:?}\n\n{HELP}"),
     }
 }
@@ -52,7 +64,17 @@ async fn serve_all(config: Config) -> anyhow::Result<()> {
     result
 }
 
+/// SQLite creates its file but not the folder it lives in.
+fn ensure_data_dir(config: &Config) -> anyhow::Result<()> {
+    if config.is_embedded() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
+    }
+    Ok(())
+}
+
 async fn migrate(config: Config) -> anyhow::Result<()> {
+    ensure_data_dir(&config)?;
     let db = petportrait_core::db::Db::connect(&config.database).await.context("connecting to the database")?;
     db.migrate().await.context("applying migrations")?;
     println!("migrations applied");

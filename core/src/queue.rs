@@ -96,6 +96,25 @@ pub enum QueueError {
     Monitor(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub ready: u64,
+    pub delayed: u64,
+    pub active: u64,
+    pub dead: u64,
+    pub done: u64,
+}
+
+/// A job in the dead set, as the operator sees it.
+#[derive(Clone, Debug)]
+pub struct DeadEntry {
+    pub task: String,
+    pub generation_id: Option<String>,
+    pub attempts: u32,
+    pub error: String,
+    pub died_at_ms: i64,
+}
+
 /// Attempts after which the queue stops redelivering a job whose handler could not
 /// record an outcome (the scheduler's stalled sweep still finds the generation).
 const QUEUE_MAX_ATTEMPTS: u32 = 25;
@@ -196,6 +215,41 @@ impl JobQueue {
     /// also trims them to its retention as it records outcomes); returns how many.
     pub async fn vacuum(&self, older_than: Duration) -> Result<u64, QueueError> {
         on_store!(self, store => Store::forget_finished(store, older_than).await).map_err(QueueError::Engine)
+    }
+
+    /// How many jobs wait, run, wait for a retry, are dead or recently finished.
+    pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
+        let c = on_store!(self, store => Store::counts(store).await).map_err(QueueError::Engine)?;
+        Ok(QueueCounts { ready: c.ready, delayed: c.delayed, active: c.active, dead: c.dead, done: c.done })
+    }
+
+    /// The dead set (jobs out of attempts or aborted), oldest first.
+    pub async fn dead_jobs(&self, offset: usize, limit: usize) -> Result<Vec<DeadEntry>, QueueError> {
+        let dead =
+            on_store!(self, store => Store::dead_jobs(store, offset, limit).await).map_err(QueueError::Engine)?;
+        Ok(dead
+            .into_iter()
+            .map(|job| DeadEntry {
+                generation_id: serde_json::from_slice::<GenerationJob>(&job.payload).ok().map(|j| j.generation_id),
+                task: job.id,
+                attempts: job.attempts,
+                error: job.error,
+                died_at_ms: job.died_at_ms,
+            })
+            .collect())
+    }
+
+    /// Puts the named dead jobs back in line with fresh attempts; returns how many.
+    pub async fn replay(&self, tasks: &[String]) -> Result<u64, QueueError> {
+        on_store!(self, store => Store::replay(store, tasks).await).map_err(QueueError::Engine)
+    }
+
+    pub async fn replay_all_dead(&self) -> Result<u64, QueueError> {
+        on_store!(self, store => Store::replay_all(store).await).map_err(QueueError::Engine)
+    }
+
+    pub async fn purge_dead(&self) -> Result<u64, QueueError> {
+        on_store!(self, store => Store::purge_dead(store).await).map_err(QueueError::Engine)
     }
 
     pub async fn close(&self) {

@@ -43,11 +43,11 @@ if ids then
   local leases = {}
   for _, id in ipairs(ids) do
     local key = job_key(prefix, id)
-    local job = redis.call('HMGET', key, 'd', 'm')
+    local job = redis.call('HMGET', key, 'd', 'm', 'a')
     -- A job purged while it waited has no data left; it is simply dropped.
     if job[1] then
-      local attempt = redis.call('HINCRBY', key, 'a', 1)
-      redis.call('HSET', key, 's', 'active', 'o', ARGV[4])
+      local attempt = tonumber(job[3]) + 1
+      redis.call('HSET', key, 'a', attempt, 's', 'active', 'o', ARGV[4])
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       out[#out + 1] = id

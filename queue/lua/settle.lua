@@ -25,13 +25,15 @@ for i = 7, #ARGV, 5 do
     redis.call('ZREM', KEYS[3], id)
     local outcome = ARGV[i + 2]
     if outcome == 'done' then
+      -- A finished job keeps only its place in the done set (and its result, if any,
+      -- in the results hash): the job's hash goes at once, which is most of the cost
+      -- of a finished job in memory and in commands.
+      redis.call('DEL', key)
       if keep_done > 0 then
-        redis.call('HSET', key, 's', 'done', 'r', ARGV[i + 4], 'f', now)
-        redis.call('HDEL', key, 'o', 'd')
-        redis.call('PEXPIRE', key, keep_done_ms)
         redis.call('ZADD', KEYS[6], now, id)
-      else
-        redis.call('DEL', key)
+        if ARGV[i + 4] ~= '' then
+          redis.call('HSET', prefix .. 'results', id, ARGV[i + 4])
+        end
       end
     elseif outcome == 'retry' then
       redis.call('HSET', key, 's', 'delayed', 'e', ARGV[i + 4])
@@ -59,23 +61,38 @@ if woke then
 end
 
 -- Retention: each call removes at most as many old records as it added, plus those
--- past their age (whose hashes already expired), so the sets stay bounded.
-local function trim(set, keep, keep_ms)
-  local excess = redis.call('ZCARD', set) - keep
-  if excess > 0 then
-    local oldest = redis.call('ZPOPMIN', set, excess)
-    for j = 1, #oldest, 2 do
-      redis.call('DEL', job_key(prefix, oldest[j]))
-    end
-  end
-  local expired = redis.call('ZRANGEBYSCORE', set, '-inf', now - keep_ms, 'LIMIT', 0, 1000)
-  for _, id in ipairs(expired) do
-    redis.call('DEL', job_key(prefix, id))
-  end
-  if #expired > 0 then
-    redis.call('ZREMRANGEBYRANK', set, 0, #expired - 1)
+-- past their age, so the sets stay bounded. Finished jobs have no hash left to delete.
+local function forget_results(ids)
+  if #ids > 0 then
+    redis.call('HDEL', prefix .. 'results', unpack(ids))
   end
 end
-trim(KEYS[6], keep_done, keep_done_ms)
-trim(KEYS[5], keep_dead, keep_dead_ms)
+local excess = redis.call('ZCARD', KEYS[6]) - keep_done
+if excess > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[6], excess)
+  local ids = {}
+  for j = 1, #oldest, 2 do
+    ids[#ids + 1] = oldest[j]
+  end
+  forget_results(ids)
+end
+local stale = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now - keep_done_ms, 'LIMIT', 0, 1000)
+if #stale > 0 then
+  forget_results(stale)
+  redis.call('ZREMRANGEBYRANK', KEYS[6], 0, #stale - 1)
+end
+excess = redis.call('ZCARD', KEYS[5]) - keep_dead
+if excess > 0 then
+  local oldest = redis.call('ZPOPMIN', KEYS[5], excess)
+  for j = 1, #oldest, 2 do
+    redis.call('DEL', job_key(prefix, oldest[j]))
+  end
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now - keep_dead_ms, 'LIMIT', 0, 1000)
+for _, id in ipairs(expired) do
+  redis.call('DEL', job_key(prefix, id))
+end
+if #expired > 0 then
+  redis.call('ZREMRANGEBYRANK', KEYS[5], 0, #expired - 1)
+end
 return recorded

@@ -4,14 +4,16 @@
 //! decisions (backoff with jitter, attempts, dead set) are one code for both.
 //!
 //! Layout in Redis (every key starts with the hash tag `{name}:`):
-//! - `job:<id>`: a hash per job (payload, attempts, maximum, state, lease owner, error);
+//! - `job:<id>`: a hash per live or dead job (payload, attempts, maximum, state, lease
+//!   owner, last error); a finished job's hash is deleted when it finishes;
 //! - `ready`: a list of ids waiting to run, in push order;
 //! - `delayed`: a sorted set of ids by due time in milliseconds (retries wait here too);
 //! - `active`: a sorted set of ids by lease deadline — a lease is per job, so a worker
 //!   that stops renewing loses only its own jobs, each one `lease` after its last renewal;
-//! - `dead`, `done`: sorted sets by time, trimmed to the configured retention;
+//! - `done` (ids of finished jobs), `results` (their non-empty results) and `dead`:
+//!   trimmed to the configured retention (count and age) as outcomes are recorded;
 //! - `marker`: a one-member sorted set that pushes set and idle workers block on
-//!   (`BZPOPMIN`), so a push wakes exactly one idle worker at once, with no polling;
+//!   (`BZPOPMIN`), so a push wakes one idle worker at once, with no polling;
 //! - `idem:<key>`: idempotency keys, each expiring after `idempotency_ttl`.
 //!
 //! Every operation is one Lua script or pipeline (one round trip), and every script does

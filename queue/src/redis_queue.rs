@@ -210,9 +210,13 @@ impl RedisQueue {
     /// Where a job is, or `None` when it finished longer ago than the retention (or was
     /// never pushed).
     pub async fn state(&self, id: &str) -> Result<Option<JobState>, QueueError> {
-        let state: Option<String> =
-            redis::cmd("HGET").arg(self.keys().job(id)).arg("s").query_async(&mut self.conn()).await?;
-        Ok(state.as_deref().and_then(JobState::parse))
+        let keys = self.keys();
+        let (state, finished): (Option<String>, Option<f64>) =
+            redis::pipe().hget(keys.job(id), "s").zscore(&keys.done, id).query_async(&mut self.conn()).await?;
+        Ok(match state {
+            Some(state) => JobState::parse(&state),
+            None => finished.map(|_| JobState::Done),
+        })
     }
 
     pub async fn counts(&self) -> Result<Counts, QueueError> {
@@ -297,22 +301,16 @@ impl RedisQueue {
         Ok(invocation.invoke_async(&mut self.conn()).await?)
     }
 
-    /// Removes the records of jobs that finished more than `older_than` ago (a thousand
-    /// per round trip); returns how many.
+    /// Forgets jobs that finished more than `older_than` ago (a thousand per round
+    /// trip); returns how many.
     pub async fn forget_finished(&self, older_than: Duration) -> Result<u64, QueueError> {
         let keys = self.keys();
         let mut total = 0;
         loop {
-            let n: u64 = self
-                .inner
-                .scripts
-                .forget
-                .key(&keys.done)
-                .arg(&keys.prefix)
-                .arg(millis(older_than))
-                .arg(1_000)
-                .invoke_async(&mut self.conn())
-                .await?;
+            let mut conn = self.conn();
+            let mut invocation = self.inner.scripts.forget.prepare_invoke();
+            invocation.key(&keys.done).arg(&keys.prefix).arg(millis(older_than)).arg(1_000);
+            let n: u64 = invocation.invoke_async(&mut conn).await?;
             total += n;
             if n < 1_000 {
                 return Ok(total);

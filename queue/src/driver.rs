@@ -273,7 +273,10 @@ async fn renew_loop<S: Store>(shared: Arc<Shared<S>>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let held: Vec<(String, u32)> = shared.held().iter().map(|(id, h)| (id.clone(), h.attempt)).collect();
+        // A job whose handler finished holds no slot: its outcome is being written, which
+        // ends the lease, so renewing it would only report it "lost".
+        let held: Vec<(String, u32)> =
+            shared.held().iter().filter(|(_, h)| h.slot.is_some()).map(|(id, h)| (id.clone(), h.attempt)).collect();
         for chunk in held.chunks(1_000) {
             match shared.queue.renew(&shared.owner, chunk).await {
                 Ok(lost) if !lost.is_empty() => {

@@ -34,7 +34,7 @@ pub use backend::{QueueBackend, RedisBackend, SqliteBackend};
 pub use backoff::backoff_delay;
 pub use config::{Backoff, QueueConfig, Retention};
 pub use driver::DeliveryInfo;
-pub use redis_queue::RedisQueue;
+pub use redis_queue::{RedisQueue, remove_keys_with_prefix};
 pub use settle_layer::{SettleLayer, SettleService, failure_outcome};
 pub use sqlite_queue::SqliteQueue;
 pub use store::{Counts, DeadJob, Delivery, Fetched, JobState, NewJob, Outcome, Pushed, QueueError, Settlement, Store};

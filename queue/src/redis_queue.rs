@@ -325,27 +325,30 @@ impl RedisQueue {
 
     /// Deletes every key of this queue (tests and benchmarks start from nothing).
     pub async fn remove_all(&self) -> Result<u64, QueueError> {
-        let pattern = format!("{}*", self.keys().prefix.replace('[', "\\[").replace('?', "\\?").replace('*', "\\*"));
-        let mut conn = self.conn();
-        let mut cursor = 0u64;
-        let mut removed = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1_000)
-                .query_async(&mut conn)
-                .await?;
-            if !batch.is_empty() {
-                removed += redis::cmd("UNLINK").arg(&batch).query_async::<u64>(&mut conn).await?;
-            }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
+        remove_keys_with_prefix(&mut self.conn(), &self.keys().prefix).await
+    }
+}
+
+/// Deletes every key that starts with `prefix`, a thousand per round trip (SCAN, never
+/// KEYS, so Redis is not blocked).
+pub async fn remove_keys_with_prefix(conn: &mut ConnectionManager, prefix: &str) -> Result<u64, QueueError> {
+    let escaped: String = prefix
+        .chars()
+        .flat_map(|c| if matches!(c, '\\' | '[' | ']' | '?' | '*') { vec!['\\', c] } else { vec![c] })
+        .collect();
+    let pattern = format!("{escaped}*");
+    let mut cursor = 0u64;
+    let mut removed = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1_000).query_async(conn).await?;
+        if !batch.is_empty() {
+            removed += redis::cmd("UNLINK").arg(&batch).query_async::<u64>(conn).await?;
         }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
     }
 }
 

@@ -2,10 +2,20 @@
 -- leases and due delayed jobs are moved in batches of at most `reap`/`promote`, so the
 -- cost never grows with the number of jobs the queue holds.
 -- KEYS: 1 ready, 2 delayed, 3 active (lease deadlines), 4 marker, 5 dead
--- ARGV: 1 prefix, 2 count, 3 lease (ms), 4 owner, 5 promote batch, 6 reap batch
+-- ARGV: 1 prefix, 2 count, 3 lease (ms), 4 owner, 5 promote batch, 6 reap batch,
+--       7 fetch id (unique per fetch; a retry after a lost answer reuses it; '' for a
+--         fetch that will not be retried, which is then not remembered),
+--       8 the id of this worker's previous fetch, whose answer arrived ('' for none)
 -- Returns {wake_in_ms (-1: nothing scheduled), ready_left, id, payload, attempt, max, ...}
 local prefix = ARGV[1]
 local now = now_ms()
+local owner = ARGV[4]
+local record = prefix .. 'fetch:' .. ARGV[7]
+if ARGV[8] ~= '' then
+  -- Its answer arrived, so it will never be retried: forget it now rather than let it
+  -- expire, which keeps one record per worker.
+  redis.call('DEL', prefix .. 'fetch:' .. ARGV[8])
+end
 
 -- Leases that lapsed: the worker holding them stopped renewing (crashed or cut off).
 local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
@@ -37,7 +47,25 @@ if #due > 0 then
 end
 
 local out = {-1, 0}
-local ids = redis.call('RPOP', KEYS[1], tonumber(ARGV[2]))
+-- A retry of a fetch whose answer was lost (a cut connection, a timeout): the same jobs
+-- again, those this worker still holds, rather than leaving them to their lease.
+local again = {}
+if ARGV[7] ~= '' then
+  again = redis.call('LRANGE', record, 0, -1)
+end
+for _, id in ipairs(again) do
+  local job = redis.call('HMGET', job_key(prefix, id), 'd', 'm', 'a', 'o', 's')
+  if job[1] and job[4] == owner and job[5] == 'active' then
+    out[#out + 1] = id
+    out[#out + 1] = job[1]
+    out[#out + 1] = tonumber(job[3])
+    out[#out + 1] = tonumber(job[2])
+  end
+end
+local ids = false
+if #again == 0 then
+  ids = redis.call('RPOP', KEYS[1], tonumber(ARGV[2]))
+end
 if ids then
   local deadline = now + tonumber(ARGV[3])
   local leases = {}
@@ -47,7 +75,7 @@ if ids then
     -- A job purged while it waited has no data left; it is simply dropped.
     if job[1] then
       local attempt = tonumber(job[3]) + 1
-      redis.call('HSET', key, 'a', attempt, 's', 'active', 'o', ARGV[4])
+      redis.call('HSET', key, 'a', attempt, 's', 'active', 'o', owner)
       leases[#leases + 1] = deadline
       leases[#leases + 1] = id
       out[#out + 1] = id
@@ -58,6 +86,13 @@ if ids then
   end
   if #leases > 0 then
     redis.call('ZADD', KEYS[3], unpack(leases))
+  end
+  if #leases > 0 and ARGV[7] ~= '' then
+    -- Remembered for a retry of this fetch, as long as the leases last.
+    for j = 2, #leases, 2 do
+      redis.call('RPUSH', record, leases[j])
+    end
+    redis.call('PEXPIRE', record, tonumber(ARGV[3]))
   end
 end
 

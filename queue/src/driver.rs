@@ -140,6 +140,7 @@ async fn fetch_loop<S: Store>(shared: Arc<Shared<S>>, jobs: mpsc::Sender<Task<Ve
     let batch = queue.config().fetch_batch.max(1);
     let mut waiter = None;
     let mut failures = 0u32;
+    let mut answered: Option<String> = None;
     loop {
         let first = tokio::select! {
             biased;
@@ -157,17 +158,25 @@ async fn fetch_loop<S: Store>(shared: Arc<Shared<S>>, jobs: mpsc::Sender<Task<Ve
             }
         }
         let asked = slots.len();
-        let fetched = match queue.fetch(&shared.owner, asked).await {
-            Ok(fetched) => {
-                failures = 0;
-                fetched
-            }
-            Err(error) => {
-                failures += 1;
-                tracing::warn!(error = %error_chain(&error), failures, "fetching jobs failed; trying again");
-                drop(slots);
-                pause(&shared.stop, error_pause(failures)).await;
-                continue;
+        // Retried with the same fetch id and the same slots until it answers: a lost
+        // answer leased jobs to this worker, and the retry hands them out instead of
+        // leaving them to lapse.
+        let fetch_id = ulid::Ulid::generate().to_string();
+        let fetched = loop {
+            match queue.fetch_once(&shared.owner, asked, &fetch_id, answered.as_deref()).await {
+                Ok(fetched) => {
+                    failures = 0;
+                    answered = Some(fetch_id);
+                    break fetched;
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(error = %error_chain(&error), failures, "fetching jobs failed; trying again");
+                    pause(&shared.stop, error_pause(failures)).await;
+                    if shared.stop.is_cancelled() {
+                        return;
+                    }
+                }
             }
         };
         let got = fetched.jobs.len();

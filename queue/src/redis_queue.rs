@@ -122,6 +122,20 @@ impl RedisQueue {
     /// Takes up to `count` jobs for `owner` under a lease, after moving lapsed leases
     /// and due delayed jobs (bounded batches of each) to the ready list.
     pub async fn fetch(&self, owner: &str, count: usize) -> Result<Fetched, QueueError> {
+        self.fetch_once(owner, count, "", None).await
+    }
+
+    /// [`RedisQueue::fetch`] under a fetch id: calling it again with the same id after
+    /// an error returns the jobs the first call leased, if its answer was lost (an empty
+    /// id: not remembered, for a fetch that will not be retried).
+    /// `answered` (the caller's previous fetch, whose answer arrived) is forgotten.
+    pub async fn fetch_once(
+        &self,
+        owner: &str,
+        count: usize,
+        fetch_id: &str,
+        answered: Option<&str>,
+    ) -> Result<Fetched, QueueError> {
         let keys = self.keys();
         let config = self.config();
         let reply: Vec<Value> = self
@@ -139,6 +153,8 @@ impl RedisQueue {
             .arg(owner)
             .arg(config.promote_batch)
             .arg(config.reap_batch)
+            .arg(fetch_id)
+            .arg(answered.unwrap_or(""))
             .invoke_async(&mut self.conn())
             .await?;
         parse_fetched(reply)
@@ -411,8 +427,14 @@ impl Store for RedisQueue {
     async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Pushed>, QueueError> {
         RedisQueue::push(self, jobs).await
     }
-    async fn fetch(&self, owner: &str, count: usize) -> Result<Fetched, QueueError> {
-        RedisQueue::fetch(self, owner, count).await
+    async fn fetch_once(
+        &self,
+        owner: &str,
+        count: usize,
+        fetch_id: &str,
+        answered: Option<&str>,
+    ) -> Result<Fetched, QueueError> {
+        RedisQueue::fetch_once(self, owner, count, fetch_id, answered).await
     }
     async fn settle(&self, owner: &str, settlements: &[Settlement]) -> Result<Vec<bool>, QueueError> {
         RedisQueue::settle(self, owner, settlements).await

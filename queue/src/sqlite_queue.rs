@@ -209,7 +209,15 @@ impl Store for SqliteQueue {
         Ok(pushed)
     }
 
-    async fn fetch(&self, owner: &str, count: usize) -> Result<Fetched, QueueError> {
+    /// SQLite answers in-process: a failed transaction leased nothing (it rolled back),
+    /// so a retry needs no memory of the fetch id.
+    async fn fetch_once(
+        &self,
+        owner: &str,
+        count: usize,
+        _fetch_id: &str,
+        _answered: Option<&str>,
+    ) -> Result<Fetched, QueueError> {
         let now = now_ms();
         let config = &self.inner.config;
         let mut tx = self.write().await?;

@@ -150,8 +150,22 @@ pub trait Store: Clone + Send + Sync + Unpin + 'static {
     fn push(&self, jobs: Vec<NewJob>) -> impl Future<Output = Result<Vec<Pushed>, QueueError>> + Send;
 
     /// Takes up to `count` jobs for `owner` under a lease, after returning lapsed leases
-    /// and due delayed jobs (in bounded batches) to the ready line.
-    fn fetch(&self, owner: &str, count: usize) -> impl Future<Output = Result<Fetched, QueueError>> + Send;
+    /// and due delayed jobs (in bounded batches) to the ready line. Calling it again
+    /// with the same `fetch_id` after an error hands out the jobs the first call leased
+    /// (its answer may have been lost on the way), not new ones. `answered` names the
+    /// caller's previous fetch, whose answer arrived: the store may forget it.
+    fn fetch_once(
+        &self,
+        owner: &str,
+        count: usize,
+        fetch_id: &str,
+        answered: Option<&str>,
+    ) -> impl Future<Output = Result<Fetched, QueueError>> + Send;
+
+    /// A fetch that will not be retried (so the store need not remember it).
+    fn fetch(&self, owner: &str, count: usize) -> impl Future<Output = Result<Fetched, QueueError>> + Send {
+        async move { self.fetch_once(owner, count, "", None).await }
+    }
 
     /// Records outcomes; `false` for a delivery whose lease `owner` no longer holds.
     fn settle(

@@ -179,3 +179,34 @@ async fn a_push_wakes_a_waiting_worker_at_once<S: TestStore>() {
     assert!(woken, "the push signalled work");
     assert!(after_push < Duration::from_secs(1), "woken by the push, not the timeout: {after_push:?}");
 }
+
+/// Redis only: an answer lost on the network is what a retried fetch recovers (SQLite
+/// answers in-process; a failed transaction leased nothing).
+mod a_retried_fetch_hands_out_the_same_jobs {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        super::a_retried_fetch_hands_out_the_same_jobs().await
+    }
+}
+
+async fn a_retried_fetch_hands_out_the_same_jobs() {
+    let Some(test) = TestQueue::<petportrait_queue::RedisQueue>::new(|_| {}).await else { return };
+    let queue = &test.queue;
+    queue.push((0..5).map(|i| NewJob::new("r").id(format!("r{i}"))).collect()).await.expect("push");
+    let ids = |fetched: &petportrait_queue::Fetched| fetched.jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>();
+
+    let first = queue.fetch_once("w", 2, "fetch-1", None).await.expect("fetch");
+    // The answer "was lost": the same call again hands out the same jobs, same attempt.
+    let again = queue.fetch_once("w", 2, "fetch-1", None).await.expect("retry");
+    assert_eq!(ids(&again), ids(&first));
+    assert!(again.jobs.iter().all(|j| j.attempt == 1));
+    // Another worker retrying under the same id gets nothing of this worker's.
+    let other = queue.fetch_once("v", 2, "fetch-1", None).await.expect("other");
+    assert!(other.jobs.is_empty(), "{:?}", other.jobs);
+    // Once answered, the record is forgotten and new fetches take new jobs.
+    let next = queue.fetch_once("w", 2, "fetch-2", Some("fetch-1")).await.expect("next");
+    assert_eq!(ids(&next), ["r2", "r3"]);
+    let after = queue.fetch_once("w", 2, "fetch-1", Some("fetch-2")).await.expect("after");
+    assert_eq!(ids(&after), ["r4"], "fetch-1 was forgotten, so it fetches anew");
+    assert_eq!(queue.counts().await.expect("counts").active, 5);
+}

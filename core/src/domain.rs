@@ -103,6 +103,27 @@ pub const CATALOGUE: &[Style] = &[
         description: "A 2x2 screen-print grid, each panel posterised to its own bold palette.",
         credits: 5,
     },
+    Style {
+        kind: GenerationKind::Portrait,
+        id: "oil_paint",
+        name: "Oil paint",
+        description: "Brush strokes from a Kuwahara filter: texture flattened into strokes, edges kept sharp, on canvas.",
+        credits: 6,
+    },
+    Style {
+        kind: GenerationKind::Portrait,
+        id: "pixel_art",
+        name: "Pixel art",
+        description: "About 64 pixels across in a palette of 12 colours chosen from the photo, with dark outlines.",
+        credits: 3,
+    },
+    Style {
+        kind: GenerationKind::Portrait,
+        id: "stained_glass",
+        name: "Stained glass",
+        description: "Irregular panes of glowing flat colour joined by dark lead lines.",
+        credits: 5,
+    },
 ];
 
 /// Finds a style of the given kind.

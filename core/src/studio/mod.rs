@@ -1,6 +1,7 @@
 //! The model interface the worker calls, and the local studio that implements it with
 //! real image algorithms (no downloads, deterministic for a given input).
 
+mod painterly;
 mod portrait;
 
 use std::io::Cursor;

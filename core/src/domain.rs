@@ -114,7 +114,7 @@ pub const CATALOGUE: &[Style] = &[
         kind: GenerationKind::Portrait,
         id: "pixel_art",
         name: "Pixel art",
-        description: "About 64 pixels across in a palette of 12 colours chosen from the photo, with dark outlines.",
+        description: "About 48 pixels across in a palette of 10 colours chosen from the photo, with dark outlines.",
         credits: 3,
     },
     Style {

@@ -4,7 +4,7 @@
 
 use image::{Rgb, RgbImage, imageops};
 
-use super::portrait::{edges, gray, grain, luminance};
+use super::portrait::{edges, grain, gray, luminance};
 use super::{RenderContext, StudioError};
 
 /// Summed-area tables of R, G, B, luminance and luminance², one row and column larger
@@ -81,17 +81,17 @@ pub(super) fn oil_paint(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage
     Ok(out)
 }
 
-/// Pixel art: the photo shrunk to about 64 pixels across, its colours reduced to a
-/// palette of 12 found by k-means (seeded from the photo's own tones, so it is
+/// Pixel art: the photo shrunk to about 48 pixels across, its colours reduced to a
+/// palette of 10 found by k-means (seeded from the photo's own tones, so it is
 /// deterministic), outlines darkened, then enlarged with hard pixel edges.
 pub(super) fn pixel_art(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError> {
     let (w, h) = photo.dimensions();
-    let scale = (w.max(h) as f32 / 64.0).max(1.0);
+    let scale = (w.max(h) as f32 / 48.0).max(1.0);
     let (sw, sh) = (((w as f32 / scale).round() as u32).max(1), ((h as f32 / scale).round() as u32).max(1));
     ctx.checkpoint(25, "shrinking")?;
     let small = imageops::resize(&photo, sw, sh, imageops::FilterType::Triangle);
     ctx.checkpoint(45, "choosing the palette")?;
-    let palette = kmeans_palette(&small, 12);
+    let palette = kmeans_palette(&small, 10);
     let outline = edges(&gray(&small));
     ctx.checkpoint(70, "placing pixels")?;
     let nearest = |p: &Rgb<u8>| {
@@ -103,7 +103,7 @@ pub(super) fn pixel_art(photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage
     };
     let art = RgbImage::from_fn(sw, sh, |x, y| {
         let c = nearest(small.get_pixel(x, y));
-        if outline[(y * sw + x) as usize] > 0.35 { Rgb(c.map(|v| (f32::from(v) * 0.45) as u8)) } else { Rgb(c) }
+        if outline[(y * sw + x) as usize] > 0.2 { Rgb(c.map(|v| (f32::from(v) * 0.35) as u8)) } else { Rgb(c) }
     });
     Ok(imageops::resize(&art, w, h, imageops::FilterType::Nearest))
 }
@@ -119,13 +119,13 @@ fn kmeans_palette(image: &RgbImage, k: usize) -> Vec<[u8; 3]> {
     for _ in 0..10 {
         let mut sums = vec![([0.0f32; 3], 0u32); k];
         for p in &pixels {
-            let closest = (0..k)
-                .min_by(|&a, &b| distance(p, &centres[a]).total_cmp(&distance(p, &centres[b])))
-                .unwrap_or(0);
-            for i in 0..3 {
-                sums[closest].0[i] += p[i];
+            let closest =
+                (0..k).min_by(|&a, &b| distance(p, &centres[a]).total_cmp(&distance(p, &centres[b]))).unwrap_or(0);
+            let (sum, n) = &mut sums[closest];
+            for (acc, v) in sum.iter_mut().zip(p) {
+                *acc += v;
             }
-            sums[closest].1 += 1;
+            *n += 1;
         }
         for (centre, (sum, n)) in centres.iter_mut().zip(sums) {
             if n > 0 {
@@ -249,17 +249,21 @@ mod tests {
         assert_eq!(out.dimensions(), (120, 90));
         assert!(roughness(&out) < roughness(&photo()) * 0.6, "{} vs {}", roughness(&out), roughness(&photo()));
         // The subject stays where it was: the centre is still bright, the corner dark.
-        assert!(luminance(out.get_pixel(60, 45)) > luminance(out.get_pixel(5, 5)) + 50.0);
+        let (centre, corner) = (out.get_pixel(60, 45), out.get_pixel(5, 5));
+        assert!(luminance(centre) > luminance(corner) + 30.0, "centre {centre:?}, corner {corner:?}");
     }
 
     #[test]
     fn pixel_art_has_big_pixels_and_a_small_palette() {
         let out = pixel_art(photo(), &RenderContext::detached()).expect("renders");
         assert_eq!(out.dimensions(), (120, 90));
-        // 12 palette colours, each also in its darkened outline form.
-        assert!(colours(&out) <= 24, "{} colours", colours(&out));
+        // 10 palette colours, each also in its darkened outline form.
+        assert!(colours(&out) <= 20, "{} colours", colours(&out));
         // Blocks: most pixels equal their right-hand neighbour.
-        let same = (0..90).flat_map(|y| (1..120).map(move |x| (x, y))).filter(|&(x, y)| out.get_pixel(x, y) == out.get_pixel(x - 1, y)).count();
+        let same = (0..90)
+            .flat_map(|y| (1..120).map(move |x| (x, y)))
+            .filter(|&(x, y)| out.get_pixel(x, y) == out.get_pixel(x - 1, y))
+            .count();
         assert!(same as f32 > 0.4 * (119 * 90) as f32, "{same} equal neighbours");
     }
 
@@ -271,7 +275,10 @@ mod tests {
         assert!((0.05..0.5).contains(&lead), "lead covers {lead}");
         // Flat panes: far more equal neighbours than in the noisy photo.
         let flat = |image: &RgbImage| {
-            (0..90).flat_map(|y| (1..120).map(move |x| (x, y))).filter(|&(x, y)| image.get_pixel(x, y) == image.get_pixel(x - 1, y)).count()
+            (0..90)
+                .flat_map(|y| (1..120).map(move |x| (x, y)))
+                .filter(|&(x, y)| image.get_pixel(x, y) == image.get_pixel(x - 1, y))
+                .count()
         };
         assert!(flat(&out) > 3 * flat(&photo()) && flat(&out) > 5_000, "{} vs {}", flat(&out), flat(&photo()));
         assert_eq!(out, stained_glass(photo(), &RenderContext::detached()).expect("renders"), "deterministic");

@@ -235,6 +235,12 @@ impl RedisQueue {
         })
     }
 
+    /// A finished job's result, while its record is retained.
+    pub async fn result(&self, id: &str) -> Result<Option<String>, QueueError> {
+        let results = format!("{}results", self.keys().prefix);
+        Ok(redis::cmd("HGET").arg(results).arg(id).query_async(&mut self.conn()).await?)
+    }
+
     pub async fn counts(&self) -> Result<Counts, QueueError> {
         let keys = self.keys();
         let (ready, delayed, active, dead, done): (u64, u64, u64, u64, u64) = redis::pipe()
@@ -450,6 +456,9 @@ impl Store for RedisQueue {
     }
     async fn state(&self, id: &str) -> Result<Option<JobState>, QueueError> {
         RedisQueue::state(self, id).await
+    }
+    async fn result(&self, id: &str) -> Result<Option<String>, QueueError> {
+        RedisQueue::result(self, id).await
     }
     async fn counts(&self) -> Result<Counts, QueueError> {
         RedisQueue::counts(self).await

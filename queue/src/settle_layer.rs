@@ -59,12 +59,22 @@ pub fn failure_outcome(error: &BoxDynError, attempt: u32, max_attempts: u32, bac
     Outcome::Retry { after, error: text }
 }
 
+/// The handler's result as JSON, recorded with the outcome in the same round trip; a
+/// handler that returns nothing (`()`) records nothing.
+fn result_text(response: &impl serde::Serialize) -> String {
+    match serde_json::to_string(response) {
+        Ok(json) if json != "null" => json,
+        Ok(_) => String::new(),
+        Err(error) => format!("(the result could not be encoded: {error})"),
+    }
+}
+
 impl<S, Args> Service<Task<Args>> for SettleService<S>
 where
     S: Service<Task<Args>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxDynError>,
-    S::Response: Send + 'static,
+    S::Response: serde::Serialize + Send + 'static,
     Args: Send + 'static,
 {
     type Response = S::Response;
@@ -87,7 +97,7 @@ where
             };
             if let Some(info) = info {
                 let outcome = match &result {
-                    Ok(_) => Outcome::Done(String::new()),
+                    Ok(response) => Outcome::Done(result_text(response)),
                     Err(error) => failure_outcome(error, info.attempt, info.max_attempts, backoff),
                 };
                 let settlement = Settlement { id: info.id, attempt: info.attempt, outcome };

@@ -360,6 +360,16 @@ impl Store for SqliteQueue {
         Ok(state.as_deref().and_then(JobState::parse))
     }
 
+    async fn result(&self, id: &str) -> Result<Option<String>, QueueError> {
+        let result: Option<Option<String>> =
+            sqlx::query_scalar("SELECT result FROM pp_queue_jobs WHERE queue = ?1 AND id = ?2 AND state = 'done'")
+                .bind(self.name())
+                .bind(id)
+                .fetch_optional(&self.inner.pool)
+                .await?;
+        Ok(result.flatten().filter(|r| !r.is_empty()))
+    }
+
     async fn counts(&self) -> Result<Counts, QueueError> {
         let rows = sqlx::query("SELECT state, COUNT(*) FROM pp_queue_jobs WHERE queue = ?1 GROUP BY state")
             .bind(self.name())

@@ -192,6 +192,8 @@ pub trait Store: Clone + Send + Sync + Unpin + 'static {
 
     /// Where a job is; `None` once its record is past the retention (or never existed).
     fn state(&self, id: &str) -> impl Future<Output = Result<Option<JobState>, QueueError>> + Send;
+    /// A finished job's result (its handler's return value as JSON), while retained.
+    fn result(&self, id: &str) -> impl Future<Output = Result<Option<String>, QueueError>> + Send;
     fn counts(&self) -> impl Future<Output = Result<Counts, QueueError>> + Send;
     /// The dead set, oldest first.
     fn dead_jobs(&self, offset: usize, limit: usize) -> impl Future<Output = Result<Vec<DeadJob>, QueueError>> + Send;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{TestQueue, TestStore, wait_until};
 
 on_both_stores!(
+    a_handlers_result_is_kept_with_its_outcome,
     every_job_is_delivered_once_across_two_workers,
     failures_retry_with_backoff_up_to_the_jobs_maximum,
     a_stopping_worker_finishes_running_jobs_and_hands_back_the_rest,
@@ -228,4 +229,30 @@ async fn workers_survive_their_redis_connections_being_cut() {
     assert!(proxy.connections() > cut, "the worker reconnected");
     stop.cancel();
     worker.await.expect("join").expect("worker");
+}
+
+async fn a_handlers_result_is_kept_with_its_outcome<S: TestStore>() {
+    let Some(test) = TestQueue::<S>::new(|_| {}).await else { return };
+    let stop = CancellationToken::new();
+    let worker = WorkerBuilder::new(format!("test-{:x}", rand::random::<u32>()))
+        .backend(QueueBackend::<S, Job>::new(test.queue.clone(), 2))
+        .concurrency(2)
+        .build(|job: Job| async move { Ok::<_, BoxDynError>(format!("portrait of {}", job.n)) });
+    let running = tokio::spawn(worker.run_until({
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            Ok::<(), std::io::Error>(())
+        }
+    }));
+    test.queue.push(jobs(41..43)).await.expect("push");
+    wait_until(Duration::from_secs(10), "both results", || async {
+        test.queue.result("job-42").await.expect("result").is_some()
+            && test.queue.result("job-41").await.expect("result").is_some()
+    })
+    .await;
+    assert_eq!(test.queue.result("job-42").await.expect("result").as_deref(), Some("\"portrait of 42\""));
+    assert_eq!(test.queue.state("job-42").await.expect("state"), Some(JobState::Done));
+    stop.cancel();
+    running.await.expect("join").expect("worker");
 }

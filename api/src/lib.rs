@@ -60,6 +60,7 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .route("/auth/logout", post(auth::logout))
         .route("/v1/me", get(routes::account::get_me))
         .route("/v1/styles", get(routes::account::list_styles))
+        .route("/v1/quote", get(routes::account::quote))
         .route("/v1/credits", get(routes::account::get_credits))
         .route("/v1/credits/ledger", get(routes::account::list_ledger))
         .route("/v1/uploads", post(routes::uploads::create_upload).layer(DefaultBodyLimit::max(upload_body_limit)))

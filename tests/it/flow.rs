@@ -30,6 +30,18 @@ async fn every_portrait_style_through_the_api(mode: Mode) {
         .map(|s| s["id"].as_str().expect("id").to_owned())
         .collect();
     assert!(portrait_styles.len() >= 6, "{styles}");
+    // The cost before ordering: what the catalogue says, against what the caller has.
+    for listed in portrait["styles"].as_array().expect("styles") {
+        let (status, quote) =
+            ann.get(&format!("/v1/quote?kind=portrait&style={}", listed["id"].as_str().expect("id"))).await;
+        assert_eq!(status, StatusCode::OK, "{quote}");
+        assert_eq!(quote["credits"], listed["credits"]);
+        assert_eq!((quote["available"].as_i64(), quote["affordable"].as_bool()), (Some(100), Some(true)));
+    }
+    let (status, unknown) = ann.get("/v1/quote?kind=portrait&style=cubism").await;
+    assert_eq!((status, unknown["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_style")));
+    let (status, missing) = ann.get("/v1/quote?kind=portrait").await;
+    assert_eq!((status, missing["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_parameter")));
     let upload = ann.upload_ok(pet_jpeg()).await;
     let ids: Vec<String> = {
         let mut ids = Vec::new();

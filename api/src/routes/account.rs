@@ -1,4 +1,4 @@
-//! `GET /v1/me`, `GET /v1/styles`, `GET /v1/credits`, `GET /v1/credits/ledger`.
+//! `GET /v1/me`, `GET /v1/styles`, `GET /v1/quote`, `GET /v1/credits`, `GET /v1/credits/ledger`.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::AppState;
 use crate::auth::CurrentUser;
-use crate::error::{ApiResult, internal};
+use crate::error::{ApiError, ApiResult, internal};
 use crate::pagination::{PageRequest, split_page};
 use crate::views::{MeView, Page};
 
@@ -53,6 +53,39 @@ pub async fn list_styles(_caller: CurrentUser) -> Json<StylesView> {
         })
         .collect();
     Json(StylesView { kinds })
+}
+
+/// What a generation would cost the caller, before ordering it.
+#[derive(Serialize)]
+pub struct QuoteView {
+    kind: &'static str,
+    style: &'static str,
+    credits: i64,
+    /// The caller's credits not held by running generations.
+    available: i64,
+    affordable: bool,
+}
+
+/// `GET /v1/quote?kind=portrait&style=oil_paint`.
+pub async fn quote(
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<QuoteView>> {
+    let (Some(kind), Some(style)) = (query.get("kind"), query.get("style")) else {
+        return Err(ApiError::unprocessable(
+            "invalid_parameter",
+            "give kind and style, as in ?kind=portrait&style=watercolor",
+        ));
+    };
+    let style = crate::routes::generations::resolve_style(kind, style)?;
+    let available = user.credits_balance - user.credits_held;
+    Ok(Json(QuoteView {
+        kind: style.kind.as_str(),
+        style: style.id,
+        credits: style.credits,
+        available,
+        affordable: available >= style.credits,
+    }))
 }
 
 #[derive(Serialize)]

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
 use petportrait_core::db::{CancelOutcome, CreateOutcome, GenerationFilter, GenerationRow, NewGeneration};
-use petportrait_core::domain::{GenerationKind, GenerationStatus, find_style};
+use petportrait_core::domain::{GenerationKind, GenerationStatus, Style, find_style};
 use petportrait_core::ids::GenerationId;
 use petportrait_core::queue::DispatchId;
 use petportrait_core::time::now_ms;
@@ -85,14 +85,8 @@ pub async fn create_generation(
     }
 
     let request: CreateGenerationRequest = parse_json(&body)?;
-    let kind = GenerationKind::parse(&request.kind)
-        .ok_or_else(|| ApiError::unprocessable("unknown_kind", "kind must be portrait, music or sculpture"))?;
-    let style = find_style(kind, &request.style).ok_or_else(|| {
-        ApiError::unprocessable(
-            "unknown_style",
-            format!("{} has no style {:?}; see GET /v1/styles", kind.as_str(), request.style),
-        )
-    })?;
+    let style = resolve_style(&request.kind, &request.style)?;
+    let kind = style.kind;
     if request.webhook.is_some() || request.webhook_events_filter.is_some() {
         return Err(ApiError::unprocessable(
             "webhooks_unavailable",
@@ -286,4 +280,16 @@ pub async fn cancel_generation(
             respond(&state, &row, StatusCode::ACCEPTED, false).await
         }
     }
+}
+
+/// The catalogue entry a request names, or the 422 that says which part is unknown.
+pub(crate) fn resolve_style(kind: &str, style: &str) -> ApiResult<&'static Style> {
+    let kind = GenerationKind::parse(kind)
+        .ok_or_else(|| ApiError::unprocessable("unknown_kind", "kind must be portrait, music or sculpture"))?;
+    find_style(kind, style).ok_or_else(|| {
+        ApiError::unprocessable(
+            "unknown_style",
+            format!("{} has no style {style:?}; see GET /v1/styles", kind.as_str()),
+        )
+    })
 }

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod errors;
 pub mod ids;
 pub mod imaging;
+pub mod output_options;
 pub mod queue;
 pub mod services;
 pub mod shutdown;

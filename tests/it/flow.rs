@@ -42,6 +42,7 @@ async fn every_portrait_style_through_the_api(mode: Mode) {
     assert_eq!((status, unknown["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_style")));
     let (status, missing) = ann.get("/v1/quote?kind=portrait").await;
     assert_eq!((status, missing["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_parameter")));
+    assert_eq!(portrait["options"]["max_side"]["max"], 2048, "{portrait}");
     let upload = ann.upload_ok(pet_jpeg()).await;
     let ids: Vec<String> = {
         let mut ids = Vec::new();
@@ -66,6 +67,28 @@ async fn every_portrait_style_through_the_api(mode: Mode) {
         for (b, pb) in portraits.iter().skip(i + 1) {
             assert!(mean_abs_diff(pa, pb) > 4.0, "{a} and {b} look alike");
         }
+    }
+
+    // The file the user chose: a PNG at most 256 pixels on its longest side.
+    let body = serde_json::json!({"kind": "portrait", "upload_id": upload, "style": "oil_paint",
+                                  "options": {"max_side": 256, "format": "png"}});
+    let (status, created) = ann.post_json("/v1/generations", &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let done = ann.wait_terminal(created["id"].as_str().expect("id"), Duration::from_secs(60)).await;
+    assert_eq!(done["outputs"][0]["content_type"], "image/png", "{done}");
+    let (_, bytes) = ann.download(done["outputs"][0]["url"].as_str().expect("url")).await;
+    let png = image::load_from_memory_with_format(&bytes, image::ImageFormat::Png).expect("a PNG");
+    assert_eq!((png.width(), png.height()), (256, 192));
+    for bad in
+        [serde_json::json!({"max_side": 9000}), serde_json::json!({"format": "gif"}), serde_json::json!({"size": 1})]
+    {
+        let body = serde_json::json!({"kind": "portrait", "upload_id": upload, "style": "oil_paint", "options": bad});
+        let (status, problem) = ann.post_json("/v1/generations", &body).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_options")),
+            "{bad}"
+        );
     }
     app.stop().await;
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use petportrait_core::db::{ChargeOutcome, ClaimOutcome, GenerationRow, NewObject, OutputRow};
 use petportrait_core::ids::{GenerationId, ObjectId, UserId};
+use petportrait_core::output_options::OutputOptions;
 use petportrait_core::queue::{DispatchId, GenerationJob, JobOutcome};
 use petportrait_core::storage::keys;
 use petportrait_core::studio::{RenderContext, RenderRequest, RenderedFile, StudioError};
@@ -152,8 +153,9 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
         ChargeOutcome::NotHeld => return Err(JobError::LostLease),
     }
 
+    let options = OutputOptions::parse_stored(&row.options).map_err(JobError::abort("corrupt_row"))?;
     let input = load_upload(state, &row.upload_id).await?;
-    let request = RenderRequest { kind, style: row.style.clone(), input };
+    let request = RenderRequest { kind, style: row.style.clone(), input, options };
     let files = render_with_progress(state, id, owner, request).await?;
 
     let now = now_ms();

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Query, State};
 use petportrait_core::domain::{CATALOGUE, GenerationKind};
+use petportrait_core::output_options::OutputOptions;
 use petportrait_core::time::rfc3339;
 use serde::Serialize;
 
@@ -31,6 +32,8 @@ pub struct KindView {
     kind: &'static str,
     available: bool,
     styles: Vec<StyleView>,
+    /// What a request's `options` may choose for this kind (null: nothing yet).
+    options: serde_json::Value,
 }
 
 #[derive(Serialize)]
@@ -49,7 +52,11 @@ pub async fn list_styles(_caller: CurrentUser) -> Json<StylesView> {
                 .filter(|s| s.kind == kind)
                 .map(|s| StyleView { id: s.id, name: s.name, description: s.description, credits: s.credits })
                 .collect();
-            KindView { kind: kind.as_str(), available: !styles.is_empty(), styles }
+            let options = match kind {
+                GenerationKind::Portrait => OutputOptions::catalogue(),
+                _ => serde_json::Value::Null,
+            };
+            KindView { kind: kind.as_str(), available: !styles.is_empty(), styles, options }
         })
         .collect();
     Json(StylesView { kinds })

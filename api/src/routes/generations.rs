@@ -11,6 +11,7 @@ use bytes::Bytes;
 use petportrait_core::db::{CancelOutcome, CreateOutcome, GenerationFilter, GenerationRow, NewGeneration};
 use petportrait_core::domain::{GenerationKind, GenerationStatus, Style, find_style};
 use petportrait_core::ids::GenerationId;
+use petportrait_core::output_options::OutputOptions;
 use petportrait_core::queue::DispatchId;
 use petportrait_core::time::now_ms;
 use serde::Deserialize;
@@ -93,7 +94,9 @@ pub async fn create_generation(
             "per-generation webhooks are not available yet; poll the generation instead",
         ));
     }
-    let options = serde_json::Value::Object(request.options.unwrap_or_default()).to_string();
+    let options_map = request.options.unwrap_or_default();
+    OutputOptions::parse(&options_map).map_err(|e| ApiError::unprocessable("invalid_options", e.to_string()))?;
+    let options = serde_json::Value::Object(options_map).to_string();
     if options.len() > 4096 {
         return Err(ApiError::unprocessable("invalid_options", "options must be at most 4 KiB of JSON"));
     }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use petportrait_core::config::UploadLimits;
 use petportrait_core::domain::{CATALOGUE, GenerationKind};
+use petportrait_core::output_options::OutputOptions;
 use petportrait_core::studio::{LocalStudio, RenderContext, RenderRequest, Studio};
 
 fn main() -> anyhow::Result<()> {
@@ -27,7 +28,12 @@ fn main() -> anyhow::Result<()> {
     let studio = LocalStudio::new(UploadLimits::default());
     let styles: Vec<&str> = CATALOGUE.iter().filter(|s| s.kind == GenerationKind::Portrait).map(|s| s.id).collect();
     let render = |style: &str| -> anyhow::Result<usize> {
-        let request = RenderRequest { kind: GenerationKind::Portrait, style: style.to_owned(), input: input.clone() };
+        let request = RenderRequest {
+            kind: GenerationKind::Portrait,
+            style: style.to_owned(),
+            input: input.clone(),
+            options: OutputOptions::default(),
+        };
         let files = studio.render(&request, &RenderContext::detached())?;
         Ok(files.iter().map(|f| f.bytes.len()).sum())
     };

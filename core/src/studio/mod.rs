@@ -13,6 +13,7 @@ use image::{DynamicImage, ImageFormat};
 use crate::config::UploadLimits;
 use crate::domain::{GenerationKind, find_style};
 use crate::imaging;
+use crate::output_options::{OutputFormat, OutputOptions};
 
 /// The input of one generation.
 #[derive(Clone, Debug)]
@@ -20,6 +21,8 @@ pub struct RenderRequest {
     pub kind: GenerationKind,
     pub style: String,
     pub input: bytes::Bytes,
+    /// The file the user asked for (longest side, format).
+    pub options: OutputOptions,
 }
 
 /// One file a generation produced.
@@ -85,13 +88,11 @@ pub trait Studio: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub struct LocalStudio {
     limits: UploadLimits,
-    /// Longest side of the generated portrait.
-    output_side: u32,
 }
 
 impl LocalStudio {
     pub fn new(limits: UploadLimits) -> Self {
-        LocalStudio { limits, output_side: 1024 }
+        LocalStudio { limits }
     }
 }
 
@@ -106,17 +107,19 @@ impl Studio for LocalStudio {
                 let info = imaging::inspect(&request.input, &self.limits).map_err(StudioError::InvalidInput)?;
                 let photo = imaging::decode(&request.input, &info).map_err(StudioError::InvalidInput)?;
                 ctx.checkpoint(15, "preparing")?;
-                let photo = if photo.width().max(photo.height()) > self.output_side {
-                    photo.resize(self.output_side, self.output_side, image::imageops::FilterType::Triangle)
+                let side = request.options.max_side;
+                let photo = if photo.width().max(photo.height()) > side {
+                    photo.resize(side, side, image::imageops::FilterType::Triangle)
                 } else {
                     photo
                 };
                 let art = portrait::render(&request.style, photo.to_rgb8(), ctx)?;
                 ctx.checkpoint(90, "encoding")?;
-                let bytes = encode_jpeg(DynamicImage::ImageRgb8(art))?;
+                let format = request.options.format;
+                let bytes = encode(DynamicImage::ImageRgb8(art), format)?;
                 Ok(vec![RenderedFile {
-                    filename: format!("portrait-{}.jpg", request.style),
-                    content_type: "image/jpeg",
+                    filename: format!("portrait-{}.{}", request.style, format.extension()),
+                    content_type: format.content_type(),
                     bytes,
                 }])
             }
@@ -125,9 +128,14 @@ impl Studio for LocalStudio {
     }
 }
 
-fn encode_jpeg(image: DynamicImage) -> Result<Vec<u8>, StudioError> {
+fn encode(image: DynamicImage, format: OutputFormat) -> Result<Vec<u8>, StudioError> {
+    let format = match format {
+        OutputFormat::Jpeg => ImageFormat::Jpeg,
+        OutputFormat::Png => ImageFormat::Png,
+        OutputFormat::Webp => ImageFormat::WebP,
+    };
     let mut out = Vec::new();
-    image.write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg).map_err(StudioError::Encode)?;
+    image.write_to(&mut Cursor::new(&mut out), format).map_err(StudioError::Encode)?;
     Ok(out)
 }
 
@@ -153,7 +161,12 @@ mod tests {
     fn every_portrait_style_renders_a_jpeg_of_the_photo_size() {
         let studio = LocalStudio::new(limits());
         for style in crate::domain::CATALOGUE.iter().filter(|s| s.kind == GenerationKind::Portrait) {
-            let req = RenderRequest { kind: GenerationKind::Portrait, style: style.id.into(), input: photo() };
+            let req = RenderRequest {
+                kind: GenerationKind::Portrait,
+                style: style.id.into(),
+                input: photo(),
+                options: OutputOptions::default(),
+            };
             let files = studio.render(&req, &RenderContext::detached()).expect("renders");
             assert_eq!(files.len(), 1);
             let out = image::load_from_memory(&files[0].bytes).expect("decodes");
@@ -163,19 +176,51 @@ mod tests {
     }
 
     #[test]
+    fn the_chosen_format_and_longest_side_are_honoured() {
+        let studio = LocalStudio::new(limits());
+        let big = image::RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x / 3) as u8, (y / 2) as u8, 90]));
+        let mut input = Vec::new();
+        big.write_to(&mut Cursor::new(&mut input), ImageFormat::Png).expect("encode");
+        for (format, expected) in [(OutputFormat::Png, ImageFormat::Png), (OutputFormat::Webp, ImageFormat::WebP)] {
+            let options = OutputOptions { max_side: 320, format };
+            let req = RenderRequest {
+                kind: GenerationKind::Portrait,
+                style: "oil_paint".into(),
+                input: input.clone().into(),
+                options,
+            };
+            let files = studio.render(&req, &RenderContext::detached()).expect("renders");
+            assert_eq!(image::guess_format(&files[0].bytes).expect("format"), expected);
+            assert_eq!(files[0].content_type, format.content_type());
+            assert!(files[0].filename.ends_with(format.extension()), "{}", files[0].filename);
+            let out = image::load_from_memory(&files[0].bytes).expect("decodes");
+            assert_eq!((out.width(), out.height()), (320, 240));
+        }
+    }
+
+    #[test]
     fn cancellation_stops_at_the_next_checkpoint() {
         let studio = LocalStudio::new(limits());
         let cancel = Arc::new(AtomicBool::new(true));
         let ctx = RenderContext::new(|_, _| {}, cancel);
-        let req = RenderRequest { kind: GenerationKind::Portrait, style: "watercolor".into(), input: photo() };
+        let req = RenderRequest {
+            kind: GenerationKind::Portrait,
+            style: "watercolor".into(),
+            input: photo(),
+            options: OutputOptions::default(),
+        };
         assert!(matches!(studio.render(&req, &ctx), Err(StudioError::Canceled)));
     }
 
     #[test]
     fn text_is_invalid_input() {
         let studio = LocalStudio::new(limits());
-        let req =
-            RenderRequest { kind: GenerationKind::Portrait, style: "watercolor".into(), input: "not an image".into() };
+        let req = RenderRequest {
+            kind: GenerationKind::Portrait,
+            style: "watercolor".into(),
+            input: "not an image".into(),
+            options: OutputOptions::default(),
+        };
         assert!(matches!(studio.render(&req, &RenderContext::detached()), Err(StudioError::InvalidInput(_))));
     }
 }

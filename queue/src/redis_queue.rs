@@ -71,10 +71,6 @@ impl RedisQueue {
         Ok(RedisQueue { inner: Arc::new(Inner { client, conn, config, keys, scripts: Scripts::load() }) })
     }
 
-    pub fn config(&self) -> &QueueConfig {
-        &self.inner.config
-    }
-
     pub(crate) fn keys(&self) -> &Keys {
         &self.inner.keys
     }
@@ -88,217 +84,6 @@ impl RedisQueue {
     pub(crate) async fn blocking_connection(&self) -> Result<ConnectionManager, QueueError> {
         let config = &self.inner.config;
         manager(&self.inner.client, config.max_idle_wait + config.response_timeout).await
-    }
-
-    /// Pushes jobs in one round trip. Jobs whose id or idempotency key already exists
-    /// are skipped and reported as not added.
-    pub async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Pushed>, QueueError> {
-        if jobs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys = self.keys();
-        let config = self.config();
-        let mut invocation = self.inner.scripts.push.prepare_invoke();
-        invocation.key(&keys.ready).key(&keys.delayed).key(&keys.marker);
-        invocation.arg(&keys.prefix).arg(millis(config.idempotency_ttl).max(1));
-        let mut ids = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let id = job.id.unwrap_or_else(|| ulid::Ulid::generate().to_string());
-            invocation
-                .arg(&id)
-                .arg(job.payload)
-                .arg(millis(job.delay))
-                .arg(job.max_attempts.unwrap_or(config.max_attempts).max(1))
-                .arg(job.idempotency_key.unwrap_or_default());
-            ids.push(id);
-        }
-        let added: Vec<i64> = invocation.invoke_async(&mut self.conn()).await?;
-        if added.len() != ids.len() {
-            return Err(QueueError::Reply("push: one answer per job"));
-        }
-        Ok(ids.into_iter().zip(added).map(|(id, added)| Pushed { id, added: added == 1 }).collect())
-    }
-
-    /// Takes up to `count` jobs for `owner` under a lease, after moving lapsed leases
-    /// and due delayed jobs (bounded batches of each) to the ready list.
-    pub async fn fetch(&self, owner: &str, count: usize) -> Result<Fetched, QueueError> {
-        self.fetch_once(owner, count, "", None).await
-    }
-
-    /// [`RedisQueue::fetch`] under a fetch id: calling it again with the same id after
-    /// an error returns the jobs the first call leased, if its answer was lost (an empty
-    /// id: not remembered, for a fetch that will not be retried).
-    /// `answered` (the caller's previous fetch, whose answer arrived) is forgotten.
-    pub async fn fetch_once(
-        &self,
-        owner: &str,
-        count: usize,
-        fetch_id: &str,
-        answered: Option<&str>,
-    ) -> Result<Fetched, QueueError> {
-        let keys = self.keys();
-        let config = self.config();
-        let reply: Vec<Value> = self
-            .inner
-            .scripts
-            .fetch
-            .key(&keys.ready)
-            .key(&keys.delayed)
-            .key(&keys.active)
-            .key(&keys.marker)
-            .key(&keys.dead)
-            .arg(&keys.prefix)
-            .arg(count.max(1))
-            .arg(millis(config.lease))
-            .arg(owner)
-            .arg(config.promote_batch)
-            .arg(config.reap_batch)
-            .arg(fetch_id)
-            .arg(answered.unwrap_or(""))
-            .invoke_async(&mut self.conn())
-            .await?;
-        parse_fetched(reply)
-    }
-
-    /// Records outcomes in one round trip; `false` for a delivery whose lease `owner`
-    /// no longer holds (its outcome is ignored).
-    pub async fn settle(&self, owner: &str, settlements: &[Settlement]) -> Result<Vec<bool>, QueueError> {
-        if settlements.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys = self.keys();
-        let config = self.config();
-        let mut invocation = self.inner.scripts.settle.prepare_invoke();
-        invocation
-            .key(&keys.ready)
-            .key(&keys.delayed)
-            .key(&keys.active)
-            .key(&keys.marker)
-            .key(&keys.dead)
-            .key(&keys.done);
-        invocation
-            .arg(&keys.prefix)
-            .arg(owner)
-            .arg(config.keep_done.count)
-            .arg(millis(config.keep_done.age).max(1))
-            .arg(config.keep_dead.count)
-            .arg(millis(config.keep_dead.age).max(1));
-        for settlement in settlements {
-            let (kind, delay, text) = match &settlement.outcome {
-                Outcome::Done(result) => ("done", 0, result.as_str()),
-                Outcome::Retry { after, error } => ("retry", millis(*after), error.as_str()),
-                Outcome::Dead(error) => ("dead", 0, error.as_str()),
-                Outcome::Release => ("release", 0, ""),
-            };
-            invocation.arg(&settlement.id).arg(settlement.attempt).arg(kind).arg(delay).arg(text);
-        }
-        let recorded: Vec<i64> = invocation.invoke_async(&mut self.conn()).await?;
-        Ok(recorded.into_iter().map(|r| r == 1).collect())
-    }
-
-    /// Extends the leases `owner` holds; returns the ids it no longer holds.
-    pub async fn renew(&self, owner: &str, held: &[(String, u32)]) -> Result<Vec<String>, QueueError> {
-        if held.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keys = self.keys();
-        let mut invocation = self.inner.scripts.renew.prepare_invoke();
-        invocation.key(&keys.active).arg(&keys.prefix).arg(owner).arg(millis(self.config().lease));
-        for (id, attempt) in held {
-            invocation.arg(id).arg(*attempt);
-        }
-        Ok(invocation.invoke_async(&mut self.conn()).await?)
-    }
-
-    /// Blocks on `conn` until a push (or a fetch that left work behind) signals work,
-    /// or `timeout` passes. Returns whether it was signalled.
-    pub(crate) async fn wait_for_work(
-        &self,
-        conn: &mut ConnectionManager,
-        timeout: Duration,
-    ) -> Result<bool, QueueError> {
-        // BZPOPMIN treats 0 as "forever"; the caller never asks for less than 1 ms.
-        let seconds = timeout.max(Duration::from_millis(1)).as_secs_f64();
-        let reply: Value = redis::cmd("BZPOPMIN").arg(&self.keys().marker).arg(seconds).query_async(conn).await?;
-        Ok(!matches!(reply, Value::Nil))
-    }
-
-    /// Where a job is, or `None` when it finished longer ago than the retention (or was
-    /// never pushed).
-    pub async fn state(&self, id: &str) -> Result<Option<JobState>, QueueError> {
-        let keys = self.keys();
-        let (state, finished): (Option<String>, Option<f64>) =
-            redis::pipe().hget(keys.job(id), "s").zscore(&keys.done, id).query_async(&mut self.conn()).await?;
-        Ok(match state {
-            Some(state) => JobState::parse(&state),
-            None => finished.map(|_| JobState::Done),
-        })
-    }
-
-    /// A finished job's result, while its record is retained.
-    pub async fn result(&self, id: &str) -> Result<Option<String>, QueueError> {
-        let results = format!("{}results", self.keys().prefix);
-        Ok(redis::cmd("HGET").arg(results).arg(id).query_async(&mut self.conn()).await?)
-    }
-
-    pub async fn counts(&self) -> Result<Counts, QueueError> {
-        let keys = self.keys();
-        let (ready, delayed, active, dead, done): (u64, u64, u64, u64, u64) = redis::pipe()
-            .llen(&keys.ready)
-            .zcard(&keys.delayed)
-            .zcard(&keys.active)
-            .zcard(&keys.dead)
-            .zcard(&keys.done)
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(Counts { ready, delayed, active, dead, done })
-    }
-
-    /// The dead set, oldest first.
-    pub async fn dead_jobs(&self, offset: usize, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
-        let keys = self.keys();
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(&keys.dead)
-            .arg(offset)
-            .arg(offset + limit - 1)
-            .arg("WITHSCORES")
-            .query_async(&mut self.conn())
-            .await?;
-        let mut pipe = redis::pipe();
-        for (id, _) in &entries {
-            pipe.cmd("HMGET").arg(keys.job(id)).arg("a").arg("e").arg("d");
-        }
-        type Details = (Option<u32>, Option<String>, Option<Vec<u8>>);
-        let details: Vec<Details> = pipe.query_async(&mut self.conn()).await?;
-        Ok(entries
-            .into_iter()
-            .zip(details)
-            .map(|((id, died), (attempts, error, payload))| DeadJob {
-                id,
-                attempts: attempts.unwrap_or(0),
-                error: error.unwrap_or_default(),
-                died_at_ms: died as i64,
-                payload: payload.unwrap_or_default(),
-            })
-            .collect())
-    }
-
-    /// Puts dead jobs back in the ready list with their attempts reset.
-    pub async fn replay(&self, ids: &[String]) -> Result<u64, QueueError> {
-        self.dead_action("replay", ids.len().max(1), ids).await
-    }
-
-    /// Replays the whole dead set, a thousand jobs per round trip.
-    pub async fn replay_all(&self) -> Result<u64, QueueError> {
-        self.drain_dead("replay").await
-    }
-
-    /// Deletes the whole dead set, a thousand jobs per round trip.
-    pub async fn purge_dead(&self) -> Result<u64, QueueError> {
-        self.drain_dead("purge").await
     }
 
     async fn drain_dead(&self, action: &str) -> Result<u64, QueueError> {
@@ -321,33 +106,6 @@ impl RedisQueue {
             invocation.arg(id);
         }
         Ok(invocation.invoke_async(&mut self.conn()).await?)
-    }
-
-    /// Forgets jobs that finished more than `older_than` ago (a thousand per round
-    /// trip); returns how many.
-    pub async fn forget_finished(&self, older_than: Duration) -> Result<u64, QueueError> {
-        let keys = self.keys();
-        let mut total = 0;
-        loop {
-            let mut conn = self.conn();
-            let mut invocation = self.inner.scripts.forget.prepare_invoke();
-            invocation.key(&keys.done).arg(&keys.prefix).arg(millis(older_than)).arg(1_000);
-            let n: u64 = invocation.invoke_async(&mut conn).await?;
-            total += n;
-            if n < 1_000 {
-                return Ok(total);
-            }
-        }
-    }
-
-    pub async fn ping(&self) -> Result<(), QueueError> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
-        Ok(())
-    }
-
-    /// Deletes every key of this queue (tests and benchmarks start from nothing).
-    pub async fn remove_all(&self) -> Result<u64, QueueError> {
-        remove_keys_with_prefix(&mut self.conn(), &self.keys().prefix).await
     }
 }
 
@@ -422,17 +180,50 @@ fn parse_fetched(reply: Vec<Value>) -> Result<Fetched, QueueError> {
     })
 }
 
-/// The trait's methods are the inherent ones above (kept inherent so callers need no
-/// trait import).
 impl Store for RedisQueue {
     type Waiter = ConnectionManager;
 
     fn config(&self) -> &QueueConfig {
-        RedisQueue::config(self)
+        &self.inner.config
     }
+
+    async fn waiter(&self) -> Result<ConnectionManager, QueueError> {
+        self.blocking_connection().await
+    }
+
+    /// Pushes jobs in one round trip. Jobs whose id or idempotency key already exists
+    /// are skipped and reported as not added.
     async fn push(&self, jobs: Vec<NewJob>) -> Result<Vec<Pushed>, QueueError> {
-        RedisQueue::push(self, jobs).await
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys();
+        let config = self.config();
+        let mut invocation = self.inner.scripts.push.prepare_invoke();
+        invocation.key(&keys.ready).key(&keys.delayed).key(&keys.marker);
+        invocation.arg(&keys.prefix).arg(millis(config.idempotency_ttl).max(1));
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let id = job.id.unwrap_or_else(|| ulid::Ulid::generate().to_string());
+            invocation
+                .arg(&id)
+                .arg(job.payload)
+                .arg(millis(job.delay))
+                .arg(job.max_attempts.unwrap_or(config.max_attempts).max(1))
+                .arg(job.idempotency_key.unwrap_or_default());
+            ids.push(id);
+        }
+        let added: Vec<i64> = invocation.invoke_async(&mut self.conn()).await?;
+        if added.len() != ids.len() {
+            return Err(QueueError::Reply("push: one answer per job"));
+        }
+        Ok(ids.into_iter().zip(added).map(|(id, added)| Pushed { id, added: added == 1 }).collect())
     }
+
+    /// [`Store::fetch`] under a fetch id: calling it again with the same id after
+    /// an error returns the jobs the first call leased, if its answer was lost (an empty
+    /// id: not remembered, for a fetch that will not be retried).
+    /// `answered` (the caller's previous fetch, whose answer arrived) is forgotten.
     async fn fetch_once(
         &self,
         owner: &str,
@@ -440,48 +231,191 @@ impl Store for RedisQueue {
         fetch_id: &str,
         answered: Option<&str>,
     ) -> Result<Fetched, QueueError> {
-        RedisQueue::fetch_once(self, owner, count, fetch_id, answered).await
+        let keys = self.keys();
+        let config = self.config();
+        let reply: Vec<Value> = self
+            .inner
+            .scripts
+            .fetch
+            .key(&keys.ready)
+            .key(&keys.delayed)
+            .key(&keys.active)
+            .key(&keys.marker)
+            .key(&keys.dead)
+            .arg(&keys.prefix)
+            .arg(count.max(1))
+            .arg(millis(config.lease))
+            .arg(owner)
+            .arg(config.promote_batch)
+            .arg(config.reap_batch)
+            .arg(fetch_id)
+            .arg(answered.unwrap_or(""))
+            .invoke_async(&mut self.conn())
+            .await?;
+        parse_fetched(reply)
     }
+
+    /// Records outcomes in one round trip; `false` for a delivery whose lease `owner`
+    /// no longer holds (its outcome is ignored).
     async fn settle(&self, owner: &str, settlements: &[Settlement]) -> Result<Vec<bool>, QueueError> {
-        RedisQueue::settle(self, owner, settlements).await
+        if settlements.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys();
+        let config = self.config();
+        let mut invocation = self.inner.scripts.settle.prepare_invoke();
+        invocation
+            .key(&keys.ready)
+            .key(&keys.delayed)
+            .key(&keys.active)
+            .key(&keys.marker)
+            .key(&keys.dead)
+            .key(&keys.done);
+        invocation
+            .arg(&keys.prefix)
+            .arg(owner)
+            .arg(config.keep_done.count)
+            .arg(millis(config.keep_done.age).max(1))
+            .arg(config.keep_dead.count)
+            .arg(millis(config.keep_dead.age).max(1));
+        for settlement in settlements {
+            let (kind, delay, text) = match &settlement.outcome {
+                Outcome::Done(result) => ("done", 0, result.as_str()),
+                Outcome::Retry { after, error } => ("retry", millis(*after), error.as_str()),
+                Outcome::Dead(error) => ("dead", 0, error.as_str()),
+                Outcome::Release => ("release", 0, ""),
+            };
+            invocation.arg(&settlement.id).arg(settlement.attempt).arg(kind).arg(delay).arg(text);
+        }
+        let recorded: Vec<i64> = invocation.invoke_async(&mut self.conn()).await?;
+        Ok(recorded.into_iter().map(|r| r == 1).collect())
     }
+
+    /// Extends the leases `owner` holds; returns the ids it no longer holds.
     async fn renew(&self, owner: &str, held: &[(String, u32)]) -> Result<Vec<String>, QueueError> {
-        RedisQueue::renew(self, owner, held).await
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys();
+        let mut invocation = self.inner.scripts.renew.prepare_invoke();
+        invocation.key(&keys.active).arg(&keys.prefix).arg(owner).arg(millis(self.config().lease));
+        for (id, attempt) in held {
+            invocation.arg(id).arg(*attempt);
+        }
+        Ok(invocation.invoke_async(&mut self.conn()).await?)
     }
-    async fn waiter(&self) -> Result<ConnectionManager, QueueError> {
-        self.blocking_connection().await
+
+    /// Blocks on `conn` until a push (or a fetch that left work behind) signals work,
+    /// or `timeout` passes. Returns whether it was signalled.
+    async fn wait_for_work(&self, conn: &mut ConnectionManager, timeout: Duration) -> Result<bool, QueueError> {
+        // BZPOPMIN treats 0 as "forever"; the caller never asks for less than 1 ms.
+        let seconds = timeout.max(Duration::from_millis(1)).as_secs_f64();
+        let reply: Value = redis::cmd("BZPOPMIN").arg(&self.keys().marker).arg(seconds).query_async(conn).await?;
+        Ok(!matches!(reply, Value::Nil))
     }
-    async fn wait_for_work(&self, waiter: &mut ConnectionManager, timeout: Duration) -> Result<bool, QueueError> {
-        RedisQueue::wait_for_work(self, waiter, timeout).await
-    }
+
+    /// Where a job is, or `None` when it finished longer ago than the retention (or was
+    /// never pushed).
     async fn state(&self, id: &str) -> Result<Option<JobState>, QueueError> {
-        RedisQueue::state(self, id).await
+        let keys = self.keys();
+        let (state, finished): (Option<String>, Option<f64>) =
+            redis::pipe().hget(keys.job(id), "s").zscore(&keys.done, id).query_async(&mut self.conn()).await?;
+        Ok(match state {
+            Some(state) => JobState::parse(&state),
+            None => finished.map(|_| JobState::Done),
+        })
     }
+
+    /// A finished job's result, while its record is retained.
     async fn result(&self, id: &str) -> Result<Option<String>, QueueError> {
-        RedisQueue::result(self, id).await
+        let results = format!("{}results", self.keys().prefix);
+        Ok(redis::cmd("HGET").arg(results).arg(id).query_async(&mut self.conn()).await?)
     }
+
     async fn counts(&self) -> Result<Counts, QueueError> {
-        RedisQueue::counts(self).await
+        let keys = self.keys();
+        let (ready, delayed, active, dead, done): (u64, u64, u64, u64, u64) = redis::pipe()
+            .llen(&keys.ready)
+            .zcard(&keys.delayed)
+            .zcard(&keys.active)
+            .zcard(&keys.dead)
+            .zcard(&keys.done)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(Counts { ready, delayed, active, dead, done })
     }
+
+    /// The dead set, oldest first.
     async fn dead_jobs(&self, offset: usize, limit: usize) -> Result<Vec<DeadJob>, QueueError> {
-        RedisQueue::dead_jobs(self, offset, limit).await
+        let keys = self.keys();
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&keys.dead)
+            .arg(offset)
+            .arg(offset + limit - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn())
+            .await?;
+        let mut pipe = redis::pipe();
+        for (id, _) in &entries {
+            pipe.cmd("HMGET").arg(keys.job(id)).arg("a").arg("e").arg("d");
+        }
+        type Details = (Option<u32>, Option<String>, Option<Vec<u8>>);
+        let details: Vec<Details> = pipe.query_async(&mut self.conn()).await?;
+        Ok(entries
+            .into_iter()
+            .zip(details)
+            .map(|((id, died), (attempts, error, payload))| DeadJob {
+                id,
+                attempts: attempts.unwrap_or(0),
+                error: error.unwrap_or_default(),
+                died_at_ms: died as i64,
+                payload: payload.unwrap_or_default(),
+            })
+            .collect())
     }
+
+    /// Puts dead jobs back in the ready list with their attempts reset.
     async fn replay(&self, ids: &[String]) -> Result<u64, QueueError> {
-        RedisQueue::replay(self, ids).await
+        self.dead_action("replay", ids.len().max(1), ids).await
     }
+
+    /// Replays the whole dead set, a thousand jobs per round trip.
     async fn replay_all(&self) -> Result<u64, QueueError> {
-        RedisQueue::replay_all(self).await
+        self.drain_dead("replay").await
     }
+
+    /// Deletes the whole dead set, a thousand jobs per round trip.
     async fn purge_dead(&self) -> Result<u64, QueueError> {
-        RedisQueue::purge_dead(self).await
+        self.drain_dead("purge").await
     }
+
+    /// Forgets jobs that finished more than `older_than` ago (a thousand per round
+    /// trip); returns how many.
     async fn forget_finished(&self, older_than: Duration) -> Result<u64, QueueError> {
-        RedisQueue::forget_finished(self, older_than).await
+        let keys = self.keys();
+        let mut total = 0;
+        loop {
+            let mut conn = self.conn();
+            let mut invocation = self.inner.scripts.forget.prepare_invoke();
+            invocation.key(&keys.done).arg(&keys.prefix).arg(millis(older_than)).arg(1_000);
+            let n: u64 = invocation.invoke_async(&mut conn).await?;
+            total += n;
+            if n < 1_000 {
+                return Ok(total);
+            }
+        }
     }
+
     async fn ping(&self) -> Result<(), QueueError> {
-        RedisQueue::ping(self).await
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
     }
+
+    /// Deletes every key of this queue (tests and benchmarks start from nothing).
     async fn remove_all(&self) -> Result<u64, QueueError> {
-        RedisQueue::remove_all(self).await
+        remove_keys_with_prefix(&mut self.conn(), &self.keys().prefix).await
     }
 }

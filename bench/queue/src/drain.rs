@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::{FutureExt, StreamExt, TryStreamExt};
-use petportrait_queue::NewJob;
+use petportrait_queue::{NewJob, Store};
 use tokio::sync::Notify;
 
 use crate::args::Args;

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, anyhow, bail};
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
-use petportrait_queue::{NewJob, QueueConfig, RedisQueue, remove_keys_with_prefix};
+use petportrait_queue::{NewJob, QueueConfig, RedisQueue, Store, remove_keys_with_prefix};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use petportrait_queue::{JobState, NewJob, Outcome, Retention, Settlement};
+use petportrait_queue::{JobState, NewJob, Outcome, Retention, Settlement, Store};
 
 use crate::{TestQueue, TestStore, wait_until};
 

@@ -94,6 +94,21 @@ impl LocalStudio {
     pub fn new(limits: UploadLimits) -> Self {
         LocalStudio { limits }
     }
+
+    /// Decodes the upload (checked again: the worker trusts nothing it did not check
+    /// itself), upright per its EXIF orientation, no larger than `max_side` on its
+    /// longest side (a smaller photo is not enlarged).
+    fn load_photo(&self, input: &[u8], max_side: u32, ctx: &RenderContext) -> Result<DynamicImage, StudioError> {
+        ctx.checkpoint(5, "decoding")?;
+        let info = imaging::inspect(input, &self.limits).map_err(StudioError::InvalidInput)?;
+        let photo = imaging::decode(input, &info).map_err(StudioError::InvalidInput)?;
+        ctx.checkpoint(15, "preparing")?;
+        Ok(if photo.width().max(photo.height()) > max_side {
+            photo.resize(max_side, max_side, image::imageops::FilterType::Triangle)
+        } else {
+            photo
+        })
+    }
 }
 
 impl Studio for LocalStudio {
@@ -103,16 +118,7 @@ impl Studio for LocalStudio {
         }
         match request.kind {
             GenerationKind::Portrait => {
-                ctx.checkpoint(5, "decoding")?;
-                let info = imaging::inspect(&request.input, &self.limits).map_err(StudioError::InvalidInput)?;
-                let photo = imaging::decode(&request.input, &info).map_err(StudioError::InvalidInput)?;
-                ctx.checkpoint(15, "preparing")?;
-                let side = request.options.max_side;
-                let photo = if photo.width().max(photo.height()) > side {
-                    photo.resize(side, side, image::imageops::FilterType::Triangle)
-                } else {
-                    photo
-                };
+                let photo = self.load_photo(&request.input, request.options.max_side, ctx)?;
                 let art = portrait::render(&request.style, photo.to_rgb8(), ctx)?;
                 ctx.checkpoint(90, "encoding")?;
                 let format = request.options.format;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use petportrait_core::config::{Config, UploadLimits};
 use petportrait_core::services::Services;
 use tokio::net::TcpListener;
@@ -71,6 +71,9 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         )
         .route("/v1/generations/{id}", get(routes::generations::get_generation))
         .route("/v1/generations/{id}/cancel", post(routes::generations::cancel_generation))
+        .route("/v1/generations/{id}/save", post(routes::gallery::save_generation))
+        .route("/v1/gallery", get(routes::gallery::list_gallery))
+        .route("/v1/gallery/{id}", delete(routes::gallery::delete_gallery_item))
         .route("/v1/files/{id}", get(routes::files::get_file));
     if dev_login {
         app = app.route("/auth/dev-login", post(auth::dev_login));

@@ -70,6 +70,9 @@ id_type!(
     /// A stored object: an upload's bytes or an output file.
     ObjectId, "obj");
 id_type!(
+    /// An item of a user's gallery.
+    GalleryItemId, "gal");
+id_type!(
     /// A credit ledger entry.
     LedgerEntryId, "led");
 

@@ -2,7 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use petportrait_tests::fixtures::{pet_jpeg, png_bomb};
+use image::ImageFormat;
+use petportrait_tests::fixtures::{chelsea_jpeg, encode, pet_jpeg, pet_photo, png_bomb};
 use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -61,11 +62,16 @@ async fn rejections(mode: Mode) {
     eprintln!("png bomb refused in {elapsed:?}; peak RSS grew by {grown_kb} kB");
     assert!(grown_kb < 100_000, "peak RSS grew by {grown_kb} kB: the bomb was decoded");
 
-    // A truncated JPEG is corrupt.
-    let jpeg = pet_jpeg();
-    let response = ann.upload(jpeg[..jpeg.len() / 2].to_vec(), "cut.jpg", "image/jpeg").await;
-    let status = response.status();
-    assert_problem(status, &response.json().await.expect("json"), StatusCode::UNPROCESSABLE_ENTITY, "image_corrupt");
+    // Each other class of bad image has its own code.
+    for (bytes, name, status, code) in bad_images() {
+        let response = ann.upload(bytes, name, "image/jpeg").await;
+        let got = response.status();
+        assert_problem(got, &response.json().await.expect("json"), status, code);
+    }
+    // None of them was stored: the user's prefix holds no object.
+    let (_, me) = ann.get("/v1/me").await;
+    let prefix = format!("u/{}/", me["id"].as_str().expect("user id"));
+    assert!(app.services.store.list(&prefix).await.expect("list").is_empty());
 
     // Too large a body.
     let response = ann.upload(vec![0u8; 3_000_000], "huge.jpg", "image/jpeg").await;
@@ -109,6 +115,33 @@ async fn rejections(mode: Mode) {
     let (status, body) = ann.get("/v1/nothing-here").await;
     assert_problem(status, &body, StatusCode::NOT_FOUND, "not_found");
     app.stop().await;
+}
+
+/// Uploads that must be refused, other than text and the bomb: the body, its name, and
+/// the answer's status and code.
+fn bad_images() -> Vec<(Vec<u8>, &'static str, StatusCode, &'static str)> {
+    let jpeg = chelsea_jpeg();
+    let truncated = jpeg[..jpeg.len() / 2].to_vec();
+    // A JPEG that is also a ZIP archive: the archive follows the image's end marker.
+    let mut polyglot = jpeg.clone();
+    polyglot.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00payload.html<html><script>steal()</script>");
+    // A PNG whose compressed pixel data is damaged (its CRC no longer matches).
+    let mut corrupt = encode(&pet_photo(), ImageFormat::Png);
+    let idat = corrupt.windows(4).position(|w| w == b"IDAT").expect("an IDAT chunk");
+    for byte in &mut corrupt[idat + 20..idat + 60] {
+        *byte ^= 0x5A;
+    }
+    // 13000 pixels wide: over the 12000 a side, though only 13000 pixels in all.
+    let too_wide = encode(&image::RgbImage::new(13_000, 1), ImageFormat::Png);
+    let gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;".to_vec();
+    vec![
+        (truncated, "cut.jpg", StatusCode::UNPROCESSABLE_ENTITY, "image_truncated"),
+        (polyglot, "cat.jpg", StatusCode::UNPROCESSABLE_ENTITY, "image_polyglot"),
+        (corrupt, "broken.png", StatusCode::UNPROCESSABLE_ENTITY, "image_corrupt"),
+        (too_wide, "wide.png", StatusCode::UNPROCESSABLE_ENTITY, "image_too_large"),
+        (gif, "cat.gif", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        (Vec::new(), "empty.jpg", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+    ]
 }
 
 /// Peak resident memory of this test process (each nextest test is its own process).

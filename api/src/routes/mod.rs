@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod files;
+pub mod gallery;
 pub mod generations;
 pub mod health;
 pub mod uploads;

@@ -66,11 +66,12 @@ pub async fn create_upload(
     // while the decode still runs.
     let turn = state.decode_slots.clone().acquire_owned().await.map_err(internal)?;
     let checked = bytes.clone();
-    let info: ImageInfo = tokio::task::spawn_blocking(move || {
+    // The size reported is the upright picture's, after its EXIF orientation.
+    let (info, width, height): (ImageInfo, u32, u32) = tokio::task::spawn_blocking(move || {
         let _turn = turn;
         let info = imaging::inspect(&checked, &limits)?;
-        imaging::decode(&checked, &info)?;
-        Ok::<_, ImageRejection>(info)
+        let upright = imaging::decode(&checked, &info)?;
+        Ok::<_, ImageRejection>((info, upright.width(), upright.height()))
     })
     .await
     .map_err(internal)?
@@ -98,14 +99,14 @@ pub async fn create_upload(
         user_id: user_id.to_string(),
         object_id: object_id.to_string(),
         content_type: info.format.content_type().to_owned(),
-        width: i64::from(info.width),
-        height: i64::from(info.height),
+        width: i64::from(width),
+        height: i64::from(height),
         bytes: size,
         created_at: now,
         expires_at,
     };
     db.insert_upload(&upload).await.map_err(internal)?;
-    tracing::info!(upload.id = %id, bytes = size, width = info.width, height = info.height, "upload stored");
+    tracing::info!(upload.id = %id, bytes = size, width, height, "upload stored");
     Ok((StatusCode::CREATED, axum::Json(UploadView::from_row(&upload))).into_response())
 }
 

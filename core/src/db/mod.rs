@@ -9,6 +9,7 @@
 
 mod cancel;
 mod credits;
+mod gallery;
 mod generations;
 mod leases;
 mod objects;
@@ -21,6 +22,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
 pub use cancel::CancelOutcome;
+pub use gallery::KeepOutcome;
 pub use generations::{ChargeOutcome, ClaimOutcome, CreateOutcome, GenerationFilter, NewGeneration, StalledGeneration};
 pub use objects::{DueObject, NewObject};
 pub use rows::*;

@@ -127,3 +127,18 @@ pub struct LedgerRow {
     pub generation_id: Option<String>,
     pub created_at: Millis,
 }
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct GalleryItemRow {
+    pub id: String,
+    pub user_id: String,
+    pub generation_id: String,
+    pub source_output_id: String,
+    pub object_id: String,
+    pub kind: String,
+    pub style: String,
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: i64,
+    pub created_at: Millis,
+}

@@ -12,7 +12,7 @@ use bytes::Bytes;
 pub use embedded::{EmbeddedS3, generated_credentials};
 
 use crate::config::S3Config;
-use crate::ids::{GenerationId, UploadId, UserId};
+use crate::ids::{GalleryItemId, GenerationId, UploadId, UserId};
 
 /// Errors talking to the object store. All are worth retrying except where noted.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +43,11 @@ pub mod keys {
 
     pub fn output(user: &UserId, generation: &GenerationId, attempt: i64, position: usize, filename: &str) -> String {
         format!("u/{user}/generated/{generation}/a{attempt}-{position}-{filename}")
+    }
+
+    /// A gallery copy is keyed by its item's id: saving never overwrites anything.
+    pub fn gallery(user: &UserId, item: &GalleryItemId) -> String {
+        format!("u/{user}/gallery/{item}")
     }
 }
 
@@ -112,6 +117,19 @@ impl ObjectStore {
             .await
             .map(|_| ())
             .map_err(|e| request_error("PutObject")(Box::new(e)))
+    }
+
+    /// Copies an object inside the bucket on the server side (no bytes pass through us).
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+        self.client
+            .copy_object()
+            .bucket(&self.bucket)
+            .copy_source(format!("{}/{from}", self.bucket))
+            .key(to)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| request_error("CopyObject")(Box::new(e)))
     }
 
     /// The object's bytes, or `None` when there is no such key.

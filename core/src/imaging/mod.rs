@@ -10,6 +10,8 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 use crate::config::UploadLimits;
 
+mod container;
+
 /// The formats we accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AcceptedFormat {
@@ -57,6 +59,12 @@ pub enum ImageRejection {
     Corrupt(#[source] image::ImageError),
     #[error("the image is truncated")]
     Truncated,
+    #[error("the image's structure is broken: {0}")]
+    Malformed(&'static str),
+    /// The file is an image and something else: data after the image, or markup or a
+    /// document in its metadata.
+    #[error("the file is not only an image: {reason} (at byte {offset})")]
+    Polyglot { reason: &'static str, offset: usize },
 }
 
 impl ImageRejection {
@@ -66,7 +74,9 @@ impl ImageRejection {
             ImageRejection::UnsupportedFormat => "unsupported_media_type",
             ImageRejection::TooManyPixels { .. } => "image_too_large",
             ImageRejection::UnreadableHeader(_) => "image_corrupt",
-            ImageRejection::Corrupt(_) | ImageRejection::Truncated => "image_corrupt",
+            ImageRejection::Corrupt(_) | ImageRejection::Malformed(_) => "image_corrupt",
+            ImageRejection::Truncated => "image_truncated",
+            ImageRejection::Polyglot { .. } => "image_polyglot",
         }
     }
 }
@@ -106,30 +116,10 @@ pub fn inspect(bytes: &[u8], limits: &UploadLimits) -> Result<ImageInfo, ImageRe
     Ok(ImageInfo { format, width, height })
 }
 
-/// Checks that the container is complete. Decoders are lenient and fill a truncated
-/// JPEG with grey, so completeness is checked on the container itself.
-fn check_complete(bytes: &[u8], format: AcceptedFormat) -> Result<(), ImageRejection> {
-    let complete = match format {
-        // A JPEG ends with the EOI marker; some writers pad with zeros after it.
-        AcceptedFormat::Jpeg => {
-            let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-            end >= 2 && bytes[end - 2..end] == [0xFF, 0xD9]
-        }
-        // RIFF declares its own length after the 8-byte header.
-        AcceptedFormat::Webp => bytes
-            .get(4..8)
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .is_some_and(|b| u32::from_le_bytes(b) as usize + 8 <= bytes.len()),
-        // The PNG decoder itself fails on a missing chunk or a short IDAT stream.
-        AcceptedFormat::Png => true,
-    };
-    if complete { Ok(()) } else { Err(ImageRejection::Truncated) }
-}
-
 /// Decodes a checked image under a memory limit, honouring its EXIF orientation.
 /// CPU-heavy: call it from a blocking thread.
 pub fn decode(bytes: &[u8], info: &ImageInfo) -> Result<DynamicImage, ImageRejection> {
-    check_complete(bytes, info.format)?;
+    container::check(bytes, info.format)?;
     let mut reader = ImageReader::with_format(Cursor::new(bytes), info.format.image_format());
     let mut limits = Limits::default();
     limits.max_image_width = Some(info.width);
@@ -188,7 +178,7 @@ mod tests {
         let info = inspect(&bytes, &limits()).expect("accepted");
         assert!(decode(&bytes, &info).is_ok());
         let cut = &bytes[..bytes.len() - 100];
-        assert_eq!(decode(cut, &info).unwrap_err().code(), "image_corrupt");
+        assert_eq!(decode(cut, &info).unwrap_err().code(), "image_truncated");
     }
 
     #[test]
@@ -196,6 +186,6 @@ mod tests {
         let bytes = png(64, 64);
         let cut = &bytes[..bytes.len() / 2];
         let info = inspect(cut, &limits()).expect("header is intact");
-        assert_eq!(decode(cut, &info).unwrap_err().code(), "image_corrupt");
+        assert_eq!(decode(cut, &info).unwrap_err().code(), "image_truncated");
     }
 }

@@ -1,0 +1,171 @@
+//! The gallery: `POST /v1/generations/{id}/save`, `GET /v1/gallery`,
+//! `DELETE /v1/gallery/{id}`. Saved items are copies of a generation's outputs that
+//! the output expiry never touches; they stay until the user deletes them.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use petportrait_core::db::{GalleryItemRow, GenerationRow, KeepOutcome, NewObject, OutputRow};
+use petportrait_core::domain::GenerationStatus;
+use petportrait_core::ids::{GalleryItemId, UserId};
+use petportrait_core::storage::keys;
+use petportrait_core::time::{Millis, now_ms};
+use serde::Serialize;
+
+use crate::AppState;
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ApiResult, internal};
+use crate::pagination::{PageRequest, split_page};
+use crate::views::Page;
+
+/// A copy that never got its item (a save interrupted after the copy) is purged this
+/// long after the save began.
+const PROVISIONAL_COPY_TTL_MS: Millis = 60 * 60 * 1000;
+
+#[derive(Serialize)]
+pub struct GalleryItemView {
+    id: String,
+    generation_id: String,
+    kind: String,
+    style: String,
+    filename: String,
+    content_type: String,
+    bytes: i64,
+    url: String,
+    created_at: String,
+}
+
+impl From<GalleryItemRow> for GalleryItemView {
+    fn from(row: GalleryItemRow) -> Self {
+        GalleryItemView {
+            url: format!("/v1/files/{}", row.object_id),
+            created_at: petportrait_core::time::rfc3339(row.created_at),
+            id: row.id,
+            generation_id: row.generation_id,
+            kind: row.kind,
+            style: row.style,
+            filename: row.filename,
+            content_type: row.content_type,
+            bytes: row.bytes,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct SavedItems {
+    data: Vec<GalleryItemView>,
+}
+
+/// Copies every output of a succeeded generation into the gallery. Saving again
+/// answers the same items (one item per output, however often it is saved).
+pub async fn save_generation(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let db = &state.services.db;
+    let user_id = user.user_id();
+    let generation =
+        db.get_generation_of_user(&id, &user_id).await.map_err(internal)?.ok_or_else(ApiError::not_found)?;
+    if generation.status().map_err(internal)? != GenerationStatus::Succeeded {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_succeeded",
+            "only the outputs of a succeeded generation can be saved",
+        ));
+    }
+    let outputs = db.list_outputs(&generation.id).await.map_err(internal)?;
+    let mut items = Vec::with_capacity(outputs.len());
+    for output in &outputs {
+        items.push(save_output(&state, &user_id, &generation, output).await?);
+    }
+    Ok((StatusCode::CREATED, Json(SavedItems { data: items.into_iter().map(Into::into).collect() })).into_response())
+}
+
+async fn save_output(
+    state: &AppState,
+    user: &UserId,
+    generation: &GenerationRow,
+    output: &OutputRow,
+) -> ApiResult<GalleryItemRow> {
+    let db = &state.services.db;
+    if let Some(existing) = db.gallery_item_from_output(user, &output.id).await.map_err(internal)? {
+        return Ok(existing);
+    }
+    let now = now_ms();
+    let source = db
+        .get_object_of_user(&output.object_id, user)
+        .await
+        .map_err(internal)?
+        .filter(|object| object.is_available(now))
+        .ok_or_else(|| ApiError::gone("this generation's files have expired and can no longer be saved"))?;
+    let item_id = GalleryItemId::generate();
+    let key = keys::gallery(user, &item_id);
+    let copy = NewObject {
+        user_id: user,
+        kind: "gallery",
+        object_key: &key,
+        content_type: &output.content_type,
+        bytes: output.bytes,
+        expires_at: Some(now + PROVISIONAL_COPY_TTL_MS),
+    };
+    let object_id = db.insert_stored_object(&copy, now).await.map_err(internal)?;
+    state.services.store.copy(&source.object_key, &key).await.map_err(internal)?;
+    let item = GalleryItemRow {
+        id: item_id.to_string(),
+        user_id: user.to_string(),
+        generation_id: generation.id.clone(),
+        source_output_id: output.id.clone(),
+        object_id: object_id.to_string(),
+        kind: generation.kind.clone(),
+        style: generation.style.clone(),
+        filename: output.filename.clone(),
+        content_type: output.content_type.clone(),
+        bytes: output.bytes,
+        created_at: now,
+    };
+    match db.keep_gallery_item(&item).await.map_err(internal)? {
+        KeepOutcome::Kept => {
+            tracing::info!(gallery.item = %item.id, generation.id = %generation.id, "output saved to the gallery");
+            Ok(item)
+        }
+        // A concurrent save won; our copy stays provisional and the purge removes it.
+        KeepOutcome::AlreadySaved => {
+            db.gallery_item_from_output(user, &output.id).await.map_err(internal)?.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "save_conflict",
+                    "the item was deleted while being saved; try again",
+                )
+            })
+        }
+    }
+}
+
+pub async fn list_gallery(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Page<GalleryItemView>>> {
+    let page = PageRequest::parse(query.get("limit").map(String::as_str), query.get("cursor").map(String::as_str))?;
+    let rows = state.services.db.list_gallery(&user.user_id(), page.after(), page.limit + 1).await.map_err(internal)?;
+    let (rows, next_cursor) = split_page(rows, page.limit, |r| (r.created_at, r.id.as_str()));
+    Ok(Json(Page { data: rows.into_iter().map(Into::into).collect(), next_cursor }))
+}
+
+/// Deletes an item; its copy stops being served at once and the purge deletes it.
+pub async fn delete_gallery_item(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    if state.services.db.delete_gallery_item(&user.user_id(), &id, now_ms()).await.map_err(internal)? {
+        tracing::info!(gallery.item = %id, "gallery item deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found())
+    }
+}

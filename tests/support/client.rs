@@ -63,9 +63,13 @@ impl Client {
 
     /// Creates a portrait and expects 202; returns the generation object.
     pub async fn create_portrait(&self, upload_id: &str, style: &str) -> Value {
-        let (status, body) = self
-            .post_json("/v1/generations", &json!({"kind": "portrait", "upload_id": upload_id, "style": style}))
-            .await;
+        self.create_generation("portrait", upload_id, style).await
+    }
+
+    /// Creates a generation of any kind and expects 202; returns the generation object.
+    pub async fn create_generation(&self, kind: &str, upload_id: &str, style: &str) -> Value {
+        let (status, body) =
+            self.post_json("/v1/generations", &json!({"kind": kind, "upload_id": upload_id, "style": style})).await;
         assert_eq!(status, StatusCode::ACCEPTED, "create generation: {body}");
         body
     }

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod fixtures;
+pub mod media;
 pub mod studios;
 
 use std::future::Future;

@@ -24,6 +24,7 @@ mod cancel;
 mod crash;
 mod flow;
 mod ledger;
+mod remote;
 mod retention;
 mod retries;
 mod sweep;

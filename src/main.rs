@@ -5,13 +5,10 @@
 
 mod ops;
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use petportrait_core::config::Config;
 use petportrait_core::services::{SchemaPolicy, Services};
 use petportrait_core::storage::EmbeddedS3;
-use petportrait_core::studio::LocalStudio;
 use tokio::net::TcpListener;
 
 const HELP: &str = "\
@@ -57,7 +54,7 @@ async fn serve_all(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}:{}", config.host, config.port))?;
     tracing::info!(mode = if config.is_embedded() { "embedded" } else { "all-in-one" }, config = %config.summary(), "starting");
     println!("PetPortrait is running at {}", config.public_url);
-    let studio = Arc::new(LocalStudio::new(config.uploads.clone()));
+    let studio = petportrait_core::studio::from_config(&config).context("setting up the studios")?;
     let shutdown = petportrait_core::shutdown::on_signal();
     let result = petportrait::run(config, services.clone(), studio, listener, petportrait::Roles::ALL, shutdown).await;
     services.close().await;

@@ -25,6 +25,7 @@ mod crash;
 mod flow;
 mod gallery;
 mod ledger;
+mod remote;
 mod retention;
 mod retries;
 mod studio;

@@ -8,6 +8,7 @@
 //! `PETPORTRAIT_REQUIRE_SERVICES=1` (set by CI), in which case the servers are mandatory.
 
 pub mod client;
+pub mod fake_provider;
 pub mod fixtures;
 pub mod media;
 pub mod studios;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use petportrait_core::config::Config;
 use petportrait_core::services::{SchemaPolicy, Services};
-use petportrait_core::studio::{LocalStudio, Studio};
+use petportrait_core::studio::Studio;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -183,7 +184,8 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// Every role with the local studio.
+    /// Every role with the studios the configuration chooses (local unless a
+    /// `MODEL_*` override says remote).
     pub async fn spawn(mode: Mode, overrides: &[(&str, &str)]) -> TestApp {
         TestApp::spawn_with(mode, overrides, petportrait::Roles::ALL, None).await
     }
@@ -200,7 +202,9 @@ impl TestApp {
         let services = Services::connect(&config, SchemaPolicy::Migrate).await.expect("services connect");
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind a port");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let studio = studio.unwrap_or_else(|| Arc::new(LocalStudio::new(config.uploads.clone())));
+        let studio = studio.unwrap_or_else(|| {
+            petportrait_core::studio::from_config(&config).unwrap_or_else(|e| panic!("studios: {e}"))
+        });
         let shutdown = CancellationToken::new();
         let task =
             tokio::spawn(petportrait::run(config.clone(), services.clone(), studio, listener, roles, shutdown.clone()));

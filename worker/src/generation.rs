@@ -155,7 +155,10 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
 
     let options = OutputOptions::parse_stored(&row.options).map_err(JobError::abort("corrupt_row"))?;
     let input = load_upload(state, &row.upload_id).await?;
-    let request = RenderRequest { kind, style: row.style.clone(), input, options };
+    // One key per attempt: a retried call to a remote model within this attempt is the
+    // same prediction, the next attempt a new one.
+    let request_id = format!("{id}-a{}", row.attempts);
+    let request = RenderRequest { kind, style: row.style.clone(), input, options, request_id };
     let files = render_with_progress(state, id, owner, request).await?;
 
     let now = now_ms();
@@ -211,7 +214,9 @@ async fn render_with_progress(
         cancel.clone(),
     );
     let studio = state.studio.clone();
-    let mut render = tokio::task::spawn_blocking(move || studio.render(&request, &ctx));
+    // The job's span (generation id, attempt) follows the render onto its thread.
+    let span = tracing::Span::current();
+    let mut render = tokio::task::spawn_blocking(move || span.in_scope(|| studio.render(&request, &ctx)));
 
     let db = &state.services.db;
     let lease = state.config.worker.job_lease;
@@ -257,6 +262,21 @@ async fn render_with_progress(
         )) => Err(JobError::Abort { code: "invalid_input", source: Box::new(error) }),
         Ok(Err(error @ StudioError::Unavailable(_))) => {
             Err(JobError::Retry { code: "model_unavailable", source: Box::new(error) })
+        }
+        Ok(Err(error @ StudioError::TimedOut { .. })) => {
+            Err(JobError::Retry { code: "timeout", source: Box::new(error) })
+        }
+        // Refused by the model's content policy: the same photo will be refused again.
+        Ok(Err(error @ StudioError::ContentPolicy(_))) => {
+            Err(JobError::Abort { code: "content_policy", source: Box::new(error) })
+        }
+        Ok(Err(error @ StudioError::ModelFailed(_))) => {
+            Err(JobError::Abort { code: "model_failed", source: Box::new(error) })
+        }
+        // Our request is at fault (a bug, a wrong PROVIDER_MODEL): loud, and not retried.
+        Ok(Err(error @ StudioError::RequestRejected(_))) => {
+            tracing::error!(error = %error_chain(&error), "the model provider rejected our request");
+            Err(JobError::Abort { code: "model_rejected_request", source: Box::new(error) })
         }
         Ok(Err(error @ StudioError::Encode(_))) => {
             Err(JobError::Abort { code: "internal_error", source: Box::new(error) })
@@ -321,6 +341,8 @@ struct OutputRun<'a> {
 fn public_message(code: &str) -> String {
     match code {
         "invalid_input" => "the photo could not be used for this generation",
+        "content_policy" => "the model refused this photo under its content policy",
+        "model_failed" => "the model could not make this generation from this photo",
         "upload_expired" => "the uploaded photo expired before the generation could start",
         "database" | "storage" | "model_unavailable" | "timeout" => {
             "a temporary problem persisted through every attempt"

@@ -1,11 +1,8 @@
 //! `petportrait-worker`: the Procfile's `worker` process. Start more to scale out.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use petportrait_core::config::Config;
 use petportrait_core::services::{SchemaPolicy, Services};
-use petportrait_core::studio::LocalStudio;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -19,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
     petportrait_core::telemetry::init(&config.log);
     let services = Services::connect(&config, SchemaPolicy::RequireCurrent).await.context("connecting services")?;
     let shutdown = petportrait_core::shutdown::on_signal();
-    let studio = Arc::new(LocalStudio::new(config.uploads.clone()));
+    let studio = petportrait_core::studio::from_config(&config).context("setting up the studios")?;
     petportrait_worker::run(config, services.clone(), studio, shutdown).await.context("running workers")?;
     services.close().await;
     Ok(())

@@ -33,6 +33,7 @@ fn main() -> anyhow::Result<()> {
             style: style.to_owned(),
             input: input.clone(),
             options: OutputOptions::default(),
+            request_id: format!("bench-{style}"),
         };
         let files = studio.render(&request, &RenderContext::detached())?;
         Ok(files.iter().map(|f| f.bytes.len()).sum())

@@ -1,8 +1,15 @@
-//! The model interface the worker calls, and the local studio that implements it with
-//! real image algorithms (no downloads, deterministic for a given input).
+//! The model interface the worker calls, the local studio that implements it with
+//! real image algorithms (no downloads, deterministic for a given input), the remote
+//! studio that calls a model provider over HTTP (`remote/`), and the router that picks
+//! one of them per kind from the configuration (`router.rs`).
 
 mod painterly;
 mod portrait;
+mod remote;
+mod router;
+
+pub use remote::{ProviderError, RemoteSetupError, RemoteStudio};
+pub use router::{StudioSet, from_config};
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -23,6 +30,10 @@ pub struct RenderRequest {
     pub input: bytes::Bytes,
     /// The file the user asked for (longest side, format).
     pub options: OutputOptions,
+    /// Unique per attempt of a generation (the worker uses `{generation}-a{attempt}`):
+    /// a remote provider's idempotency key, so a retried call never starts a second
+    /// prediction for one attempt.
+    pub request_id: String,
 }
 
 /// One file a generation produced.
@@ -57,6 +68,11 @@ impl RenderContext {
         (self.progress)(percent, stage);
         Ok(())
     }
+
+    /// Whether cancellation was asked for, without reporting progress.
+    pub fn is_canceled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
 }
 
 /// Why a render did not produce files.
@@ -74,6 +90,19 @@ pub enum StudioError {
     /// The model could not be reached or did not answer in time; another attempt may work.
     #[error("the model is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The model did not finish within its deadline and was canceled; another attempt may work.
+    #[error("the model did not finish within {after:?}")]
+    TimedOut { after: std::time::Duration },
+    /// The model refused the input or its output under its content policy: permanent.
+    #[error("the model refused the input under its content policy")]
+    ContentPolicy(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The model ran and failed, or produced nothing usable: permanent for this input.
+    #[error("the model failed")]
+    ModelFailed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The model's provider rejected our request as malformed: our bug or a
+    /// misconfiguration, permanent.
+    #[error("the model provider rejected the request")]
+    RequestRejected(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("encoding the output failed")]
     Encode(#[source] image::ImageError),
 }
@@ -172,6 +201,7 @@ mod tests {
                 style: style.id.into(),
                 input: photo(),
                 options: OutputOptions::default(),
+                request_id: "test".into(),
             };
             let files = studio.render(&req, &RenderContext::detached()).expect("renders");
             assert_eq!(files.len(), 1);
@@ -194,6 +224,7 @@ mod tests {
                 style: "oil_paint".into(),
                 input: input.clone().into(),
                 options,
+                request_id: "test".into(),
             };
             let files = studio.render(&req, &RenderContext::detached()).expect("renders");
             assert_eq!(image::guess_format(&files[0].bytes).expect("format"), expected);
@@ -214,6 +245,7 @@ mod tests {
             style: "watercolor".into(),
             input: photo(),
             options: OutputOptions::default(),
+            request_id: "test".into(),
         };
         assert!(matches!(studio.render(&req, &ctx), Err(StudioError::Canceled)));
     }
@@ -226,6 +258,7 @@ mod tests {
             style: "watercolor".into(),
             input: "not an image".into(),
             options: OutputOptions::default(),
+            request_id: "test".into(),
         };
         assert!(matches!(studio.render(&req, &RenderContext::detached()), Err(StudioError::InvalidInput(_))));
     }

@@ -1,0 +1,329 @@
+//! HTTP to one provider: a timeout on every call, retries of 5xx, 408, 429 and
+//! connection errors with backoff (honouring `Retry-After`), the circuit breaker, and
+//! the rules for where requests and the token may go.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use reqwest::{Method, RequestBuilder, StatusCode, Url};
+use tokio::time::Instant;
+
+use super::breaker::Breaker;
+use super::protocol::excerpt;
+use super::{ProviderError, RemoteSetupError};
+use crate::config::{ProviderConfig, Secret};
+
+/// The longest `Retry-After` honoured inside one attempt; a provider asking for more
+/// is left alone and the attempt fails as unavailable (the worker's own backoff follows).
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+/// What is read of an error answer's body, for the logs.
+const ERROR_BODY_CAP: usize = 16 * 1024;
+
+/// One answer, body read.
+#[derive(Debug)]
+pub(super) struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Whether a call waits for the circuit breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Gate {
+    Breaker,
+    /// Cancels go out even when the breaker is open: a prediction we abandon must not
+    /// run on at our expense.
+    Bypass,
+}
+
+#[derive(Debug)]
+pub(super) struct Provider {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<Secret>,
+    /// A plain-http provider on loopback (tests, a local model server): its outputs may
+    /// be plain http and on loopback too.
+    local: bool,
+    retries: u32,
+    retry_delay: Duration,
+    request_timeout: Duration,
+    breaker: Breaker,
+}
+
+impl Provider {
+    pub fn new(config: &ProviderConfig) -> Result<Provider, RemoteSetupError> {
+        let base = Url::parse(&format!("{}/", config.url.trim_end_matches('/')))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| RemoteSetupError::Url(config.url.clone()))?;
+        let local = base.scheme() == "http";
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(!local)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .redirect(redirect_policy(local))
+            .user_agent(concat!("petportrait/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(RemoteSetupError::Client)?;
+        Ok(Provider {
+            http,
+            base,
+            token: config.token.clone(),
+            local,
+            retries: config.retries,
+            retry_delay: config.retry_delay,
+            request_timeout: config.request_timeout,
+            breaker: Breaker::new(config.breaker_failures, config.breaker_cooldown),
+        })
+    }
+
+    fn endpoint(&self, path: &str) -> Url {
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    pub fn predictions_url(&self) -> Url {
+        self.endpoint("v1/predictions")
+    }
+
+    /// The URL the provider gave for one of its own endpoints (`urls.get`,
+    /// `urls.cancel`) if it is on the provider's origin (the token goes there), else
+    /// the protocol's own path.
+    pub fn own_url(&self, given: Option<&str>, fallback_path: &str) -> Url {
+        given
+            .and_then(|u| Url::parse(u).ok())
+            .filter(|u| u.origin() == self.base.origin())
+            .unwrap_or_else(|| self.endpoint(fallback_path))
+    }
+
+    /// Whether an output URL may be fetched: https (plain http only from a local
+    /// provider), and never a literal private, loopback or link-local address unless the
+    /// provider itself is local. (Names resolving to such addresses are not checked: the
+    /// provider is trusted that far.)
+    pub fn check_output_url(&self, url: &Url) -> Result<(), String> {
+        allowed_target(url, self.local)
+    }
+
+    /// A request, with the token only when it goes to the provider's own origin.
+    pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        let same_origin = url.origin() == self.base.origin();
+        let request = self.http.request(method, url);
+        match (&self.token, same_origin) {
+            (Some(token), true) => request.header(AUTHORIZATION, format!("Bearer {}", token.expose())),
+            _ => request,
+        }
+    }
+
+    /// Sends the request `build` makes (again on each retry) and reads the answer's body
+    /// (at most `limit` bytes of a success). 2xx answers; other statuses are errors.
+    pub async fn call(
+        &self,
+        call: &'static str,
+        gate: Gate,
+        deadline: Instant,
+        limit: usize,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Reply, ProviderError> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            if gate == Gate::Breaker {
+                self.breaker.allow().map_err(|remaining| ProviderError::CircuitOpen { call, remaining })?;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ProviderError::Deadline { call });
+            }
+            let outcome = self.attempt(call, build().timeout(self.request_timeout.min(remaining)), limit).await;
+            let (error, retry_after) = match outcome {
+                Ok(reply) if reply.status.is_success() => {
+                    self.breaker.record(true);
+                    return Ok(reply);
+                }
+                Ok(reply) => {
+                    let status = reply.status;
+                    let retryable = status.is_server_error()
+                        || status == StatusCode::REQUEST_TIMEOUT
+                        || status == StatusCode::TOO_MANY_REQUESTS;
+                    let auth = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+                    self.breaker.record(!retryable && !auth);
+                    let error = ProviderError::Status {
+                        call,
+                        status: status.as_u16(),
+                        body: excerpt(&String::from_utf8_lossy(&reply.body)),
+                    };
+                    if !retryable {
+                        return Err(error);
+                    }
+                    (error, retry_after(&reply.headers))
+                }
+                // The provider answered; the answer is just too big for us.
+                Err(error @ ProviderError::TooLarge { .. }) => {
+                    self.breaker.record(true);
+                    return Err(error);
+                }
+                Err(error) => {
+                    self.breaker.record(false);
+                    (error, None)
+                }
+            };
+            if Instant::now() >= deadline {
+                return Err(ProviderError::Deadline { call });
+            }
+            if attempt > self.retries {
+                return Err(error);
+            }
+            let delay = match retry_after {
+                Some(wait) if wait > RETRY_AFTER_CAP => return Err(error),
+                Some(wait) => wait,
+                None => petportrait_queue::backoff_delay(
+                    attempt,
+                    self.retry_delay,
+                    self.retry_delay.saturating_mul(16),
+                    &mut rand::rng(),
+                ),
+            };
+            if Instant::now() + delay >= deadline {
+                return Err(error);
+            }
+            tracing::warn!(
+                call,
+                attempt,
+                retry.in_ms = delay.as_millis() as u64,
+                error = %crate::errors::chain(&error),
+                "model provider call failed; retrying"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn attempt(&self, call: &'static str, request: RequestBuilder, limit: usize) -> Result<Reply, ProviderError> {
+        let transport = |source| ProviderError::Transport { call, source };
+        let mut response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let cap = if status.is_success() { limit } else { ERROR_BODY_CAP };
+        if status.is_success() && response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(ProviderError::TooLarge { call, limit });
+        }
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() + chunk.len() > cap {
+                if status.is_success() {
+                    return Err(ProviderError::TooLarge { call, limit });
+                }
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply { status, headers, body: body.into() })
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
+}
+
+fn allowed_target(url: &Url, local: bool) -> Result<(), String> {
+    if local {
+        return matches!(url.scheme(), "http" | "https").then_some(()).ok_or_else(|| "not http(s)".to_owned());
+    }
+    if url.scheme() != "https" {
+        return Err(format!("{} is not https", url.scheme()));
+    }
+    let host = url.host_str().ok_or("no host")?;
+    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
+        return Err("a local host".into());
+    }
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(ip) if !is_public(ip) => Err(format!("{ip} is not a public address")),
+        _ => Ok(()),
+    }
+}
+
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.octets()[0] == 0
+                || (v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || first & 0xfe00 == 0xfc00
+                || first & 0xffc0 == 0xfe80)
+        }
+    }
+}
+
+/// Redirects: at most five, each to a target the output rules allow (so a redirect
+/// cannot lead to plain http or an internal address). reqwest drops `Authorization`
+/// when a redirect leaves the origin.
+fn redirect_policy(local: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 5 {
+            attempt.error("more than five redirects")
+        } else if allowed_target(attempt.url(), local).is_ok() {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "3".parse().expect("header"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
+        let later = chrono::Utc::now() + chrono::TimeDelta::seconds(30);
+        headers.insert(RETRY_AFTER, later.format("%a, %d %b %Y %H:%M:%S GMT").to_string().parse().expect("header"));
+        let wait = retry_after(&headers).expect("a date");
+        assert!(wait > Duration::from_secs(27) && wait <= Duration::from_secs(30), "{wait:?}");
+        headers.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("header"));
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO), "a date in the past");
+        headers.insert(RETRY_AFTER, "soon".parse().expect("header"));
+        assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn outputs_must_be_public_https_unless_the_provider_is_local() {
+        let url = |u: &str| Url::parse(u).expect("url");
+        assert!(allowed_target(&url("https://replicate.delivery/x/out.png"), false).is_ok());
+        for refused in [
+            "http://replicate.delivery/x.png",
+            "https://169.254.169.254/latest/meta-data",
+            "https://10.0.0.7/x",
+            "https://[::1]/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "https://localhost/x",
+            "file:///etc/passwd",
+        ] {
+            assert!(allowed_target(&url(refused), false).is_err(), "{refused}");
+        }
+        assert!(allowed_target(&url("http://127.0.0.1:9000/x.png"), true).is_ok());
+        assert!(allowed_target(&url("file:///etc/passwd"), true).is_err());
+    }
+}

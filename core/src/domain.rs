@@ -124,6 +124,15 @@ pub const CATALOGUE: &[Style] = &[
         description: "Irregular panes of glowing flat colour joined by dark lead lines.",
         credits: 5,
     },
+    Style {
+        kind: GenerationKind::Sculpture,
+        id: "relief",
+        name: "Relief",
+        description: "A 100 mm plaque to 3D-print (STL and GLB): the pet, told from its background by colour and \
+                      texture (a centred oval when it fills the photo), raised in rounded relief with detail from \
+                      the photo's shading.",
+        credits: 8,
+    },
 ];
 
 /// Finds a style of the given kind.

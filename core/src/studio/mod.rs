@@ -7,6 +7,7 @@ mod painterly;
 mod portrait;
 mod remote;
 mod router;
+mod sculpture;
 
 pub use remote::{ProviderError, RemoteSetupError, RemoteStudio};
 pub use router::{StudioSet, from_config};
@@ -158,6 +159,23 @@ impl Studio for LocalStudio {
                     bytes,
                 }])
             }
+            GenerationKind::Sculpture => {
+                let photo = self.load_photo(&request.input, 512, ctx)?;
+                let sculpture = sculpture::sculpt(&photo.to_rgb8(), ctx)?;
+                tracing::debug!(triangles = sculpture.triangles, size_mm = ?sculpture.size_mm, "sculpture built");
+                Ok(vec![
+                    RenderedFile {
+                        filename: format!("sculpture-{}.stl", request.style),
+                        content_type: "model/stl",
+                        bytes: sculpture.stl,
+                    },
+                    RenderedFile {
+                        filename: format!("sculpture-{}.glb", request.style),
+                        content_type: "model/gltf-binary",
+                        bytes: sculpture.glb,
+                    },
+                ])
+            }
             other => Err(StudioError::Unsupported { kind: other.as_str() }),
         }
     }
@@ -233,6 +251,26 @@ mod tests {
             let out = image::load_from_memory(&files[0].bytes).expect("decodes");
             assert_eq!((out.width(), out.height()), (320, 240));
         }
+    }
+
+    #[test]
+    fn sculpture_renders_an_stl_and_a_glb() {
+        let studio = LocalStudio::new(limits());
+        let req = RenderRequest {
+            kind: GenerationKind::Sculpture,
+            style: "relief".into(),
+            input: photo(),
+            options: OutputOptions::default(),
+            request_id: "test".into(),
+        };
+        let files = studio.render(&req, &RenderContext::detached()).expect("renders");
+        let names: Vec<_> = files.iter().map(|f| (f.filename.as_str(), f.content_type)).collect();
+        assert_eq!(names, [("sculpture-relief.stl", "model/stl"), ("sculpture-relief.glb", "model/gltf-binary")]);
+        assert_eq!(
+            files[0].bytes.len(),
+            84 + 50 * u32::from_le_bytes(files[0].bytes[80..84].try_into().expect("a count")) as usize
+        );
+        assert!(files[1].bytes.starts_with(b"glTF"));
     }
 
     #[test]

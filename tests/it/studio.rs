@@ -245,3 +245,58 @@ async fn orientation_is_honoured_and_metadata_never_served(mode: Mode) {
     assert!(same < 4.0 && upside_down > 4.0 * same, "upright {same:.1}, upside down {upside_down:.1}");
     app.stop().await;
 }
+
+both_modes!(sculpture_through_the_api, sculpture_through_the_api);
+
+/// The first style the catalogue lists for a kind, which must be available.
+fn first_style(catalogue: &serde_json::Value, kind: &str) -> String {
+    let entry = catalogue["kinds"].as_array().expect("kinds").iter().find(|k| k["kind"] == kind).expect("the kind");
+    assert_eq!(entry["available"], true, "{entry}");
+    entry["styles"][0]["id"].as_str().expect("a style").to_owned()
+}
+
+/// A sculpture from the real photo, through the API: the STL is a closed,
+/// outward-facing solid 100 mm long and the GLB holds the same mesh, same size (in
+/// metres), with consistent accessors.
+async fn sculpture_through_the_api(mode: Mode) {
+    use petportrait_tests::media::{check_glb, check_stl};
+    let app = TestApp::spawn(mode, &[("STARTER_CREDITS", "100")]).await;
+    let ann = app.user("Ann").await;
+    let (_, catalogue) = ann.get("/v1/styles").await;
+    let sculpture = first_style(&catalogue, "sculpture");
+    let cat = ann.upload_ok(chelsea_jpeg()).await;
+    let id = ann.create_generation("sculpture", &cat, &sculpture).await["id"].as_str().expect("id").to_owned();
+    let done = ann.wait_terminal(&id, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let outputs = done["outputs"].as_array().expect("outputs");
+    let file = |content_type: &str| {
+        outputs
+            .iter()
+            .find(|o| o["content_type"] == content_type)
+            .unwrap_or_else(|| panic!("no {content_type}: {done}"))
+    };
+    let (status, stl) = ann.download(file("model/stl")["url"].as_str().expect("url")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, glb) = ann.download(file("model/gltf-binary")["url"].as_str().expect("url")).await;
+    assert_eq!(status, StatusCode::OK);
+    let solid = check_stl(&stl).expect("a watertight STL");
+    let gltf = check_glb(&glb).expect("a consistent GLB");
+    eprintln!(
+        "sculpture: {} triangles, {:?} mm, {:.0} mm3; GLB {} triangles, {} vertices, {:?} m",
+        solid.triangles, solid.size, solid.volume, gltf.triangles, gltf.vertices, gltf.size
+    );
+    assert_eq!(solid.triangles, gltf.triangles, "the STL and the GLB hold the same mesh");
+    let longest = solid.size.iter().cloned().fold(0.0f32, f32::max);
+    assert!((99.0..=101.0).contains(&longest), "the longest side is {longest} mm, not 100");
+    let (mut mm, mut m) = (solid.size.map(f64::from), gltf.size.map(|s| s * 1000.0));
+    mm.sort_by(f64::total_cmp);
+    m.sort_by(f64::total_cmp);
+    for (a, b) in mm.iter().zip(&m) {
+        assert!((a - b).abs() < 0.1, "the GLB's size {m:?} mm is not the STL's {mm:?}");
+    }
+    // More than the 3 mm base plate under the whole print, less than its bounding box.
+    let [x, y, z] = solid.size.map(f64::from);
+    assert!(solid.volume > x * y * 3.0 && solid.volume < x * y * z, "volume {:.0} mm3", solid.volume);
+
+    app.stop().await;
+}

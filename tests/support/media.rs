@@ -165,14 +165,17 @@ pub fn check_glb(bytes: &[u8]) -> Result<Gltf, String> {
         return Err("the header's length is not the file's".into());
     }
     let json_length = u32_le(bytes, 12) as usize;
-    if u32_le(bytes, 16) != 0x4E4F_534A || json_length % 4 != 0 {
+    if u32_le(bytes, 16) != 0x4E4F_534A || !json_length.is_multiple_of(4) {
         return Err("the first chunk is not a 4-byte-aligned JSON chunk".into());
     }
     let json: serde_json::Value =
         serde_json::from_slice(&bytes[20..20 + json_length]).map_err(|e| format!("the JSON chunk: {e}"))?;
     let bin_at = 20 + json_length;
     let bin_length = u32_le(bytes, bin_at) as usize;
-    if u32_le(bytes, bin_at + 4) != 0x004E_4942 || bin_length % 4 != 0 || bin_at + 8 + bin_length != bytes.len() {
+    if u32_le(bytes, bin_at + 4) != 0x004E_4942
+        || !bin_length.is_multiple_of(4)
+        || bin_at + 8 + bin_length != bytes.len()
+    {
         return Err("the second chunk is not a 4-byte-aligned BIN chunk ending the file".into());
     }
     let bin = &bytes[bin_at + 8..];
@@ -188,7 +191,7 @@ pub fn check_glb(bytes: &[u8]) -> Result<Gltf, String> {
         let view = views.get(index).ok_or("an accessor names a missing bufferView")?;
         let offset = view["byteOffset"].as_u64().unwrap_or(0) as usize;
         let length = view["byteLength"].as_u64().ok_or("a bufferView has no byteLength")? as usize;
-        if offset + length > buffer_length || offset % 4 != 0 {
+        if offset + length > buffer_length || !offset.is_multiple_of(4) {
             return Err(format!("bufferView {index} lies outside the buffer or is unaligned"));
         }
         Ok((offset, length))
@@ -213,7 +216,7 @@ pub fn check_glb(bytes: &[u8]) -> Result<Gltf, String> {
         let count = accessor["count"].as_u64().ok_or("an accessor has no count")? as usize;
         let (view_offset, view_length) = view_range(accessor["bufferView"].as_u64().ok_or("no bufferView")? as usize)?;
         let offset = accessor["byteOffset"].as_u64().unwrap_or(0) as usize;
-        if offset + count * components * size > view_length || (view_offset + offset) % size != 0 {
+        if offset + count * components * size > view_length || !(view_offset + offset).is_multiple_of(size) {
             return Err(format!("accessor {index} does not fit its bufferView"));
         }
         let data = &bin[view_offset + offset..view_offset + offset + count * components * size];
@@ -248,7 +251,7 @@ pub fn check_glb(bytes: &[u8]) -> Result<Gltf, String> {
         }
     }
     let (index_count, _, indices) = read(primitive["indices"].as_u64().ok_or("no indices")?)?;
-    if index_count % 3 != 0 || indices.iter().any(|i| *i as usize >= vertices) {
+    if !index_count.is_multiple_of(3) || indices.iter().any(|i| *i as usize >= vertices) {
         return Err("indices are not whole triangles within POSITION".into());
     }
     Ok(Gltf { triangles: index_count / 3, vertices, size })

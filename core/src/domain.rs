@@ -124,6 +124,13 @@ pub const CATALOGUE: &[Style] = &[
         description: "Irregular panes of glowing flat colour joined by dark lead lines.",
         credits: 5,
     },
+    Style {
+        kind: GenerationKind::Music,
+        id: "pet_theme",
+        name: "Pet theme",
+        description: "A half-minute to one-minute synthesised tune (WAV) whose key, tempo, mood and melody are read from the photo's colours, light and shapes.",
+        credits: 4,
+    },
 ];
 
 /// Finds a style of the given kind.
@@ -198,5 +205,6 @@ mod tests {
         assert!(CATALOGUE.iter().all(|s| s.credits > 0));
         assert!(find_style(GenerationKind::Portrait, "watercolor").is_some());
         assert!(find_style(GenerationKind::Music, "watercolor").is_none());
+        assert!(find_style(GenerationKind::Music, "pet_theme").is_some());
     }
 }

@@ -1,6 +1,7 @@
 //! The model interface the worker calls, and the local studio that implements it with
 //! real image algorithms (no downloads, deterministic for a given input).
 
+mod music;
 mod painterly;
 mod portrait;
 
@@ -129,6 +130,22 @@ impl Studio for LocalStudio {
                     bytes,
                 }])
             }
+            GenerationKind::Music => {
+                let photo = self.load_photo(&request.input, 512, ctx)?;
+                let piece = music::compose(&photo.to_rgb8(), ctx)?;
+                tracing::info!(
+                    key = %piece.key,
+                    tempo_bpm = piece.tempo_bpm,
+                    mood = piece.mood,
+                    seconds = piece.duration_seconds,
+                    "composed"
+                );
+                Ok(vec![RenderedFile {
+                    filename: format!("music-{}.wav", request.style),
+                    content_type: "audio/wav",
+                    bytes: piece.wav,
+                }])
+            }
             other => Err(StudioError::Unsupported { kind: other.as_str() }),
         }
     }
@@ -216,6 +233,21 @@ mod tests {
             options: OutputOptions::default(),
         };
         assert!(matches!(studio.render(&req, &ctx), Err(StudioError::Canceled)));
+    }
+
+    #[test]
+    fn the_pet_theme_is_one_wav() {
+        let studio = LocalStudio::new(limits());
+        let req = RenderRequest {
+            kind: GenerationKind::Music,
+            style: "pet_theme".into(),
+            input: photo(),
+            options: OutputOptions::default(),
+        };
+        let files = studio.render(&req, &RenderContext::detached()).expect("renders");
+        assert_eq!(files.len(), 1);
+        assert_eq!((files[0].filename.as_str(), files[0].content_type), ("music-pet_theme.wav", "audio/wav"));
+        assert_eq!((&files[0].bytes[..4], &files[0].bytes[8..12]), (&b"RIFF"[..], &b"WAVE"[..]));
     }
 
     #[test]

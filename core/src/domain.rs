@@ -125,6 +125,13 @@ pub const CATALOGUE: &[Style] = &[
         credits: 5,
     },
     Style {
+        kind: GenerationKind::Music,
+        id: "pet_theme",
+        name: "Pet theme",
+        description: "A half-minute to one-minute synthesised tune (WAV) whose key, tempo, mood and melody are read from the photo's colours, light and shapes.",
+        credits: 4,
+    },
+    Style {
         kind: GenerationKind::Sculpture,
         id: "relief",
         name: "Relief",
@@ -207,5 +214,6 @@ mod tests {
         assert!(CATALOGUE.iter().all(|s| s.credits > 0));
         assert!(find_style(GenerationKind::Portrait, "watercolor").is_some());
         assert!(find_style(GenerationKind::Music, "watercolor").is_none());
+        assert!(find_style(GenerationKind::Music, "pet_theme").is_some());
     }
 }

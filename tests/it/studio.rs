@@ -246,6 +246,7 @@ async fn orientation_is_honoured_and_metadata_never_served(mode: Mode) {
     app.stop().await;
 }
 
+both_modes!(music_through_the_api, music_through_the_api);
 both_modes!(sculpture_through_the_api, sculpture_through_the_api);
 
 /// The first style the catalogue lists for a kind, which must be available.
@@ -253,6 +254,55 @@ fn first_style(catalogue: &serde_json::Value, kind: &str) -> String {
     let entry = catalogue["kinds"].as_array().expect("kinds").iter().find(|k| k["kind"] == kind).expect("the kind");
     assert_eq!(entry["available"], true, "{entry}");
     entry["styles"][0]["id"].as_str().expect("a style").to_owned()
+}
+
+/// Music from the real photo, through the API: 20–60 s of 16-bit PCM at 44.1 kHz, never
+/// silent, never clipped, and another photo makes other music. Music takes no options.
+async fn music_through_the_api(mode: Mode) {
+    use petportrait_tests::fixtures::pet_jpeg;
+    use petportrait_tests::media::parse_wav;
+    let app = TestApp::spawn(mode, &[("STARTER_CREDITS", "100")]).await;
+    let ann = app.user("Ann").await;
+    let (_, catalogue) = ann.get("/v1/styles").await;
+    let music = first_style(&catalogue, "music");
+    let cat = ann.upload_ok(chelsea_jpeg()).await;
+    let other = ann.upload_ok(pet_jpeg()).await;
+    let mut tracks = Vec::new();
+    for upload in [&cat, &other] {
+        let id = ann.create_generation("music", upload, &music).await["id"].as_str().expect("id").to_owned();
+        let done = ann.wait_terminal(&id, Duration::from_secs(120)).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let output = &done["outputs"][0];
+        assert_eq!(output["content_type"], "audio/wav", "{done}");
+        let (status, bytes) = ann.download(output["url"].as_str().expect("url")).await;
+        assert_eq!(status, StatusCode::OK);
+        let wav = parse_wav(&bytes).expect("a PCM WAV");
+        let duration = wav.duration_seconds();
+        eprintln!(
+            "music: {} Hz, {} channel(s), {duration:.1} s, rms {:.3}, peak {}",
+            wav.sample_rate,
+            wav.channels,
+            wav.rms(0.0, duration),
+            wav.peak()
+        );
+        assert_eq!(wav.sample_rate, 44_100);
+        assert!((20.0..=60.0).contains(&duration), "{duration} s");
+        assert!(wav.peak() < 32_767 && wav.peak() > 8_000, "peak {}: clipped or too quiet", wav.peak());
+        let mut start = 0.0;
+        while start + 5.0 <= duration {
+            let rms = wav.rms(start, start + 5.0);
+            assert!(rms > 0.01, "silent from {start} s: rms {rms:.4}");
+            start += 5.0;
+        }
+        tracks.push(bytes);
+    }
+    assert_ne!(tracks[0], tracks[1], "two different photos made the same music");
+
+    // Music and sculptures take no options.
+    let body = serde_json::json!({"kind": "music", "upload_id": cat, "style": music, "options": {"format": "png"}});
+    let (status, problem) = ann.post_json("/v1/generations", &body).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_options")));
+    app.stop().await;
 }
 
 /// A sculpture from the real photo, through the API: the STL is a closed,

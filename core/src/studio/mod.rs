@@ -3,6 +3,7 @@
 //! studio that calls a model provider over HTTP (`remote/`), and the router that picks
 //! one of them per kind from the configuration (`router.rs`).
 
+mod music;
 mod painterly;
 mod portrait;
 mod remote;
@@ -159,6 +160,22 @@ impl Studio for LocalStudio {
                     bytes,
                 }])
             }
+            GenerationKind::Music => {
+                let photo = self.load_photo(&request.input, 512, ctx)?;
+                let piece = music::compose(&photo.to_rgb8(), ctx)?;
+                tracing::info!(
+                    key = %piece.key,
+                    tempo_bpm = piece.tempo_bpm,
+                    mood = piece.mood,
+                    seconds = piece.duration_seconds,
+                    "composed"
+                );
+                Ok(vec![RenderedFile {
+                    filename: format!("music-{}.wav", request.style),
+                    content_type: "audio/wav",
+                    bytes: piece.wav,
+                }])
+            }
             GenerationKind::Sculpture => {
                 let photo = self.load_photo(&request.input, 512, ctx)?;
                 let sculpture = sculpture::sculpt(&photo.to_rgb8(), ctx)?;
@@ -176,7 +193,6 @@ impl Studio for LocalStudio {
                     },
                 ])
             }
-            other => Err(StudioError::Unsupported { kind: other.as_str() }),
         }
     }
 }
@@ -286,6 +302,22 @@ mod tests {
             request_id: "test".into(),
         };
         assert!(matches!(studio.render(&req, &ctx), Err(StudioError::Canceled)));
+    }
+
+    #[test]
+    fn the_pet_theme_is_one_wav() {
+        let studio = LocalStudio::new(limits());
+        let req = RenderRequest {
+            kind: GenerationKind::Music,
+            style: "pet_theme".into(),
+            input: photo(),
+            options: OutputOptions::default(),
+            request_id: "test".into(),
+        };
+        let files = studio.render(&req, &RenderContext::detached()).expect("renders");
+        assert_eq!(files.len(), 1);
+        assert_eq!((files[0].filename.as_str(), files[0].content_type), ("music-pet_theme.wav", "audio/wav"));
+        assert_eq!((&files[0].bytes[..4], &files[0].bytes[8..12]), (&b"RIFF"[..], &b"WAVE"[..]));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 // it in a temporary directory and point NODE_PATH there:
 //
 //   dir=$(mktemp -d) && (cd "$dir" && npm init -y >/dev/null && npm install gltf-validator)
-//   cargo nextest run -p petportrait-core --run-ignored only sculpture_sample_files   # writes /tmp/petportrait-sculpture.glb
-//   NODE_PATH="$dir/node_modules" node scripts/validate-glb.mjs /tmp/petportrait-sculpture.glb
+//   cargo run --release -p petportrait-studio-bench -- tests/fixtures/chelsea.jpg --write /tmp/studio   # every style's files
+//   NODE_PATH="$dir/node_modules" node scripts/validate-glb.mjs /tmp/studio/sculpture-relief.glb
 //
 // Exits non-zero when any file has errors or warnings.
 import fs from 'node:fs';

@@ -521,23 +521,3 @@ fn one_compose_takes_well_under_a_second_or_two() {
     // Generous: only here to catch an accidental slowdown by an order of magnitude.
     assert!(took.as_secs_f32() < 10.0, "{took:?}");
 }
-
-/// `PETPORTRAIT_MUSIC_DIR=/tmp cargo nextest run -p petportrait-core music::tests::write` keeps
-/// the three pieces to listen to.
-#[test]
-fn write_the_pieces_when_asked() {
-    let Some(dir) = std::env::var_os("PETPORTRAIT_MUSIC_DIR") else { return };
-    for (name, photo) in photos() {
-        let piece = compose_ok(&photo);
-        let path = std::path::Path::new(&dir).join(format!("pet-theme-{}.wav", name.replace(' ', "-")));
-        std::fs::write(&path, &piece.wav).expect("write");
-        eprintln!(
-            "{}: {} {} bpm {} {:.1} s",
-            path.display(),
-            piece.key,
-            piece.tempo_bpm,
-            piece.mood,
-            piece.duration_seconds
-        );
-    }
-}

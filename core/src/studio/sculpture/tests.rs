@@ -371,27 +371,3 @@ fn sculpture_reports_its_stages_and_stops_when_canceled() {
     assert_eq!(seen.iter().map(|s| s.1).collect::<Vec<_>>().len(), 4);
     assert!(seen.windows(2).all(|w| w[0].0 < w[1].0) && seen.iter().all(|s| (20..=85).contains(&s.0)));
 }
-
-/// Writes the blob's sculpture for a look or the glTF validator (not part of CI):
-/// `cargo nextest run -p petportrait-core --run-ignored only sculpture_sample_files`,
-/// then `node scripts/validate-glb.mjs /tmp/petportrait-sculpture.glb`.
-#[test]
-#[ignore]
-fn sculpture_sample_files() {
-    let photo = blob_photo(512, 384);
-    let started = std::time::Instant::now();
-    let sculpture = sculpt(&photo, &RenderContext::detached()).unwrap();
-    let elapsed = started.elapsed();
-    let dir = std::env::temp_dir();
-    std::fs::write(dir.join("petportrait-sculpture.stl"), &sculpture.stl).unwrap();
-    std::fs::write(dir.join("petportrait-sculpture.glb"), &sculpture.glb).unwrap();
-    photo.save(dir.join("petportrait-sculpture-photo.png")).unwrap();
-    eprintln!(
-        "sculpt 512x384: {elapsed:?}, {} triangles, STL {} bytes, GLB {} bytes, size {:?} mm, in {}",
-        sculpture.triangles,
-        sculpture.stl.len(),
-        sculpture.glb.len(),
-        sculpture.size_mm,
-        dir.display()
-    );
-}

@@ -305,6 +305,10 @@ async fn remote_generation_succeeds(mode: Mode) {
     assert_eq!(done["cost"], json!({"credits": 4, "charged": 4, "refunded": 0}));
     let seen = fake.seen();
     assert_eq!(seen.idempotency_keys, [format!("{id}-a1")]);
+    // A finished generation cannot be canceled, and the provider hears nothing of it.
+    let (status, problem) = ann.post_json(&format!("/v1/generations/{id}/cancel"), &json!({})).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("already_completed")));
+    assert!(fake.seen().cancels.is_empty());
     app.stop().await;
 }
 
@@ -376,6 +380,10 @@ async fn remote_cancel_reaches_the_provider(mode: Mode) {
     .await;
     let (_, after) = ann.get(&format!("/v1/generations/{id}")).await;
     assert_eq!(after["status"], "canceled");
+    assert_eq!(ledger_kinds(&ann).await, ["refund", "charge", "hold", "grant"]);
+    // Canceled is terminal: a second cancel is refused and refunds nothing more.
+    let (status, problem) = ann.post_json(&format!("/v1/generations/{id}/cancel"), &json!({})).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("already_completed")));
     assert_eq!(ledger_kinds(&ann).await, ["refund", "charge", "hold", "grant"]);
     app.stop().await;
 }

@@ -1,5 +1,6 @@
 // Drives the try-it page in headless Chromium: sign in, upload, order a pop-art
-// portrait, wait for the image, save a screenshot. Not part of CI (it needs a browser):
+// portrait, wait for the image, then a tune (an audio player appears) and a sculpture
+// (download links appear), save a screenshot. Not part of CI (it needs a browser):
 //
 //   apt-get install chromium && npm install --prefix /tmp/pw playwright-core@1
 //   NODE_PATH=/tmp/pw/node_modules node scripts/browser-check.js http://127.0.0.1:8080/ photo.jpg [shot.png]
@@ -18,8 +19,14 @@ const { chromium } = require('playwright-core');
   await page.click('#create');
   await page.waitForSelector('.gen img', { timeout: 30000 });
   await page.waitForFunction(() => [...document.querySelectorAll('.gen img')].every((i) => i.complete && i.naturalWidth > 0));
+  for (const [style, selector] of [['music/pet_theme', '.gen audio'], ['sculpture/relief', '.gen a[download]']]) {
+    await page.selectOption('#style', style);
+    await page.click('#create');
+    await page.waitForSelector(selector, { timeout: 60000 });
+  }
+  await page.waitForFunction(() => document.querySelector('.gen audio').readyState >= 1);
   console.log('me:', await page.textContent('#me'));
-  console.log('row:', await page.textContent('.gen span'));
+  for (const row of await page.$$eval('.gen', (rows) => rows.map((r) => r.textContent))) console.log('row:', row);
   await page.screenshot({ path: process.argv[4] || 'page.png' });
   await browser.close();
 })().catch((e) => { console.error(e); process.exit(1); });

@@ -3,6 +3,7 @@
 // (download links appear), save a screenshot. Not part of CI (it needs a browser):
 //
 //   apt-get install chromium && npm install --prefix /tmp/pw playwright-core@1
+//   STARTER_CREDITS=20 cargo run --release    (pop art, music and a sculpture cost 17 credits)
 //   NODE_PATH=/tmp/pw/node_modules node scripts/browser-check.js http://127.0.0.1:8080/ photo.jpg [shot.png]
 const { chromium } = require('playwright-core');
 (async () => {

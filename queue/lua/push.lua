@@ -20,7 +20,7 @@ for i = 3, #ARGV, 5 do
     local delay = tonumber(ARGV[i + 2])
     if delay > 0 then
       redis.call('HSET', key, 'd', ARGV[i + 1], 'a', 0, 'm', ARGV[i + 3], 's', 'delayed', 'c', now)
-      redis.call('ZADD', KEYS[2], now + delay, id)
+      redis.call('ZADD', KEYS[2], due_at(now, delay), id)
     else
       redis.call('HSET', key, 'd', ARGV[i + 1], 'a', 0, 'm', ARGV[i + 3], 's', 'ready', 'c', now)
       redis.call('LPUSH', KEYS[1], id)

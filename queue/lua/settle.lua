@@ -38,7 +38,7 @@ for i = 7, #ARGV, 5 do
     elseif outcome == 'retry' then
       redis.call('HSET', key, 's', 'delayed', 'e', ARGV[i + 4])
       redis.call('HDEL', key, 'o')
-      redis.call('ZADD', KEYS[2], now + tonumber(ARGV[i + 3]), id)
+      redis.call('ZADD', KEYS[2], due_at(now, tonumber(ARGV[i + 3])), id)
       woke = true
     elseif outcome == 'release' then
       redis.call('HINCRBY', key, 'a', -1)

@@ -67,6 +67,13 @@ fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// When a job delayed by `delay` from `now` is due. The clock reads whole milliseconds,
+/// so up to one has already passed since `now` began; counting from the next one means
+/// a delayed job never runs early.
+fn due_at(now: i64, delay: Duration) -> i64 {
+    now.saturating_add(1).saturating_add(ms(delay))
+}
+
 impl SqliteQueue {
     /// Creates the queue's tables if missing. The pool should have a busy timeout: the
     /// transactions take the write lock up front and wait for it.
@@ -186,7 +193,8 @@ impl Store for SqliteQueue {
                 added = claimed.rows_affected() == 1;
             }
             if added {
-                let (state, at) = if job.delay.is_zero() { ("ready", now) } else { ("delayed", now + ms(job.delay)) };
+                let (state, at) =
+                    if job.delay.is_zero() { ("ready", now) } else { ("delayed", due_at(now, job.delay)) };
                 sqlx::query(
                     "INSERT INTO pp_queue_jobs (queue, id, payload, attempts, max_attempts, state, at)
                      VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6)",
@@ -275,7 +283,7 @@ impl Store for SqliteQueue {
         for settlement in settlements {
             let (state, at, attempts_change, text): (&str, i64, i64, Option<&str>) = match &settlement.outcome {
                 Outcome::Done(result) => ("done", now, 0, Some(result.as_str())),
-                Outcome::Retry { after, error } => ("delayed", now + ms(*after), 0, Some(error.as_str())),
+                Outcome::Retry { after, error } => ("delayed", due_at(now, *after), 0, Some(error.as_str())),
                 Outcome::Dead(error) => ("dead", now, 0, Some(error.as_str())),
                 Outcome::Release => ("ready", now, -1, None),
             };

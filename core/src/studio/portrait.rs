@@ -35,21 +35,29 @@ pub(super) fn grain(x: u32, y: u32) -> f32 {
 
 /// Sobel gradient magnitude of a grey image, scaled to 0..=1.
 pub(super) fn edges(g: &GrayImage) -> Vec<f32> {
-    let (w, h) = g.dimensions();
-    let at =
-        |x: i64, y: i64| f32::from(g.get_pixel(x.clamp(0, w as i64 - 1) as u32, y.clamp(0, h as i64 - 1) as u32)[0]);
-    let mut out = vec![0.0; (w * h) as usize];
-    for y in 0..h as i64 {
-        for x in 0..w as i64 {
-            let gx = at(x + 1, y - 1) + 2.0 * at(x + 1, y) + at(x + 1, y + 1)
-                - at(x - 1, y - 1)
-                - 2.0 * at(x - 1, y)
-                - at(x - 1, y + 1);
-            let gy = at(x - 1, y + 1) + 2.0 * at(x, y + 1) + at(x + 1, y + 1)
-                - at(x - 1, y - 1)
-                - 2.0 * at(x, y - 1)
-                - at(x + 1, y - 1);
-            out[(y as u32 * w + x as u32) as usize] = ((gx * gx + gy * gy).sqrt() / 1_442.0).min(1.0);
+    let (w, h) = (g.width() as usize, g.height() as usize);
+    sobel_magnitude(w, h, |x, y| f32::from(g.get_pixel(x as u32, y as u32)[0]))
+        .into_iter()
+        .map(|m| (m / 1_442.0).min(1.0))
+        .collect()
+}
+
+/// Sobel gradient magnitude (unscaled) of a `w`×`h` field read through `at`, with the
+/// border pixels repeated outwards. Shared by the portrait styles and the sculpture.
+pub(super) fn sobel_magnitude(w: usize, h: usize, at: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let v = |x: isize, y: isize| at(x.clamp(0, w as isize - 1) as usize, y.clamp(0, h as isize - 1) as usize);
+    let mut out = vec![0.0; w * h];
+    for y in 0..h as isize {
+        for x in 0..w as isize {
+            let gx = v(x + 1, y - 1) + 2.0 * v(x + 1, y) + v(x + 1, y + 1)
+                - v(x - 1, y - 1)
+                - 2.0 * v(x - 1, y)
+                - v(x - 1, y + 1);
+            let gy = v(x - 1, y + 1) + 2.0 * v(x, y + 1) + v(x + 1, y + 1)
+                - v(x - 1, y - 1)
+                - 2.0 * v(x, y - 1)
+                - v(x + 1, y - 1);
+            out[y as usize * w + x as usize] = (gx * gx + gy * gy).sqrt();
         }
     }
     out

@@ -239,22 +239,7 @@ fn to_lab(rgb: [u8; 3]) -> [f32; 3] {
 
 /// Sobel gradient magnitude, edges repeated.
 fn gradient(v: &[f32], w: usize, h: usize) -> Vec<f32> {
-    let at = |x: isize, y: isize| v[y.clamp(0, h as isize - 1) as usize * w + x.clamp(0, w as isize - 1) as usize];
-    let mut out = vec![0.0; w * h];
-    for y in 0..h as isize {
-        for x in 0..w as isize {
-            let gx = at(x + 1, y - 1) + 2.0 * at(x + 1, y) + at(x + 1, y + 1)
-                - at(x - 1, y - 1)
-                - 2.0 * at(x - 1, y)
-                - at(x - 1, y + 1);
-            let gy = at(x - 1, y + 1) + 2.0 * at(x, y + 1) + at(x + 1, y + 1)
-                - at(x - 1, y - 1)
-                - 2.0 * at(x, y - 1)
-                - at(x + 1, y - 1);
-            out[y as usize * w + x as usize] = (gx * gx + gy * gy).sqrt() / 8.0;
-        }
-    }
-    out
+    super::super::portrait::sobel_magnitude(w, h, |x, y| v[y * w + x]).into_iter().map(|m| m / 8.0).collect()
 }
 
 /// Otsu's threshold of values in 0..=1: the split maximising the between-class variance.

@@ -73,6 +73,24 @@ async fn rejections(mode: Mode) {
     let prefix = format!("u/{}/", me["id"].as_str().expect("user id"));
     assert!(app.services.store.list(&prefix).await.expect("list").is_empty());
 
+    // A phone's motion photo (the picture, then its MP4 video) is not a polyglot: it is
+    // accepted, and only the picture is kept.
+    let photo = chelsea_jpeg();
+    let mut motion_photo = photo.clone();
+    for (kind, body) in [(b"ftyp", b"mp42isom".to_vec()), (b"mdat", vec![9u8; 4000])] {
+        motion_photo.extend_from_slice(&(body.len() as u32 + 8).to_be_bytes());
+        motion_photo.extend_from_slice(kind);
+        motion_photo.extend_from_slice(&body);
+    }
+    let response = ann.upload(motion_photo, "PXL_motion.jpg", "image/jpeg").await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let upload: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(upload["bytes"].as_u64(), Some(photo.len() as u64), "{upload}");
+    let stored = app.services.store.list(&prefix).await.expect("list");
+    assert_eq!(stored.len(), 1);
+    let kept = app.services.store.get(&stored[0]).await.expect("get").expect("the object");
+    assert_eq!(kept.as_ref(), photo.as_slice(), "the video was not stored");
+
     // Too large a body.
     let response = ann.upload(vec![0u8; 3_000_000], "huge.jpg", "image/jpeg").await;
     let status = response.status();

@@ -67,11 +67,12 @@ pub async fn create_upload(
     let turn = state.decode_slots.clone().acquire_owned().await.map_err(internal)?;
     let checked = bytes.clone();
     // The size reported is the upright picture's, after its EXIF orientation.
-    let (info, width, height): (ImageInfo, u32, u32) = tokio::task::spawn_blocking(move || {
+    // Only the image's own bytes are stored: a phone's motion-photo video after it is not.
+    let (info, width, height, image_length): (ImageInfo, u32, u32, usize) = tokio::task::spawn_blocking(move || {
         let _turn = turn;
         let info = imaging::inspect(&checked, &limits)?;
         let upright = imaging::decode(&checked, &info)?;
-        Ok::<_, ImageRejection>((info, upright.width(), upright.height()))
+        Ok::<_, ImageRejection>((info, upright.width(), upright.height(), imaging::image_length(&checked, &info)?))
     })
     .await
     .map_err(internal)?
@@ -82,6 +83,7 @@ pub async fn create_upload(
     let now = now_ms();
     let expires_at = now + duration_ms(state.upload_ttl);
     let key = keys::upload(&user_id, &id, info.format.extension());
+    let bytes = bytes.slice(..image_length);
     let size = i64::try_from(bytes.len()).map_err(internal)?;
     let object = NewObject {
         user_id: &user_id,

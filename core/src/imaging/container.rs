@@ -16,16 +16,32 @@ struct Walk {
     metadata: Vec<std::ops::Range<usize>>,
 }
 
-/// Checks that the file is one whole image and nothing else.
-pub fn check(bytes: &[u8], format: AcceptedFormat) -> Result<(), ImageRejection> {
-    let walk = match format {
+/// Checks that the file is one whole image and nothing else, and answers how many of
+/// its bytes are the image. What may follow is padding with zeros, or a trailer that
+/// cameras and phones write and that is known to be inert for us (see
+/// `is_known_trailer`); the caller keeps only the image's bytes.
+pub fn check(bytes: &[u8], format: AcceptedFormat) -> Result<usize, ImageRejection> {
+    let mut walk = match format {
         AcceptedFormat::Jpeg => walk_jpeg(bytes),
         AcceptedFormat::Png => walk_png(bytes),
         AcceptedFormat::Webp => walk_webp(bytes),
     }?;
-    // Some writers pad a file with zeros after the image; anything else is a payload.
+    // Phones append further JPEGs after the first one's end (MPF: the gain map of an
+    // Ultra HDR photo, a depth map). Each must be whole and is checked like the first.
+    if matches!(format, AcceptedFormat::Jpeg) {
+        while bytes[walk.end..].starts_with(&[0xFF, 0xD8]) {
+            let base = walk.end;
+            let next = walk_jpeg(&bytes[base..])?;
+            walk.metadata.extend(next.metadata.into_iter().map(|r| r.start + base..r.end + base));
+            walk.end = base + next.end;
+        }
+    }
+    // Some writers pad a file with zeros after the image; phones append a motion
+    // photo's video or Samsung's trailer; anything else is a payload.
     let trailing = &bytes[walk.end..];
-    if let Some(first) = trailing.iter().position(|b| *b != 0) {
+    if let Some(first) = trailing.iter().position(|b| *b != 0)
+        && !(matches!(format, AcceptedFormat::Jpeg) && is_known_trailer(trailing))
+    {
         return Err(ImageRejection::Polyglot { reason: "data follows the end of the image", offset: walk.end + first });
     }
     for range in walk.metadata {
@@ -36,7 +52,62 @@ pub fn check(bytes: &[u8], format: AcceptedFormat) -> Result<(), ImageRejection>
             });
         }
     }
-    Ok(())
+    Ok(walk.end)
+}
+
+/// Trailers phones write after a JPEG: a motion photo's MP4 video (Google's and
+/// Samsung's "motion photos", a sequence of MP4 boxes starting with `ftyp`, possibly
+/// after Samsung's `MotionPhoto_Data` marker) and Samsung's SEF block (ending with
+/// `SEFT`). They are checked for their own structure, not just a magic number, and are
+/// never stored: only the image's bytes are kept.
+fn is_known_trailer(trailing: &[u8]) -> bool {
+    const MOTION_PHOTO_MARKER: &[u8] = b"MotionPhoto_Data";
+    let before_sef = match sef_block_start(trailing) {
+        Some(start) => &trailing[..start],
+        None => trailing,
+    };
+    if before_sef.is_empty() {
+        // A SEF block alone (an empty trailer never gets here).
+        return true;
+    }
+    let video = before_sef.strip_prefix(MOTION_PHOTO_MARKER).unwrap_or(before_sef);
+    video.get(4..8) == Some(b"ftyp") && is_mp4_boxes(video)
+}
+
+/// Where Samsung's SEF block starts, if the trailer ends with one:
+/// `SEFH ... <length: u32 little-endian> SEFT`, the length counting from `SEFH`.
+fn sef_block_start(trailing: &[u8]) -> Option<usize> {
+    let n = trailing.len();
+    if n < 8 || !trailing.ends_with(b"SEFT") {
+        return None;
+    }
+    let length = u32::from_le_bytes([trailing[n - 8], trailing[n - 7], trailing[n - 6], trailing[n - 5]]) as usize;
+    let start = n.checked_sub(8)?.checked_sub(length)?;
+    trailing[start..].starts_with(b"SEFH").then_some(start)
+}
+
+/// Whether `data` is a whole sequence of MP4 boxes (size, four-letter type, body).
+fn is_mp4_boxes(data: &[u8]) -> bool {
+    let mut at = 0;
+    while at < data.len() {
+        let Some(header) = data.get(at..at + 8) else { return false };
+        if !header[4..8].iter().all(|b| b.is_ascii_alphanumeric() || *b == b' ') {
+            return false;
+        }
+        let size = match u32::from_be_bytes([header[0], header[1], header[2], header[3]]) {
+            0 => data.len() - at,
+            1 => match data.get(at + 8..at + 16) {
+                Some(large) => usize::try_from(u64::from_be_bytes(large.try_into().unwrap_or([0; 8]))).unwrap_or(0),
+                None => return false,
+            },
+            n => n as usize,
+        };
+        if size < 8 || at + size > data.len() {
+            return false;
+        }
+        at += size;
+    }
+    true
 }
 
 fn find_foreign_marker(data: &[u8]) -> Option<usize> {
@@ -222,6 +293,48 @@ mod tests {
             let err = check(&bytes, accepted(format)).expect_err("payload after the image");
             assert_eq!(err.code(), "image_polyglot", "{format:?}");
         }
+    }
+
+    #[test]
+    fn a_phone_jpeg_with_a_second_image_after_the_first_passes() {
+        let first = encoded(ImageFormat::Jpeg);
+        let mut two = first.clone();
+        two.extend_from_slice(&first);
+        check(&two, AcceptedFormat::Jpeg).expect("a multi-picture JPEG");
+        // The appended image must be whole too, and may not carry a payload after it.
+        let cut = &two[..first.len() + first.len() / 2];
+        assert_eq!(check(cut, AcceptedFormat::Jpeg).expect_err("cut").code(), "image_truncated");
+        two.extend_from_slice(b"<html>");
+        assert_eq!(check(&two, AcceptedFormat::Jpeg).expect_err("payload").code(), "image_polyglot");
+    }
+
+    /// An MP4 box: size, type, body.
+    fn mp4_box(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut out = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        out.extend_from_slice(kind);
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn a_motion_photo_video_or_samsung_trailer_is_accepted_and_left_out() {
+        let image = encoded(ImageFormat::Jpeg);
+        let video = [mp4_box(b"ftyp", b"mp42isom"), mp4_box(b"mdat", &[7; 100])].concat();
+        let sef_body = b"SEFH some Samsung records";
+        let mut sef = sef_body.to_vec();
+        sef.extend_from_slice(&(sef_body.len() as u32).to_le_bytes());
+        sef.extend_from_slice(b"SEFT");
+        for trailer in [video.clone(), [b"MotionPhoto_Data".to_vec(), video.clone(), sef.clone()].concat(), sef.clone()]
+        {
+            let file = [image.clone(), trailer].concat();
+            assert_eq!(check(&file, AcceptedFormat::Jpeg).expect("a phone photo"), image.len());
+        }
+        // A trailer that only starts like a video is still a payload.
+        let fake = [image.clone(), video[..20].to_vec(), b"<html><script>".to_vec()].concat();
+        assert_eq!(check(&fake, AcceptedFormat::Jpeg).expect_err("payload").code(), "image_polyglot");
+        // PNG and WebP have no such trailers.
+        let png = [encoded(ImageFormat::Png), video].concat();
+        assert_eq!(check(&png, AcceptedFormat::Png).expect_err("payload").code(), "image_polyglot");
     }
 
     #[test]

@@ -116,10 +116,18 @@ pub fn inspect(bytes: &[u8], limits: &UploadLimits) -> Result<ImageInfo, ImageRe
     Ok(ImageInfo { format, width, height })
 }
 
+/// How many leading bytes of a checked file are its image: what follows (zero padding,
+/// a phone's motion-photo video or trailer) is not kept. Refuses what `decode` refuses
+/// about the container.
+pub fn image_length(bytes: &[u8], info: &ImageInfo) -> Result<usize, ImageRejection> {
+    container::check(bytes, info.format)
+}
+
 /// Decodes a checked image under a memory limit, honouring its EXIF orientation.
 /// CPU-heavy: call it from a blocking thread.
 pub fn decode(bytes: &[u8], info: &ImageInfo) -> Result<DynamicImage, ImageRejection> {
-    container::check(bytes, info.format)?;
+    let image_length = container::check(bytes, info.format)?;
+    let bytes = &bytes[..image_length];
     let mut reader = ImageReader::with_format(Cursor::new(bytes), info.format.image_format());
     let mut limits = Limits::default();
     limits.max_image_width = Some(info.width);

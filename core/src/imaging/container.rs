@@ -1,25 +1,32 @@
 //! Walks an image's container (JPEG segments, PNG chunks, RIFF chunks of WebP) to find
 //! where the image really ends. Decoders are lenient: they fill a truncated JPEG with
 //! grey and ignore whatever follows the image, which is where a polyglot (an image
-//! that is also a ZIP, a PDF or a web page) keeps its second life. So a file must end
-//! where its image ends, and its metadata must not carry markup or another document.
+//! that is also a ZIP, a PDF or a web page) keeps its second life.
+//!
+//! The rules: the image must be whole (else `image_truncated`); what follows it is never
+//! stored, and the file is refused as `image_polyglot` when that trailer, or the text
+//! metadata (XMP, comments, PNG text chunks), makes the file another program's
+//! document: a ZIP archive, a PDF, a web page or a script. Other trailers are what
+//! phones and cameras write (further JPEGs of a multi-picture file, a motion photo's
+//! video, Samsung's records) and are simply left out.
 
 use super::{AcceptedFormat, ImageRejection};
 
-/// Texts that mark another format hidden in an image's metadata. Matched without regard
-/// to case; each is long enough never to turn up by chance in a real photo's metadata.
+/// Texts that mark a web page, script or PDF hidden in an image's text metadata or
+/// trailer. Matched without regard to case; each is long enough not to turn up by
+/// chance in real metadata or in a phone's trailer (a video's bytes included).
 const FOREIGN_MARKERS: [&[u8]; 6] = [b"<script", b"<html", b"<!doctype", b"<?php", b"<svg", b"%pdf-"];
 
-/// Where the image of `bytes` ends, and the byte ranges of its metadata segments.
+/// Where the image of `bytes` ends, and the byte ranges of its text metadata (XMP,
+/// comments, PNG text chunks). Binary metadata (EXIF with its thumbnail, ICC profiles)
+/// is not searched for markup: its bytes can spell anything by chance.
 struct Walk {
     end: usize,
-    metadata: Vec<std::ops::Range<usize>>,
+    text: Vec<std::ops::Range<usize>>,
 }
 
-/// Checks that the file is one whole image and nothing else, and answers how many of
-/// its bytes are the image. What may follow is padding with zeros, or a trailer that
-/// cameras and phones write and that is known to be inert for us (see
-/// `is_known_trailer`); the caller keeps only the image's bytes.
+/// Checks that the file is one whole image and not also another document, and answers
+/// how many of its bytes are the image (the caller keeps only those).
 pub fn check(bytes: &[u8], format: AcceptedFormat) -> Result<usize, ImageRejection> {
     let mut walk = match format {
         AcceptedFormat::Jpeg => walk_jpeg(bytes),
@@ -32,19 +39,21 @@ pub fn check(bytes: &[u8], format: AcceptedFormat) -> Result<usize, ImageRejecti
         while bytes[walk.end..].starts_with(&[0xFF, 0xD8]) {
             let base = walk.end;
             let next = walk_jpeg(&bytes[base..])?;
-            walk.metadata.extend(next.metadata.into_iter().map(|r| r.start + base..r.end + base));
+            walk.text.extend(next.text.into_iter().map(|r| r.start + base..r.end + base));
             walk.end = base + next.end;
         }
     }
-    // Some writers pad a file with zeros after the image; phones append a motion
-    // photo's video or Samsung's trailer; anything else is a payload.
-    let trailing = &bytes[walk.end..];
-    if let Some(first) = trailing.iter().position(|b| *b != 0)
-        && !(matches!(format, AcceptedFormat::Jpeg) && is_known_trailer(trailing))
-    {
-        return Err(ImageRejection::Polyglot { reason: "data follows the end of the image", offset: walk.end + first });
+    let trailer = &bytes[walk.end..];
+    if let Some(at) = find_foreign_marker(trailer) {
+        return Err(ImageRejection::Polyglot {
+            reason: "a web page or document follows the image",
+            offset: walk.end + at,
+        });
     }
-    for range in walk.metadata {
+    if let Some(at) = find_zip(trailer) {
+        return Err(ImageRejection::Polyglot { reason: "a ZIP archive follows the image", offset: walk.end + at });
+    }
+    for range in walk.text {
         if let Some(at) = find_foreign_marker(&bytes[range.clone()]) {
             return Err(ImageRejection::Polyglot {
                 reason: "the metadata holds markup or a document",
@@ -55,59 +64,15 @@ pub fn check(bytes: &[u8], format: AcceptedFormat) -> Result<usize, ImageRejecti
     Ok(walk.end)
 }
 
-/// Trailers phones write after a JPEG: a motion photo's MP4 video (Google's and
-/// Samsung's "motion photos", a sequence of MP4 boxes starting with `ftyp`, possibly
-/// after Samsung's `MotionPhoto_Data` marker) and Samsung's SEF block (ending with
-/// `SEFT`). They are checked for their own structure, not just a magic number, and are
-/// never stored: only the image's bytes are kept.
-fn is_known_trailer(trailing: &[u8]) -> bool {
-    const MOTION_PHOTO_MARKER: &[u8] = b"MotionPhoto_Data";
-    let before_sef = match sef_block_start(trailing) {
-        Some(start) => &trailing[..start],
-        None => trailing,
-    };
-    if before_sef.is_empty() {
-        // A SEF block alone (an empty trailer never gets here).
-        return true;
+/// A ZIP archive in a trailer: a local file header where the trailer starts, or the
+/// end-of-central-directory record where ZIP readers look for it (the last 64 KiB and
+/// 22 bytes of the file).
+fn find_zip(trailer: &[u8]) -> Option<usize> {
+    if trailer.starts_with(b"PK\x03\x04") {
+        return Some(0);
     }
-    let video = before_sef.strip_prefix(MOTION_PHOTO_MARKER).unwrap_or(before_sef);
-    video.get(4..8) == Some(b"ftyp") && is_mp4_boxes(video)
-}
-
-/// Where Samsung's SEF block starts, if the trailer ends with one:
-/// `SEFH ... <length: u32 little-endian> SEFT`, the length counting from `SEFH`.
-fn sef_block_start(trailing: &[u8]) -> Option<usize> {
-    let n = trailing.len();
-    if n < 8 || !trailing.ends_with(b"SEFT") {
-        return None;
-    }
-    let length = u32::from_le_bytes([trailing[n - 8], trailing[n - 7], trailing[n - 6], trailing[n - 5]]) as usize;
-    let start = n.checked_sub(8)?.checked_sub(length)?;
-    trailing[start..].starts_with(b"SEFH").then_some(start)
-}
-
-/// Whether `data` is a whole sequence of MP4 boxes (size, four-letter type, body).
-fn is_mp4_boxes(data: &[u8]) -> bool {
-    let mut at = 0;
-    while at < data.len() {
-        let Some(header) = data.get(at..at + 8) else { return false };
-        if !header[4..8].iter().all(|b| b.is_ascii_alphanumeric() || *b == b' ') {
-            return false;
-        }
-        let size = match u32::from_be_bytes([header[0], header[1], header[2], header[3]]) {
-            0 => data.len() - at,
-            1 => match data.get(at + 8..at + 16) {
-                Some(large) => usize::try_from(u64::from_be_bytes(large.try_into().unwrap_or([0; 8]))).unwrap_or(0),
-                None => return false,
-            },
-            n => n as usize,
-        };
-        if size < 8 || at + size > data.len() {
-            return false;
-        }
-        at += size;
-    }
-    true
+    let from = trailer.len().saturating_sub(65_536 + 22);
+    trailer[from..].windows(4).position(|w| w == b"PK\x05\x06").map(|at| from + at)
 }
 
 fn find_foreign_marker(data: &[u8]) -> Option<usize> {
@@ -125,7 +90,7 @@ fn walk_jpeg(bytes: &[u8]) -> Result<Walk, ImageRejection> {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return Err(malformed("a JPEG must start with SOI"));
     }
-    let mut metadata = Vec::new();
+    let mut text = Vec::new();
     let mut i = 2;
     loop {
         if i >= bytes.len() {
@@ -141,7 +106,7 @@ fn walk_jpeg(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         let Some(&marker) = bytes.get(i) else { return Err(ImageRejection::Truncated) };
         i += 1;
         match marker {
-            0xD9 => return Ok(Walk { end: i, metadata }),
+            0xD9 => return Ok(Walk { end: i, text }),
             // Markers without a length: restart markers and TEM.
             0xD0..=0xD7 | 0x01 => continue,
             _ => {}
@@ -156,9 +121,10 @@ fn walk_jpeg(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         if i + length > bytes.len() {
             return Err(ImageRejection::Truncated);
         }
-        // APPn and COM segments carry metadata (EXIF, XMP, ICC, comments).
-        if (0xE0..=0xEF).contains(&marker) || marker == 0xFE {
-            metadata.push(i + 2..i + length);
+        // Text metadata: comments (COM) and XMP packets (APP1 with Adobe's namespace).
+        let segment = i + 2..i + length;
+        if marker == 0xFE || (marker == 0xE1 && bytes[segment.clone()].starts_with(b"http://ns.adobe.com/xap/1.0/")) {
+            text.push(segment);
         }
         i += length;
         if marker == 0xDA {
@@ -188,7 +154,7 @@ fn walk_png(bytes: &[u8]) -> Result<Walk, ImageRejection> {
     if !bytes.starts_with(&SIGNATURE) {
         return Err(malformed("a PNG must start with its signature"));
     }
-    let mut metadata = Vec::new();
+    let mut text = Vec::new();
     let mut i = SIGNATURE.len();
     loop {
         let Some(header) = bytes.get(i..i + 8) else { return Err(ImageRejection::Truncated) };
@@ -202,12 +168,13 @@ fn walk_png(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         if data.end + 4 > bytes.len() {
             return Err(ImageRejection::Truncated);
         }
-        if matches!(&kind, b"tEXt" | b"zTXt" | b"iTXt" | b"eXIf") {
-            metadata.push(data.clone());
+        // zTXt is compressed (and left unsearched); eXIf is binary.
+        if matches!(&kind, b"tEXt" | b"iTXt") {
+            text.push(data.clone());
         }
         i = data.end + 4;
         if &kind == b"IEND" {
-            return Ok(Walk { end: i, metadata });
+            return Ok(Walk { end: i, text });
         }
     }
 }
@@ -221,7 +188,7 @@ fn walk_webp(bytes: &[u8]) -> Result<Walk, ImageRejection> {
     if end > bytes.len() {
         return Err(ImageRejection::Truncated);
     }
-    let mut metadata = Vec::new();
+    let mut text = Vec::new();
     let mut i = 12;
     while i < end {
         let Some(header) = bytes.get(i..i + 8).filter(|_| i + 8 <= end) else {
@@ -232,13 +199,13 @@ fn walk_webp(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         if data.end > end {
             return Err(malformed("a WebP chunk crosses the end of the RIFF"));
         }
-        if matches!(&header[0..4], b"EXIF" | b"XMP ") {
-            metadata.push(data.clone());
+        if &header[0..4] == b"XMP " {
+            text.push(data.clone());
         }
         // Chunks are padded to an even length.
         i = data.end + (length & 1);
     }
-    Ok(Walk { end, metadata })
+    Ok(Walk { end, text })
 }
 
 #[cfg(test)]
@@ -317,24 +284,54 @@ mod tests {
     }
 
     #[test]
-    fn a_motion_photo_video_or_samsung_trailer_is_accepted_and_left_out() {
+    fn phone_trailers_are_accepted_and_left_out() {
         let image = encoded(ImageFormat::Jpeg);
-        let video = [mp4_box(b"ftyp", b"mp42isom"), mp4_box(b"mdat", &[7; 100])].concat();
-        let sef_body = b"SEFH some Samsung records";
-        let mut sef = sef_body.to_vec();
-        sef.extend_from_slice(&(sef_body.len() as u32).to_le_bytes());
-        sef.extend_from_slice(b"SEFT");
-        for trailer in [video.clone(), [b"MotionPhoto_Data".to_vec(), video.clone(), sef.clone()].concat(), sef.clone()]
-        {
+        let video = [mp4_box(b"ftyp", b"mp42isom"), mp4_box(b"mdat", &[7; 4000])].concat();
+        // Samsung-style records: binary headers and names, closed by SEFH ... SEFT.
+        let records = [
+            &[0x00, 0x00, 0x01, 0x0A, 0x0E, 0x00, 0x00, 0x00][..],
+            b"Image_UTC_Data1700000000000",
+            b"\x00\x00\x30\x0A\x10\x00\x00\x00MotionPhoto_Data",
+            &video,
+            b"SEFH\x6b\x00\x00\x00\x02\x00\x00\x00",
+            b"\x40\x00\x00\x00SEFT",
+        ]
+        .concat();
+        // A 64-bit box size that would overflow a naive box walk (never parsed here).
+        let hostile_sizes =
+            [mp4_box(b"ftyp", b""), b"\x00\x00\x00\x01mdat\xff\xff\xff\xff\xff\xff\xff\xf8".to_vec()].concat();
+        for trailer in [video.clone(), records, hostile_sizes, vec![0; 16]] {
             let file = [image.clone(), trailer].concat();
             assert_eq!(check(&file, AcceptedFormat::Jpeg).expect("a phone photo"), image.len());
         }
-        // A trailer that only starts like a video is still a payload.
-        let fake = [image.clone(), video[..20].to_vec(), b"<html><script>".to_vec()].concat();
-        assert_eq!(check(&fake, AcceptedFormat::Jpeg).expect_err("payload").code(), "image_polyglot");
-        // PNG and WebP have no such trailers.
-        let png = [encoded(ImageFormat::Png), video].concat();
-        assert_eq!(check(&png, AcceptedFormat::Png).expect_err("payload").code(), "image_polyglot");
+    }
+
+    #[test]
+    fn a_document_after_the_image_is_a_polyglot() {
+        let image = encoded(ImageFormat::Png);
+        let mut zip_at_the_end = b"some bytes first".to_vec();
+        zip_at_the_end.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00");
+        for trailer in [zip_at_the_end, b"\n<!DOCTYPE html><p>hi".to_vec(), b"%PDF-1.7 ...".to_vec()] {
+            let file = [image.clone(), trailer].concat();
+            assert_eq!(check(&file, AcceptedFormat::Png).expect_err("a document").code(), "image_polyglot");
+        }
+    }
+
+    #[test]
+    fn only_text_metadata_is_searched_for_markup() {
+        let bytes = encoded(ImageFormat::Jpeg);
+        let with_segment = |marker: u8, body: &[u8]| {
+            let mut out = bytes[..2].to_vec();
+            out.extend_from_slice(&[0xFF, marker]);
+            out.extend_from_slice(&((body.len() + 2) as u16).to_be_bytes());
+            out.extend_from_slice(body);
+            out.extend_from_slice(&bytes[2..]);
+            out
+        };
+        // EXIF is binary: its thumbnail may spell anything.
+        check(&with_segment(0xE1, b"Exif\0\0 binary <svg by chance"), AcceptedFormat::Jpeg).expect("EXIF");
+        let xmp = with_segment(0xE1, b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta><svg onload=x>");
+        assert_eq!(check(&xmp, AcceptedFormat::Jpeg).expect_err("markup").code(), "image_polyglot");
     }
 
     #[test]

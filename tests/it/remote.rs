@@ -141,11 +141,16 @@ async fn remote_errors_map_to_permanent_or_retryable() {
     assert!(fake.seen().cancels.is_empty(), "an ended prediction is not canceled");
 
     type Expected = fn(&StudioError) -> bool;
-    let cases: [(Script, Expected); 6] = [
+    let cases: [(Script, Expected); 7] = [
         (Script { outcome: Outcome::Fail("CUDA error: device-side assert".into()), ..Script::default() }, |e| {
             matches!(e, StudioError::ModelFailed(_))
         }),
         (Script { outcome: Outcome::SucceedWithHtml, ..Script::default() }, |e| {
+            matches!(e, StudioError::ModelFailed(_))
+        }),
+        // A 404 on the output is not retried as an outage (that would pay for a new
+        // prediction); the model's result is lost.
+        (Script { outcome: Outcome::SucceedWithMissingOutput, ..Script::default() }, |e| {
             matches!(e, StudioError::ModelFailed(_))
         }),
         (Script { outcome: Outcome::CanceledByProvider, ..Script::default() }, |e| {

@@ -28,6 +28,8 @@ pub enum Outcome {
     Succeed,
     /// `succeeded`, but the output is served as `text/html`.
     SucceedWithHtml,
+    /// `succeeded`, but the output's URL answers 404 (an expired delivery link).
+    SucceedWithMissingOutput,
     /// `failed` with a content-policy error (Replicate's wording).
     ContentPolicy,
     /// `failed` with this error.
@@ -320,6 +322,10 @@ async fn poll(State(shared): State<Arc<Shared>>, Path(id): Path<String>, headers
                 Outcome::SucceedWithHtml => {
                     p.status = "succeeded";
                     p.output = json!([format!("{}/files/{id}/page.html", shared.base)]);
+                }
+                Outcome::SucceedWithMissingOutput => {
+                    p.status = "succeeded";
+                    p.output = json!([format!("{}/files/expired/portrait.png", shared.base)]);
                 }
                 Outcome::ContentPolicy => {
                     p.status = "failed";

@@ -132,6 +132,11 @@ async fn save_output(
             tracing::info!(gallery.item = %item.id, generation.id = %generation.id, "output saved to the gallery");
             Ok(item)
         }
+        KeepOutcome::CopyPurged => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "save_interrupted",
+            "saving took too long and its copy was cleaned up; try again",
+        )),
         // A concurrent save won; our copy stays provisional and the purge removes it.
         KeepOutcome::AlreadySaved => {
             db.gallery_item_from_output(user, &output.id).await.map_err(internal)?.ok_or_else(|| {

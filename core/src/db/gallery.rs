@@ -24,6 +24,9 @@ pub enum KeepOutcome {
     Kept,
     /// The output was already in the gallery (a concurrent or repeated save).
     AlreadySaved,
+    /// The copy was purged before the item could be recorded (the save stalled past
+    /// the copy's provisional expiry); nothing was recorded.
+    CopyPurged,
 }
 
 impl Db {
@@ -54,10 +57,19 @@ impl Db {
             tx.rollback().await?;
             return Ok(KeepOutcome::AlreadySaved);
         }
-        sqlx::query("UPDATE stored_objects SET expires_at = NULL WHERE id = $1 AND kind = 'gallery'")
-            .bind(&item.object_id)
-            .execute(&mut *tx)
-            .await?;
+        // The copy must still be there: a save that stalled past the provisional expiry
+        // may have lost it to the purge, and an item must never point at a purged copy.
+        let kept = sqlx::query(
+            "UPDATE stored_objects SET expires_at = NULL WHERE id = $1 AND kind = 'gallery' AND state = 'active'",
+        )
+        .bind(&item.object_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if kept == 0 {
+            tx.rollback().await?;
+            return Ok(KeepOutcome::CopyPurged);
+        }
         tx.commit().await?;
         Ok(KeepOutcome::Kept)
     }

@@ -348,6 +348,11 @@ impl RemoteStudio {
             return Err(bad(MAX_OUTPUTS, format!("{} outputs; at most {MAX_OUTPUTS} are accepted", urls.len())));
         }
         let limit = self.config.max_output_bytes;
+        // Downloads start once the prediction has ended and share one budget: whatever
+        // is left of the prediction's deadline, but at least one request timeout in all
+        // (not one per output), so they cannot run the attempt past JOB_TIMEOUT and throw
+        // away a paid prediction that succeeded.
+        let download_deadline = deadline.max(Instant::now() + self.config.request_timeout);
         let mut files = Vec::with_capacity(urls.len());
         for (index, url) in urls.iter().enumerate() {
             if ctx.is_canceled() {
@@ -359,9 +364,6 @@ impl RemoteStudio {
             } else {
                 let parsed = reqwest::Url::parse(url).map_err(|e| bad(index, format!("not a URL: {e}")))?;
                 self.provider.check_output_url(&parsed).map_err(|why| bad(index, format!("refused URL: {why}")))?;
-                // Downloads start once the prediction has ended: each gets at least one
-                // request timeout, even past the prediction's deadline.
-                let download_deadline = deadline.max(Instant::now() + self.config.request_timeout);
                 let reply = self
                     .provider
                     .call("download", Gate::Breaker, download_deadline, limit, || {
@@ -369,7 +371,12 @@ impl RemoteStudio {
                     })
                     .await
                     .map_err(|error| match error {
+                        // What retrying cannot fix: too large, or an answer such as 404 or
+                        // a refused redirect left after the retries of 5xx, 408 and 429.
                         ProviderError::TooLarge { .. } => StudioError::ModelFailed(Box::new(error)),
+                        ProviderError::Status { status, .. } if !(status >= 500 || status == 408 || status == 429) => {
+                            StudioError::ModelFailed(Box::new(error))
+                        }
                         other => self.transient(other),
                     })?;
                 let declared = reply.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);

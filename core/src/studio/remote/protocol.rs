@@ -138,15 +138,20 @@ const CONTENT_POLICY_WORDS: &[&str] = &[
     "unsafe content",
 ];
 
-/// Replicate's "Prediction interrupted; please retry (code: PA)" and the like.
-const TRANSIENT_WORDS: &[&str] = &["please retry", "interrupted", "try again later"];
+/// Replicate's "Prediction interrupted; please retry (code: PA)" and the like, and a
+/// safety service that failed rather than judged ("safety checker timed out").
+const TRANSIENT_WORDS: &[&str] =
+    &["please retry", "interrupted", "try again later", "timed out", "timeout", "unavailable", "temporarily"];
 
+/// Transient wording wins over a content-policy word: "the moderation service is
+/// unavailable, please retry" is an outage to retry, not a verdict on the photo, and
+/// calling it a refusal would tell the user their photo broke the policy.
 pub(super) fn classify_failure(error: &str) -> Failure {
     let text = error.to_ascii_lowercase();
-    if CONTENT_POLICY_WORDS.iter().any(|w| contains_word(&text, w)) {
-        Failure::ContentPolicy
-    } else if TRANSIENT_WORDS.iter().any(|w| contains_word(&text, w)) {
+    if TRANSIENT_WORDS.iter().any(|w| contains_word(&text, w)) {
         Failure::Transient
+    } else if CONTENT_POLICY_WORDS.iter().any(|w| contains_word(&text, w)) {
+        Failure::ContentPolicy
     } else {
         Failure::Model
     }
@@ -306,7 +311,13 @@ mod tests {
         ] {
             assert_eq!(classify_failure(error), Failure::ContentPolicy, "{error}");
         }
-        assert_eq!(classify_failure("Prediction interrupted; please retry (code: PA)"), Failure::Transient);
+        for error in [
+            "Prediction interrupted; please retry (code: PA)",
+            "safety checker timed out, please retry",
+            "moderation service unavailable",
+        ] {
+            assert_eq!(classify_failure(error), Failure::Transient, "{error}: an outage, not a verdict");
+        }
         for error in ["CUDA out of memory", "file e0051234 not found", "unsafe_contentious", "nsfwish"] {
             assert_eq!(classify_failure(error), Failure::Model, "{error}");
         }

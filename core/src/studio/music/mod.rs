@@ -7,6 +7,7 @@
 //! to -1.1 dBFS) → `wav` (16-bit PCM). The only randomness is a PRNG seeded from the
 //! photo's pixels, so the same photo always gives the same bytes.
 
+mod accompaniment;
 mod analysis;
 mod score;
 mod synth;

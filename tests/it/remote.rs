@@ -246,8 +246,11 @@ async fn remote_circuit_breaker_fails_fast_then_recovers() {
 
     // After the cooldown one probe goes through; the provider is back, so it closes.
     fake.script(Script::default());
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    render_once(&studio, "back-a1").await.expect("recovered");
+    // Until the cooldown ends every try fails fast without reaching the provider.
+    wait_until("the breaker to let a probe through", Duration::from_secs(5), || async {
+        render_once(&studio, "back-a1").await.ok()
+    })
+    .await;
     render_once(&studio, "back-a2").await.expect("closed again");
     assert_eq!(fake.seen().predictions, 2);
 }

@@ -28,7 +28,17 @@ impl Breaker {
 
     /// `Ok` when a call may go out; otherwise how long the breaker stays open.
     pub(super) fn allow(&self) -> Result<(), Duration> {
-        let now = Instant::now();
+        self.allow_at(Instant::now())
+    }
+
+    /// Records the outcome of a call that went out. `healthy` means the provider
+    /// answered as a working service does (any 2xx, or a 4xx about the request).
+    pub(super) fn record(&self, healthy: bool) {
+        self.record_at(healthy, Instant::now());
+    }
+
+    /// `allow` at a given time (the tests move the clock instead of waiting).
+    fn allow_at(&self, now: Instant) -> Result<(), Duration> {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(open_until) = state.open_until else { return Ok(()) };
         if now < open_until {
@@ -43,9 +53,7 @@ impl Breaker {
         }
     }
 
-    /// Records the outcome of a call that went out. `healthy` means the provider
-    /// answered as a working service does (any 2xx, or a 4xx about the request).
-    pub(super) fn record(&self, healthy: bool) {
+    fn record_at(&self, healthy: bool, now: Instant) {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if healthy {
             if state.open_until.is_some() {
@@ -64,7 +72,7 @@ impl Breaker {
                     "model provider keeps failing; circuit breaker open"
                 );
             }
-            state.open_until = Some(Instant::now() + self.cooldown);
+            state.open_until = Some(now + self.cooldown);
             state.probe_since = None;
         }
     }
@@ -76,28 +84,30 @@ mod tests {
 
     #[test]
     fn opens_after_the_threshold_then_lets_one_probe_through() {
+        // A clock the test moves: past the 40 ms cooldown without waiting for it.
+        let mut now = Instant::now();
         let breaker = Breaker::new(3, Duration::from_millis(40));
         for _ in 0..2 {
-            breaker.record(false);
-            assert!(breaker.allow().is_ok());
+            breaker.record_at(false, now);
+            assert!(breaker.allow_at(now).is_ok());
         }
-        breaker.record(true);
+        breaker.record_at(true, now);
         for _ in 0..2 {
-            breaker.record(false);
+            breaker.record_at(false, now);
         }
-        assert!(breaker.allow().is_ok(), "a success reset the count");
-        breaker.record(false);
-        assert!(breaker.allow().is_err(), "three in a row open it");
+        assert!(breaker.allow_at(now).is_ok(), "a success reset the count");
+        breaker.record_at(false, now);
+        assert!(breaker.allow_at(now).is_err(), "three in a row open it");
 
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(breaker.allow().is_ok(), "the probe");
-        assert!(breaker.allow().is_err(), "only one probe at a time");
-        breaker.record(false);
-        assert!(breaker.allow().is_err(), "a failed probe opens it again");
+        now += Duration::from_millis(50);
+        assert!(breaker.allow_at(now).is_ok(), "the probe");
+        assert!(breaker.allow_at(now).is_err(), "only one probe at a time");
+        breaker.record_at(false, now);
+        assert!(breaker.allow_at(now).is_err(), "a failed probe opens it again");
 
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(breaker.allow().is_ok());
-        breaker.record(true);
-        assert!(breaker.allow().is_ok() && breaker.allow().is_ok(), "a good probe closes it");
+        now += Duration::from_millis(50);
+        assert!(breaker.allow_at(now).is_ok());
+        breaker.record_at(true, now);
+        assert!(breaker.allow_at(now).is_ok() && breaker.allow_at(now).is_ok(), "a good probe closes it");
     }
 }

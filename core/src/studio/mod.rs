@@ -115,6 +115,19 @@ pub trait Studio: Send + Sync + 'static {
     fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError>;
 }
 
+/// Decodes an upload (checked again: a studio trusts nothing it did not check itself),
+/// upright per its EXIF orientation, no larger than `max_side` on its longest side (a
+/// smaller photo is not enlarged). Shared by the local studio and the remote one.
+pub(crate) fn load_photo(input: &[u8], limits: &UploadLimits, max_side: u32) -> Result<DynamicImage, StudioError> {
+    let info = imaging::inspect(input, limits).map_err(StudioError::InvalidInput)?;
+    let photo = imaging::decode(input, &info).map_err(StudioError::InvalidInput)?;
+    Ok(if photo.width().max(photo.height()) > max_side {
+        photo.resize(max_side, max_side, image::imageops::FilterType::Triangle)
+    } else {
+        photo
+    })
+}
+
 /// The built-in studio.
 #[derive(Clone, Debug)]
 pub struct LocalStudio {
@@ -126,19 +139,12 @@ impl LocalStudio {
         LocalStudio { limits }
     }
 
-    /// Decodes the upload (checked again: the worker trusts nothing it did not check
-    /// itself), upright per its EXIF orientation, no larger than `max_side` on its
-    /// longest side (a smaller photo is not enlarged).
+    /// `load_photo` between two checkpoints (progress, and a chance to stop).
     fn load_photo(&self, input: &[u8], max_side: u32, ctx: &RenderContext) -> Result<DynamicImage, StudioError> {
         ctx.checkpoint(5, "decoding")?;
-        let info = imaging::inspect(input, &self.limits).map_err(StudioError::InvalidInput)?;
-        let photo = imaging::decode(input, &info).map_err(StudioError::InvalidInput)?;
+        let photo = load_photo(input, &self.limits, max_side)?;
         ctx.checkpoint(15, "preparing")?;
-        Ok(if photo.width().max(photo.height()) > max_side {
-            photo.resize(max_side, max_side, image::imageops::FilterType::Triangle)
-        } else {
-            photo
-        })
+        Ok(photo)
     }
 }
 

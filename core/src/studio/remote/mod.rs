@@ -67,7 +67,6 @@ use self::protocol::{Failure, Phase, Prediction};
 use super::{RenderContext, RenderRequest, RenderedFile, Studio, StudioError};
 use crate::config::{ProviderConfig, UploadLimits};
 use crate::domain::{GenerationKind, find_style};
-use crate::imaging;
 
 /// The longest side of the photo sent to the provider.
 const INPUT_MAX_SIDE: u32 = 2048;
@@ -480,13 +479,7 @@ fn failed(prediction: &Prediction) -> StudioError {
 /// The photo as the provider gets it: checked, upright, bounded, re-encoded as JPEG
 /// (which drops its metadata), as a data URI.
 fn photo_data_uri(input: &[u8], limits: &UploadLimits) -> Result<String, StudioError> {
-    let info = imaging::inspect(input, limits).map_err(StudioError::InvalidInput)?;
-    let photo = imaging::decode(input, &info).map_err(StudioError::InvalidInput)?;
-    let photo = if photo.width().max(photo.height()) > INPUT_MAX_SIDE {
-        photo.resize(INPUT_MAX_SIDE, INPUT_MAX_SIDE, image::imageops::FilterType::Triangle)
-    } else {
-        photo
-    };
+    let photo = super::load_photo(input, limits, INPUT_MAX_SIDE)?;
     let mut jpeg = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), 90);
     photo.to_rgb8().write_with_encoder(encoder).map_err(StudioError::Encode)?;

@@ -71,8 +71,8 @@ pub async fn create_upload(
     let (info, width, height, image_length): (ImageInfo, u32, u32, usize) = tokio::task::spawn_blocking(move || {
         let _turn = turn;
         let info = imaging::inspect(&checked, &limits)?;
-        let upright = imaging::decode(&checked, &info)?;
-        Ok::<_, ImageRejection>((info, upright.width(), upright.height(), imaging::image_length(&checked, &info)?))
+        let (upright, image_length) = imaging::decode_with_length(&checked, &info)?;
+        Ok::<_, ImageRejection>((info, upright.width(), upright.height(), image_length))
     })
     .await
     .map_err(internal)?

@@ -116,16 +116,15 @@ pub fn inspect(bytes: &[u8], limits: &UploadLimits) -> Result<ImageInfo, ImageRe
     Ok(ImageInfo { format, width, height })
 }
 
-/// How many leading bytes of a checked file are its image: what follows (zero padding,
-/// a phone's motion-photo video or trailer) is not kept. Refuses what `decode` refuses
-/// about the container.
-pub fn image_length(bytes: &[u8], info: &ImageInfo) -> Result<usize, ImageRejection> {
-    container::check(bytes, info.format)
-}
-
 /// Decodes a checked image under a memory limit, honouring its EXIF orientation.
 /// CPU-heavy: call it from a blocking thread.
 pub fn decode(bytes: &[u8], info: &ImageInfo) -> Result<DynamicImage, ImageRejection> {
+    decode_with_length(bytes, info).map(|(image, _)| image)
+}
+
+/// `decode`, also answering how many leading bytes of the file are its image: what
+/// follows (zero padding, a phone's motion-photo video or records) is not kept.
+pub fn decode_with_length(bytes: &[u8], info: &ImageInfo) -> Result<(DynamicImage, usize), ImageRejection> {
     let image_length = container::check(bytes, info.format)?;
     let bytes = &bytes[..image_length];
     let mut reader = ImageReader::with_format(Cursor::new(bytes), info.format.image_format());
@@ -139,7 +138,7 @@ pub fn decode(bytes: &[u8], info: &ImageInfo) -> Result<DynamicImage, ImageRejec
     let orientation = decoder.orientation().map_err(ImageRejection::Corrupt)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(ImageRejection::Corrupt)?;
     image.apply_orientation(orientation);
-    Ok(image)
+    Ok((image, image_length))
 }
 
 #[cfg(test)]

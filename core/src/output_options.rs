@@ -5,6 +5,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::domain::GenerationKind;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
@@ -65,6 +67,17 @@ impl Default for OutputOptions {
 pub struct InvalidOptions(String);
 
 impl OutputOptions {
+    /// Parses the `options` of a request for `kind`: only a portrait's file can be
+    /// chosen today, so music and sculptures take none.
+    pub fn parse_for(kind: GenerationKind, options: &Map<String, Value>) -> Result<OutputOptions, InvalidOptions> {
+        match (kind, options.keys().next()) {
+            (GenerationKind::Portrait, _) | (_, None) => OutputOptions::parse(options),
+            (other, Some(name)) => {
+                Err(InvalidOptions(format!("{} generations take no options (got {name:?})", other.as_str())))
+            }
+        }
+    }
+
     /// Parses a request's `options`. Unknown keys are refused, so a misspelt option is
     /// an error rather than silently ignored.
     pub fn parse(options: &Map<String, Value>) -> Result<OutputOptions, InvalidOptions> {

@@ -95,15 +95,8 @@ pub async fn create_generation(
         ));
     }
     let options_map = request.options.unwrap_or_default();
-    // Only a portrait's file can be chosen today; music and sculptures take no options.
-    if kind == GenerationKind::Portrait {
-        OutputOptions::parse(&options_map).map_err(|e| ApiError::unprocessable("invalid_options", e.to_string()))?;
-    } else if let Some(name) = options_map.keys().next() {
-        return Err(ApiError::unprocessable(
-            "invalid_options",
-            format!("{} generations take no options (got {name:?})", kind.as_str()),
-        ));
-    }
+    OutputOptions::parse_for(kind, &options_map)
+        .map_err(|e| ApiError::unprocessable("invalid_options", e.to_string()))?;
     let options = serde_json::Value::Object(options_map).to_string();
     if options.len() > 4096 {
         return Err(ApiError::unprocessable("invalid_options", "options must be at most 4 KiB of JSON"));

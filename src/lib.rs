@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use petportrait_core::config::Config;
 use petportrait_core::services::Services;
-use petportrait_core::studio::Studio;
+use petportrait_studio::Studio;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

@@ -1,6 +1,7 @@
 //! PetPortrait's shared library: configuration, the domain vocabulary, the one module
 //! that holds SQL (`db`), the one module that knows the queue (`queue`), the object
-//! store (`storage`), untrusted-image checks (`imaging`) and the local studio.
+//! store (`storage`) and untrusted-image checks (`imaging`). The studio is a crate of its
+//! own (`petportrait-studio`), linked only by the worker.
 
 pub mod config;
 pub mod db;
@@ -13,6 +14,5 @@ pub mod queue;
 pub mod services;
 pub mod shutdown;
 pub mod storage;
-pub mod studio;
 pub mod telemetry;
 pub mod time;

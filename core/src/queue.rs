@@ -96,7 +96,7 @@ pub enum QueueError {
     Monitor(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct QueueCounts {
     pub ready: u64,
     pub delayed: u64,
@@ -106,7 +106,7 @@ pub struct QueueCounts {
 }
 
 /// A job in the dead set, as the operator sees it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct DeadEntry {
     pub task: String,
     pub generation_id: Option<String>,

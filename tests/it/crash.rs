@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use petportrait_core::ids::GenerationId;
-use petportrait_core::studio::LocalStudio;
+use petportrait_studio::LocalStudio;
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::studios::StallingStudio;
 use petportrait_tests::{DetachedWorker, Mode, TestApp, wait_until};

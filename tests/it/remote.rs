@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use petportrait_core::config::Config;
 use petportrait_core::domain::GenerationKind;
 use petportrait_core::output_options::OutputOptions;
-use petportrait_core::studio::{
+use petportrait_studio::{
     ProviderError, RemoteStudio, RenderContext, RenderRequest, RenderedFile, Studio, StudioError,
 };
 use petportrait_tests::fake_provider::{FakeProvider, Outcome, Script};

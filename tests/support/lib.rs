@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use petportrait_core::config::Config;
 use petportrait_core::services::{SchemaPolicy, Services};
-use petportrait_core::studio::Studio;
+use petportrait_studio::Studio;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -202,9 +202,8 @@ impl TestApp {
         let services = Services::connect(&config, SchemaPolicy::Migrate).await.expect("services connect");
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind a port");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let studio = studio.unwrap_or_else(|| {
-            petportrait_core::studio::from_config(&config).unwrap_or_else(|e| panic!("studios: {e}"))
-        });
+        let studio = studio
+            .unwrap_or_else(|| petportrait_studio::from_config(&config).unwrap_or_else(|e| panic!("studios: {e}")));
         let shutdown = CancellationToken::new();
         let task =
             tokio::spawn(petportrait::run(config.clone(), services.clone(), studio, listener, roles, shutdown.clone()));

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use petportrait_core::config::UploadLimits;
-use petportrait_core::studio::{LocalStudio, RenderContext, RenderRequest, RenderedFile, Studio, StudioError};
+use petportrait_studio::{LocalStudio, RenderContext, RenderRequest, RenderedFile, Studio, StudioError};
 
 /// Fails the first `failures` renders as "model unavailable" (a retryable failure).
 pub struct FlakyStudio {

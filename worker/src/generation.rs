@@ -11,8 +11,8 @@ use petportrait_core::ids::{GenerationId, ObjectId, UserId};
 use petportrait_core::output_options::OutputOptions;
 use petportrait_core::queue::{DispatchId, GenerationJob, JobOutcome};
 use petportrait_core::storage::keys;
-use petportrait_core::studio::{RenderContext, RenderRequest, RenderedFile, StudioError};
 use petportrait_core::time::{Millis, duration_ms, now_ms};
+use petportrait_studio::{RenderContext, RenderRequest, RenderedFile, StudioError};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 

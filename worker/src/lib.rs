@@ -8,7 +8,7 @@ use std::sync::Arc;
 use petportrait_core::config::Config;
 use petportrait_core::queue::{QueueError, WorkerOptions};
 use petportrait_core::services::Services;
-use petportrait_core::studio::Studio;
+use petportrait_studio::Studio;
 use tokio_util::sync::CancellationToken;
 
 pub use error::JobError;

@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use petportrait_core::config::UploadLimits;
 use petportrait_core::domain::{CATALOGUE, GenerationKind};
 use petportrait_core::output_options::OutputOptions;
-use petportrait_core::studio::{LocalStudio, RenderContext, RenderRequest, RenderedFile, Studio};
+use petportrait_studio::{LocalStudio, RenderContext, RenderRequest, RenderedFile, Studio};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::GenerationKind;
+use petportrait_core::domain::GenerationKind;
 
 /// A prediction as the provider reports it.
 #[derive(Clone, Debug, Deserialize)]

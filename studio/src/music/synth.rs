@@ -6,8 +6,8 @@
 
 use std::f32::consts::{PI, TAU};
 
-use super::score::{Drum, Hit, Note, Rng, Score, Timbre};
-use crate::studio::{RenderContext, StudioError};
+use super::notation::{Drum, Hit, Note, Rng, Score, Timbre};
+use crate::{RenderContext, StudioError};
 
 pub(super) const SAMPLE_RATE: u32 = 44_100;
 const SR: f32 = SAMPLE_RATE as f32;

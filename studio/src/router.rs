@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::{
     LocalStudio, RemoteSetupError, RemoteStudio, RenderContext, RenderRequest, RenderedFile, Studio, StudioError,
 };
-use crate::config::{Config, ModelBackend};
-use crate::domain::GenerationKind;
+use petportrait_core::config::{Config, ModelBackend};
+use petportrait_core::domain::GenerationKind;
 
 /// Dispatches each kind to its studio.
 pub struct StudioSet {

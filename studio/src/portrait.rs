@@ -2,65 +2,19 @@
 
 use image::{GrayImage, Luma, Rgb, RgbImage, imageops};
 
-use super::{RenderContext, StudioError};
+use crate::filters::{edges, grain, gray};
+use crate::{RenderContext, StudioError};
 
-pub(super) fn render(style: &str, photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError> {
+pub(crate) fn render(style: &str, photo: RgbImage, ctx: &RenderContext) -> Result<RgbImage, StudioError> {
     match style {
         "watercolor" => watercolor(photo, ctx),
         "pencil_sketch" => pencil_sketch(photo, ctx),
         "pop_art" => pop_art(photo, ctx),
-        "oil_paint" => super::painterly::oil_paint(photo, ctx),
-        "pixel_art" => super::painterly::pixel_art(photo, ctx),
-        "stained_glass" => super::painterly::stained_glass(photo, ctx),
+        "oil_paint" => crate::painterly::oil_paint(photo, ctx),
+        "pixel_art" => crate::painterly::pixel_art(photo, ctx),
+        "stained_glass" => crate::painterly::stained_glass(photo, ctx),
         other => Err(StudioError::UnknownStyle(other.to_owned())),
     }
-}
-
-pub(super) fn luminance(p: &Rgb<u8>) -> f32 {
-    0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])
-}
-
-pub(super) fn gray(photo: &RgbImage) -> GrayImage {
-    GrayImage::from_fn(photo.width(), photo.height(), |x, y| Luma([luminance(photo.get_pixel(x, y)) as u8]))
-}
-
-/// A deterministic "paper grain" value in [-1, 1] for a pixel.
-pub(super) fn grain(x: u32, y: u32) -> f32 {
-    let mut h = x.wrapping_mul(0x9E37_79B1) ^ y.wrapping_mul(0x85EB_CA77);
-    h ^= h >> 15;
-    h = h.wrapping_mul(0x2C1B_3C6D);
-    h ^= h >> 12;
-    (h & 0xFFFF) as f32 / 32_767.5 - 1.0
-}
-
-/// Sobel gradient magnitude of a grey image, scaled to 0..=1.
-pub(super) fn edges(g: &GrayImage) -> Vec<f32> {
-    let (w, h) = (g.width() as usize, g.height() as usize);
-    sobel_magnitude(w, h, |x, y| f32::from(g.get_pixel(x as u32, y as u32)[0]))
-        .into_iter()
-        .map(|m| (m / 1_442.0).min(1.0))
-        .collect()
-}
-
-/// Sobel gradient magnitude (unscaled) of a `w`×`h` field read through `at`, with the
-/// border pixels repeated outwards. Shared by the portrait styles and the sculpture.
-pub(super) fn sobel_magnitude(w: usize, h: usize, at: impl Fn(usize, usize) -> f32) -> Vec<f32> {
-    let v = |x: isize, y: isize| at(x.clamp(0, w as isize - 1) as usize, y.clamp(0, h as isize - 1) as usize);
-    let mut out = vec![0.0; w * h];
-    for y in 0..h as isize {
-        for x in 0..w as isize {
-            let gx = v(x + 1, y - 1) + 2.0 * v(x + 1, y) + v(x + 1, y + 1)
-                - v(x - 1, y - 1)
-                - 2.0 * v(x - 1, y)
-                - v(x - 1, y + 1);
-            let gy = v(x - 1, y + 1) + 2.0 * v(x, y + 1) + v(x + 1, y + 1)
-                - v(x - 1, y - 1)
-                - 2.0 * v(x, y - 1)
-                - v(x + 1, y - 1);
-            out[y as usize * w + x as usize] = (gx * gx + gy * gy).sqrt();
-        }
-    }
-    out
 }
 
 /// Flattened colour washes, pigment pooling at the edges, paper texture, lifted whites.

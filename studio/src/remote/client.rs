@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::breaker::Breaker;
 use super::protocol::excerpt;
 use super::{ProviderError, RemoteSetupError};
-use crate::config::{ProviderConfig, Secret};
+use petportrait_core::config::{ProviderConfig, Secret};
 
 /// The longest `Retry-After` honoured inside one attempt; a provider asking for more
 /// is left alone and the attempt fails as unavailable (the worker's own backoff follows).
@@ -191,7 +191,7 @@ impl Provider {
                 call,
                 attempt,
                 retry.in_ms = delay.as_millis() as u64,
-                error = %crate::errors::chain(&error),
+                error = %petportrait_core::errors::chain(&error),
                 "model provider call failed; retrying"
             );
             tokio::time::sleep(delay).await;

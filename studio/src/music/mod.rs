@@ -9,6 +9,7 @@
 
 mod accompaniment;
 mod analysis;
+mod notation;
 mod score;
 mod synth;
 mod wav;

@@ -1,7 +1,7 @@
 //! The accompaniment under the melody: the bass on the chord roots, a pad that moves as
 //! little as possible between chords, and the drums, all written into the `Score`.
 
-use super::score::{BARS, BEATS_PER_BAR, Drum, Hit, Note, Rng, Score, degree_semitones};
+use super::notation::{BARS, BEATS_PER_BAR, Drum, Hit, Note, Rng, Score, degree_semitones};
 
 /// Bass: the chord root on the downbeat, with the fifth and octave as the level allows.
 pub(super) fn bass(score: &mut Score, ring: f64) {

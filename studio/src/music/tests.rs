@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use image::{Rgb, RgbImage};
 
 use super::analysis::analyse;
-use super::score::{self, Score};
+use super::notation::{self, Score};
+use super::score;
 use super::synth::{self, Envelope, SAMPLE_RATE, Stems};
 use super::*;
 
@@ -228,8 +229,8 @@ fn the_same_photo_gives_the_same_bytes_and_others_another_piece() {
     assert!(bright.tempo_bpm >= dark.tempo_bpm + 30, "{} vs {} bpm", bright.tempo_bpm, dark.tempo_bpm);
     assert!(bright.duration_seconds < dark.duration_seconds);
     // Warm and cool photos are played by different instruments; flat and busy ones move differently.
-    assert_eq!(score_of(&bright_warm()).timbre, score::Timbre::Warm);
-    assert_eq!(score_of(&dark_cool()).timbre, score::Timbre::Cool);
+    assert_eq!(score_of(&bright_warm()).timbre, notation::Timbre::Warm);
+    assert_eq!(score_of(&dark_cool()).timbre, notation::Timbre::Cool);
     assert!(score_of(&textured()).melody.len() > score_of(&dark_cool()).melody.len());
     assert_ne!(bright.mood, dark.mood);
 }
@@ -239,7 +240,7 @@ fn melody_bass_and_pad_agree_on_each_bars_chord() {
     for (name, photo) in photos() {
         let score = score_of(&photo);
         let scale: [i32; 7] =
-            if score.mode == score::Mode::Major { [0, 2, 4, 5, 7, 9, 11] } else { [0, 2, 3, 5, 7, 8, 10] };
+            if score.mode == notation::Mode::Major { [0, 2, 4, 5, 7, 9, 11] } else { [0, 2, 3, 5, 7, 8, 10] };
         let pitch = |degree: i32| (score.tonic + scale[degree.rem_euclid(7) as usize]).rem_euclid(12);
         let in_key = |midi: i32| (0..7).any(|d| pitch(d) == midi.rem_euclid(12));
         for (bar, &chord) in score.chords.iter().enumerate() {
@@ -271,13 +272,13 @@ fn the_bass_plays_each_bars_root_below_150_hz() {
         // chord lacks that note are quiet there (the kick is the same in every bar).
         let score = score_of(&photo);
         let scale: [i32; 7] =
-            if score.mode == score::Mode::Major { [0, 2, 4, 5, 7, 9, 11] } else { [0, 2, 3, 5, 7, 8, 10] };
+            if score.mode == notation::Mode::Major { [0, 2, 4, 5, 7, 9, 11] } else { [0, 2, 3, 5, 7, 8, 10] };
         let triad = |chord: i32| [0, 2, 4].map(|d| (score.tonic + scale[(chord + d).rem_euclid(7) as usize]) % 12);
         let x = to_f32(&parse_wav(&compose_ok(&photo).wav).samples);
         let bar = 4.0 * score.seconds_per_beat() * f64::from(SAMPLE_RATE);
         let window = |b: usize| &x[(b as f64 * bar) as usize..((b + 1) as f64 * bar) as usize];
         // The last bar rings on; it is left out.
-        let bars = score::BARS as usize - 1;
+        let bars = notation::BARS as usize - 1;
         let mut ratios = Vec::new();
         for b in 0..bars {
             let root = score.bass.iter().find(|n| n.beat == (b * 4) as f64).expect("a root on each downbeat").midi;
@@ -321,7 +322,7 @@ fn the_percussion_hits_on_the_beat() {
             .collect();
         let on_grid = offsets.iter().filter(|o| o.abs() <= 1.5).count();
         eprintln!("{name}: {} onsets, {on_grid} within 9 ms of an eighth note", peaks.len());
-        assert!(peaks.len() >= 2 * score::BARS as usize, "{name}: only {} onsets", peaks.len());
+        assert!(peaks.len() >= 2 * notation::BARS as usize, "{name}: only {} onsets", peaks.len());
         assert!(
             on_grid as f32 >= 0.95 * peaks.len() as f32,
             "{name}: {on_grid} of {} onsets on the grid: {offsets:?}",

@@ -239,7 +239,7 @@ fn to_lab(rgb: [u8; 3]) -> [f32; 3] {
 
 /// Sobel gradient magnitude, edges repeated.
 fn gradient(v: &[f32], w: usize, h: usize) -> Vec<f32> {
-    super::super::portrait::sobel_magnitude(w, h, |x, y| v[y * w + x]).into_iter().map(|m| m / 8.0).collect()
+    crate::filters::sobel_magnitude(w, h, |x, y| v[y * w + x]).into_iter().map(|m| m / 8.0).collect()
 }
 
 /// Otsu's threshold of values in 0..=1: the split maximising the between-class variance.

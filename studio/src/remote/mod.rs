@@ -65,8 +65,8 @@ use tokio::time::Instant;
 use self::client::{Gate, Provider, Reply};
 use self::protocol::{Failure, Phase, Prediction};
 use super::{RenderContext, RenderRequest, RenderedFile, Studio, StudioError};
-use crate::config::{ProviderConfig, UploadLimits};
-use crate::domain::{GenerationKind, find_style};
+use petportrait_core::config::{ProviderConfig, UploadLimits};
+use petportrait_core::domain::{GenerationKind, find_style};
 
 /// The longest side of the photo sent to the provider.
 const INPUT_MAX_SIDE: u32 = 2048;
@@ -221,7 +221,7 @@ impl RemoteStudio {
         let ProviderError::Status { status, body, .. } = &error else { return self.transient(error) };
         match *status {
             401 | 403 => {
-                tracing::error!(error = %crate::errors::chain(&error), "the model provider refused our credentials: check PROVIDER_TOKEN and the model's access");
+                tracing::error!(error = %petportrait_core::errors::chain(&error), "the model provider refused our credentials: check PROVIDER_TOKEN and the model's access");
                 StudioError::Unavailable(Box::new(error))
             }
             // 408 and 429 were retried; their last answer is still transient.
@@ -297,7 +297,7 @@ impl RemoteStudio {
             .await
             .map_err(|error| {
                 if let ProviderError::Status { status: 401 | 403, .. } = error {
-                    tracing::error!(error = %crate::errors::chain(&error), "the model provider refused our credentials");
+                    tracing::error!(error = %petportrait_core::errors::chain(&error), "the model provider refused our credentials");
                 }
                 self.transient(error)
             })?;
@@ -323,7 +323,7 @@ impl RemoteStudio {
             Ok(_) => tracing::info!(prediction.id = %prediction.id, "prediction canceled at the provider"),
             Err(error) => tracing::warn!(
                 prediction.id = %prediction.id,
-                error = %crate::errors::chain(&error),
+                error = %petportrait_core::errors::chain(&error),
                 "could not cancel the prediction; its Cancel-After deadline will end it"
             ),
         }

@@ -1,8 +1,12 @@
-//! The model interface the worker calls, the local studio that implements it with
-//! real image algorithms (no downloads, deterministic for a given input), the remote
-//! studio that calls a model provider over HTTP (`remote/`), and the router that picks
-//! one of them per kind from the configuration (`router.rs`).
+//! The studio: the model interface the worker calls, the local studio that implements
+//! it with real image algorithms (no downloads, deterministic for a given input), the
+//! remote studio that calls a model provider over HTTP (`remote/`), and the router that
+//! picks one of them per kind from the configuration (`router.rs`).
+//!
+//! A crate of its own so that Cargo enforces "the API never calls a model": only the
+//! worker (and the one binary that can run it) depends on it.
 
+mod filters;
 mod music;
 mod painterly;
 mod portrait;
@@ -19,10 +23,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use image::{DynamicImage, ImageFormat};
 
-use crate::config::UploadLimits;
-use crate::domain::{GenerationKind, find_style};
-use crate::imaging;
-use crate::output_options::{OutputFormat, OutputOptions};
+use petportrait_core::config::UploadLimits;
+use petportrait_core::domain::{GenerationKind, find_style};
+use petportrait_core::imaging;
+use petportrait_core::output_options::{OutputFormat, OutputOptions};
 
 /// The input of one generation.
 #[derive(Clone, Debug)]
@@ -235,7 +239,7 @@ mod tests {
     #[test]
     fn every_portrait_style_renders_a_jpeg_of_the_photo_size() {
         let studio = LocalStudio::new(limits());
-        for style in crate::domain::CATALOGUE.iter().filter(|s| s.kind == GenerationKind::Portrait) {
+        for style in petportrait_core::domain::CATALOGUE.iter().filter(|s| s.kind == GenerationKind::Portrait) {
             let req = RenderRequest {
                 kind: GenerationKind::Portrait,
                 style: style.id.into(),

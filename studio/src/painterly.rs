@@ -4,8 +4,8 @@
 
 use image::{Rgb, RgbImage, imageops};
 
-use super::portrait::{edges, grain, gray, luminance};
-use super::{RenderContext, StudioError};
+use crate::filters::{edges, grain, gray, luminance};
+use crate::{RenderContext, StudioError};
 
 /// Summed-area tables of R, G, B, luminance and luminance², one row and column larger
 /// than the image, so any rectangle's sums cost four lookups.

@@ -1,0 +1,100 @@
+//! The command line of the one binary: which role to run, or which operator command.
+//! Everything else is configured by environment variables (README.md, `.env.example`).
+
+use clap::{Parser, Subcommand};
+
+/// AI pet portraits as a job-queue service. With no command, runs the whole service in
+/// one process (embedded mode). Configuration comes from environment variables (see
+/// README.md and .env.example).
+#[derive(Debug, Parser)]
+#[command(name = "petportrait", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API, workers and scheduler in one process (the default)
+    All,
+    /// Serve the HTTP API (the Procfile's `web` process)
+    Api,
+    /// Run generation jobs from the queue; start more processes to scale out
+    Worker,
+    /// Purge expired objects and re-dispatch stalled generations (any number may run)
+    Scheduler,
+    /// Apply database migrations and exit (the Procfile's `release` step)
+    Migrate,
+    /// Serve DATA_DIR/objects as a stand-alone S3-compatible server
+    S3Server {
+        /// The port to listen on (on HOST)
+        #[arg(long, env = "S3_SERVER_PORT", default_value_t = 9000)]
+        port: u16,
+    },
+    /// Inspect the job queue and work its dead set
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+        /// Print JSON instead of text
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Jobs ready, delayed (retries), running, dead and recently finished
+    Stats,
+    /// The dead set, oldest first
+    Dead {
+        /// How many jobs to show
+        #[arg(default_value_t = 50)]
+        limit: usize,
+    },
+    /// Put dead jobs back in line with fresh attempts
+    Replay {
+        /// Task ids, as `queue dead` shows them
+        #[arg(required = true)]
+        tasks: Vec<String>,
+    },
+    /// Replay the whole dead set
+    ReplayAll,
+    /// Delete the whole dead set
+    PurgeDead,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_command_means_the_whole_service() {
+        assert!(Cli::try_parse_from(["petportrait"]).expect("parses").command.is_none());
+    }
+
+    #[test]
+    fn every_role_is_a_subcommand() {
+        for (word, expected) in [("all", "All"), ("api", "Api"), ("worker", "Worker"), ("scheduler", "Scheduler")] {
+            let cli = Cli::try_parse_from(["petportrait", word]).expect("parses");
+            assert_eq!(format!("{:?}", cli.command.expect("a command")), expected);
+        }
+    }
+
+    #[test]
+    fn queue_commands_take_their_arguments_and_json() {
+        let cli = Cli::try_parse_from(["petportrait", "queue", "dead", "7", "--json"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Queue { command: QueueCommand::Dead { limit: 7 }, json: true })));
+        let cli = Cli::try_parse_from(["petportrait", "queue", "--json", "stats"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Queue { command: QueueCommand::Stats, json: true })));
+        assert!(Cli::try_parse_from(["petportrait", "queue", "replay"]).is_err(), "replay needs a task");
+        assert!(Cli::try_parse_from(["petportrait", "queue", "dead", "many"]).is_err(), "the limit is a number");
+        assert!(Cli::try_parse_from(["petportrait", "serve"]).is_err(), "unknown commands are refused");
+    }
+}

@@ -45,7 +45,7 @@ impl ApiError {
 
     /// An unexpected failure: logged with its whole cause chain, answered opaquely.
     pub fn internal(error: &(dyn std::error::Error + 'static)) -> ApiError {
-        tracing::error!(error = %petportrait_core::errors::chain(error), "request failed");
+        tracing::error!(error = %petportrait_core::errors::error_chain(error), "request failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "an internal error occurred")
     }
 }

@@ -43,7 +43,7 @@ impl AppState {
             public_url: config.public_url.clone(),
             starter_credits: config.starter_credits,
             uploads: config.uploads.clone(),
-            upload_ttl: config.retention.upload_ttl,
+            upload_ttl: config.lifetimes.upload_ttl,
             decode_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
         }
     }

@@ -1,13 +1,4 @@
-//! Helpers for reporting errors with their whole cause chain.
+//! Reporting errors with their whole cause chain: the queue engine's function, so the
+//! engine and the platform write causes the same way.
 
-/// `outer: inner: innermost`, for one structured log field.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use petportrait_queue::error_chain;

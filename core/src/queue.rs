@@ -1,11 +1,13 @@
-//! The one module that knows the queue. Nothing outside it names apalis or the queue
-//! engine: the API enqueues through [`JobQueue::enqueue_generation`], the worker runs a
-//! plain async handler through [`JobQueue::run_generation_workers`].
+//! The platform's one module that knows the queue. No other platform code names apalis
+//! or the queue engine (the binary's and the worker's only other contact is the
+//! engine's `backoff_delay` and `error_chain`, plain functions): the API, the worker and
+//! the scheduler dispatch through [`JobQueue::dispatch`], the worker runs a plain async
+//! handler through [`JobQueue::run_generation_workers`].
 //!
 //! The engine is our own crate, `petportrait-queue`, an apalis 1.0 backend over two
 //! stores with one meaning: SQLite in embedded mode (tables of its own in the service's
 //! database) and Redis in distributed mode (apalis-redis 1.0 falls over under a
-//! backlog; see ../shared/notes/apalis-field-notes.md). The database is the system of
+//! backlog: `bench/results/apalis-crash.jsonl`, BENCHMARKS.md). The database is the system of
 //! record, so the queue only dispatches: payloads carry a generation id and nothing
 //! else, retries of a generation are decided by the worker (which pushes a delayed
 //! job), and the engine's own retry only covers "the handler could not record an
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DatabaseTarget};
 use crate::ids::GenerationId;
+use crate::time::Millis;
 
 /// The payload of a generation job: the id, never personal data. Adding a field needs
 /// `#[serde(default)]`; a breaking change needs a new queue name.
@@ -40,7 +43,7 @@ pub struct GenerationJob {
 pub struct DispatchId(ulid::Ulid);
 
 impl DispatchId {
-    pub fn new() -> DispatchId {
+    fn new() -> DispatchId {
         DispatchId(ulid::Ulid::generate())
     }
 
@@ -49,15 +52,55 @@ impl DispatchId {
     }
 }
 
-impl Default for DispatchId {
-    fn default() -> Self {
-        DispatchId::new()
-    }
-}
-
 impl std::fmt::Display for DispatchId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// Why a generation is put on the queue. Each reason names the push's idempotency key,
+/// so the same dispatch made twice (a retried request, two workers scheduling one
+/// retry) enqueues one job, while dispatches that must all happen never collide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dispatch {
+    /// The generation was just created.
+    Create,
+    /// Attempt `attempt` after a failed one, once its backoff has passed.
+    Retry { attempt: i64 },
+    /// Another delivery holds the generation or its retry is not due: look again later.
+    /// Every look is a job of its own.
+    LookAgain,
+    /// The scheduler's sweep found the generation stalled at `at` (ms).
+    Sweep { at: Millis },
+}
+
+/// A dispatch about to be made. Its task id is recorded in the generation's row before
+/// the push, so the sweep can tell a task the queue lost from one still waiting.
+#[derive(Clone, Debug)]
+pub struct PlannedDispatch {
+    generation: GenerationId,
+    task: DispatchId,
+    key: String,
+}
+
+impl PlannedDispatch {
+    /// What to record in the row (`dispatch_task`).
+    pub fn task(&self) -> &DispatchId {
+        &self.task
+    }
+}
+
+impl Dispatch {
+    /// Names this dispatch of `generation` and gives it a fresh task id.
+    pub fn plan(self, generation: &GenerationId) -> PlannedDispatch {
+        let task = DispatchId::new();
+        let key = match self {
+            Dispatch::Create => format!("{generation}:create"),
+            Dispatch::Retry { attempt } => format!("{generation}:try-{attempt}"),
+            Dispatch::LookAgain => format!("{generation}:look-{task}"),
+            Dispatch::Sweep { at } => format!("{generation}:sweep-{at}"),
+        };
+        PlannedDispatch { generation: generation.clone(), task, key }
     }
 }
 
@@ -83,7 +126,7 @@ pub struct WorkerOptions {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum QueueError {
+pub enum JobQueueError {
     #[error("cannot open the SQLite queue")]
     Sqlite(#[source] sqlx::Error),
     #[error("the queue failed")]
@@ -150,7 +193,7 @@ fn queue_name(prefix: &str) -> String {
 
 impl JobQueue {
     /// Connects to Redis when `REDIS_URL` is set, otherwise to the SQLite database.
-    pub async fn connect(config: &Config) -> Result<JobQueue, QueueError> {
+    pub async fn connect(config: &Config) -> Result<JobQueue, JobQueueError> {
         let mut settings = QueueConfig::new(queue_name(&config.queue.prefix));
         // A worker that stops renewing loses its jobs after the same lease the database
         // gives a generation.
@@ -159,9 +202,11 @@ impl JobQueue {
         settings.backoff.base = config.worker.retry_base_delay;
         settings.backoff.max = config.worker.retry_max_delay;
         let store = match (&config.queue.redis_url, &config.database) {
-            (Some(url), _) => QueueStore::Redis(RedisQueue::connect(url, settings).await.map_err(QueueError::Engine)?),
+            (Some(url), _) => {
+                QueueStore::Redis(RedisQueue::connect(url, settings).await.map_err(JobQueueError::Engine)?)
+            }
             (None, DatabaseTarget::Sqlite { url }) => {
-                let options: SqliteConnectOptions = url.parse().map_err(QueueError::Sqlite)?;
+                let options: SqliteConnectOptions = url.parse().map_err(JobQueueError::Sqlite)?;
                 let options = options
                     .create_if_missing(true)
                     .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
@@ -171,62 +216,55 @@ impl JobQueue {
                     .max_connections(4)
                     .connect_with(options)
                     .await
-                    .map_err(QueueError::Sqlite)?;
+                    .map_err(JobQueueError::Sqlite)?;
                 // A push in this process wakes its idle workers at once; the poll interval
                 // bounds the wait for work pushed by another process on the same file.
                 settings.max_idle_wait = config.worker.poll_interval;
-                QueueStore::Sqlite(SqliteQueue::connect(pool, settings).await.map_err(QueueError::Engine)?)
+                QueueStore::Sqlite(SqliteQueue::connect(pool, settings).await.map_err(JobQueueError::Engine)?)
             }
-            (None, DatabaseTarget::Postgres { .. }) => return Err(QueueError::NoSqliteDatabase),
+            (None, DatabaseTarget::Postgres { .. }) => return Err(JobQueueError::NoSqliteDatabase),
         };
         Ok(JobQueue { store })
     }
 
-    /// Dispatches a generation after `delay` as task `task`. `dispatch` names this
-    /// dispatch ("create", "try-3", ...): pushing the same generation with the same name
-    /// twice enqueues one job.
-    pub async fn enqueue_generation(
-        &self,
-        id: &GenerationId,
-        delay: Duration,
-        dispatch: &str,
-        task: &DispatchId,
-    ) -> Result<(), QueueError> {
-        let payload =
-            serde_json::to_vec(&GenerationJob { generation_id: id.to_string() }).map_err(QueueError::Encode)?;
-        let job = NewJob::new(payload).id(task.to_string()).after(delay).idempotency_key(format!("{id}:{dispatch}"));
-        on_store!(self, store => Store::push(store, vec![job]).await).map(|_| ()).map_err(QueueError::Engine)
+    /// Pushes a planned dispatch, due after `delay`. Pushing the same plan again (or
+    /// another plan with the same key) enqueues nothing more.
+    pub async fn dispatch(&self, planned: &PlannedDispatch, delay: Duration) -> Result<(), JobQueueError> {
+        let job = GenerationJob { generation_id: planned.generation.to_string() };
+        let payload = serde_json::to_vec(&job).map_err(JobQueueError::Encode)?;
+        let job = NewJob::new(payload).id(planned.task.to_string()).after(delay).idempotency_key(planned.key.clone());
+        on_store!(self, store => Store::push(store, vec![job]).await).map(|_| ()).map_err(JobQueueError::Engine)
     }
 
     /// Whether the queue still holds task `task` unfinished (waiting, running or due for
     /// a retry). `false` when it finished or the queue lost it.
-    pub async fn is_unfinished(&self, task: &DispatchId) -> Result<bool, QueueError> {
+    pub async fn is_unfinished(&self, task: &DispatchId) -> Result<bool, JobQueueError> {
         let state =
-            on_store!(self, store => Store::state(store, &task.to_string()).await).map_err(QueueError::Engine)?;
+            on_store!(self, store => Store::state(store, &task.to_string()).await).map_err(JobQueueError::Engine)?;
         Ok(matches!(state, Some(JobState::Ready | JobState::Delayed | JobState::Active)))
     }
 
     /// Answers when the queue's store can be reached (readiness).
-    pub async fn ping(&self) -> Result<(), QueueError> {
-        on_store!(self, store => Store::ping(store).await).map_err(QueueError::Engine)
+    pub async fn ping(&self) -> Result<(), JobQueueError> {
+        on_store!(self, store => Store::ping(store).await).map_err(JobQueueError::Engine)
     }
 
     /// Removes the records of jobs that finished more than `older_than` ago (the engine
     /// also trims them to its retention as it records outcomes); returns how many.
-    pub async fn vacuum(&self, older_than: Duration) -> Result<u64, QueueError> {
-        on_store!(self, store => Store::forget_finished(store, older_than).await).map_err(QueueError::Engine)
+    pub async fn vacuum(&self, older_than: Duration) -> Result<u64, JobQueueError> {
+        on_store!(self, store => Store::forget_finished(store, older_than).await).map_err(JobQueueError::Engine)
     }
 
     /// How many jobs wait, run, wait for a retry, are dead or recently finished.
-    pub async fn counts(&self) -> Result<QueueCounts, QueueError> {
-        let c = on_store!(self, store => Store::counts(store).await).map_err(QueueError::Engine)?;
+    pub async fn counts(&self) -> Result<QueueCounts, JobQueueError> {
+        let c = on_store!(self, store => Store::counts(store).await).map_err(JobQueueError::Engine)?;
         Ok(QueueCounts { ready: c.ready, delayed: c.delayed, active: c.active, dead: c.dead, done: c.done })
     }
 
     /// The dead set (jobs out of attempts or aborted), oldest first.
-    pub async fn dead_jobs(&self, offset: usize, limit: usize) -> Result<Vec<DeadEntry>, QueueError> {
+    pub async fn dead_jobs(&self, offset: usize, limit: usize) -> Result<Vec<DeadEntry>, JobQueueError> {
         let dead =
-            on_store!(self, store => Store::dead_jobs(store, offset, limit).await).map_err(QueueError::Engine)?;
+            on_store!(self, store => Store::dead_jobs(store, offset, limit).await).map_err(JobQueueError::Engine)?;
         Ok(dead
             .into_iter()
             .map(|job| DeadEntry {
@@ -240,16 +278,16 @@ impl JobQueue {
     }
 
     /// Puts the named dead jobs back in line with fresh attempts; returns how many.
-    pub async fn replay(&self, tasks: &[String]) -> Result<u64, QueueError> {
-        on_store!(self, store => Store::replay(store, tasks).await).map_err(QueueError::Engine)
+    pub async fn replay(&self, tasks: &[String]) -> Result<u64, JobQueueError> {
+        on_store!(self, store => Store::replay(store, tasks).await).map_err(JobQueueError::Engine)
     }
 
-    pub async fn replay_all_dead(&self) -> Result<u64, QueueError> {
-        on_store!(self, store => Store::replay_all(store).await).map_err(QueueError::Engine)
+    pub async fn replay_all_dead(&self) -> Result<u64, JobQueueError> {
+        on_store!(self, store => Store::replay_all(store).await).map_err(JobQueueError::Engine)
     }
 
-    pub async fn purge_dead(&self) -> Result<u64, QueueError> {
-        on_store!(self, store => Store::purge_dead(store).await).map_err(QueueError::Engine)
+    pub async fn purge_dead(&self) -> Result<u64, JobQueueError> {
+        on_store!(self, store => Store::purge_dead(store).await).map_err(JobQueueError::Engine)
     }
 
     pub async fn close(&self) {
@@ -265,7 +303,7 @@ impl JobQueue {
         options: WorkerOptions,
         handler: H,
         shutdown: CancellationToken,
-    ) -> Result<(), QueueError>
+    ) -> Result<(), JobQueueError>
     where
         H: Fn(GenerationJob) -> F + Send + Sync + 'static,
         F: Future<Output = JobOutcome> + Send + 'static,
@@ -286,7 +324,7 @@ impl JobQueue {
             })
             .await;
         vacuum.abort();
-        result.map_err(|e| QueueError::Monitor(Box::new(e)))
+        result.map_err(|e| JobQueueError::Monitor(Box::new(e)))
     }
 
     /// Vacuums finished jobs every few minutes while workers run.
@@ -303,7 +341,7 @@ impl JobQueue {
                     Ok(removed) if removed > 0 => tracing::info!(removed, "vacuumed finished jobs"),
                     Ok(_) => {}
                     Err(error) => {
-                        tracing::warn!(error = %crate::errors::chain(&error), "queue vacuum failed")
+                        tracing::warn!(error = %crate::errors::error_chain(&error), "queue vacuum failed")
                     }
                 }
             }
@@ -340,4 +378,23 @@ fn register<S: Store>(monitor: Monitor, options: &WorkerOptions, store: S, handl
             .data(handler.clone())
             .build(dispatch)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_dispatch_names_its_key() {
+        let id = GenerationId::generate();
+        let key = |dispatch: Dispatch| dispatch.plan(&id).key;
+        assert_eq!(key(Dispatch::Create), format!("{id}:create"));
+        assert_eq!(key(Dispatch::Retry { attempt: 3 }), format!("{id}:try-3"));
+        assert_eq!(key(Dispatch::Sweep { at: 42 }), format!("{id}:sweep-42"));
+        // The same retry planned twice is one job; two looks are two jobs.
+        assert_eq!(key(Dispatch::Retry { attempt: 2 }), key(Dispatch::Retry { attempt: 2 }));
+        assert_ne!(key(Dispatch::LookAgain), key(Dispatch::LookAgain));
+        // Every plan gets its own task id to record.
+        assert_ne!(Dispatch::Create.plan(&id).task(), Dispatch::Create.plan(&id).task());
+    }
 }

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, DatabaseTarget};
 use crate::db::{Db, DbError};
-use crate::queue::{JobQueue, QueueError};
+use crate::queue::{JobQueue, JobQueueError};
 use crate::storage::{self, EmbeddedS3, ObjectStore, StorageError};
 
 /// Why the services could not be reached.
@@ -16,7 +16,7 @@ pub enum ServicesError {
     #[error("cannot use the database")]
     Db(#[from] DbError),
     #[error("cannot use the job queue")]
-    Queue(#[from] QueueError),
+    Queue(#[from] JobQueueError),
     #[error("cannot use the object store")]
     Storage(#[from] StorageError),
     #[error("cannot bind the in-process S3 server")]

@@ -16,6 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::errors::error_chain;
 use crate::store::{Delivery, Outcome, Settlement, Store};
 
 /// What the settle layer attaches to each task it will report on.
@@ -296,15 +297,4 @@ async fn renew_loop<S: Store>(shared: Arc<Shared<S>>) {
             }
         }
     }
-}
-
-pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

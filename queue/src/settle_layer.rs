@@ -48,7 +48,7 @@ pub struct SettleService<S> {
 
 /// What becomes of a delivery whose handler failed.
 pub fn failure_outcome(error: &BoxDynError, attempt: u32, max_attempts: u32, backoff: Backoff) -> Outcome {
-    let text = crate::driver::error_chain(error.as_ref());
+    let text = crate::errors::error_chain(error.as_ref());
     if error.downcast_ref::<AbortError>().is_some() || attempt >= max_attempts {
         return Outcome::Dead(text);
     }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use petportrait_core::config::Config;
 use petportrait_core::db::{DbError, StalledGeneration};
-use petportrait_core::errors::chain as error_chain;
+use petportrait_core::errors::error_chain;
 use petportrait_core::ids::GenerationId;
-use petportrait_core::queue::DispatchId;
+use petportrait_core::queue::{Dispatch, DispatchId};
 use petportrait_core::services::Services;
 use petportrait_core::storage::StorageError;
 use petportrait_core::time::{Millis, duration_ms, now_ms};
@@ -156,11 +156,11 @@ async fn redispatch_one(services: &Services, stalled: &StalledGeneration, now: M
     // Recorded first and only if nothing changed meanwhile: a worker that just scheduled
     // a retry keeps its own dispatch. If the push then fails, the next sweep sees a task
     // the queue does not hold and tries again.
-    let dispatch = DispatchId::new();
-    if !services.db.record_redispatch(stalled, now, &dispatch.to_string()).await? {
+    let dispatch = Dispatch::Sweep { at: now }.plan(&generation);
+    if !services.db.record_redispatch(stalled, now, &dispatch.task().to_string()).await? {
         return Ok(false);
     }
-    match services.queue.enqueue_generation(&generation, Duration::ZERO, &format!("sweep-{now}"), &dispatch).await {
+    match services.queue.dispatch(&dispatch, Duration::ZERO).await {
         Ok(()) => {
             tracing::warn!(generation.id = %stalled.id, "stalled generation dispatched again");
             Ok(true)

@@ -39,7 +39,7 @@ pub struct RenderRequest {
     /// Unique per attempt of a generation (the worker uses `{generation}-a{attempt}`):
     /// a remote provider's idempotency key, so a retried call never starts a second
     /// prediction for one attempt.
-    pub request_id: String,
+    pub idempotency_key: String,
 }
 
 /// One file a generation produced.
@@ -111,6 +111,30 @@ pub enum StudioError {
     RequestRejected(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("encoding the output failed")]
     Encode(#[source] image::ImageError),
+}
+
+impl StudioError {
+    /// The stable code a generation records when this error ends an attempt.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StudioError::InvalidInput(_) | StudioError::Unsupported { .. } | StudioError::UnknownStyle(_) => {
+                "invalid_input"
+            }
+            StudioError::Canceled => "canceled",
+            StudioError::Unavailable(_) => "model_unavailable",
+            StudioError::TimedOut { .. } => "timeout",
+            StudioError::ContentPolicy(_) => "content_policy",
+            StudioError::ModelFailed(_) => "model_failed",
+            StudioError::RequestRejected(_) => "model_rejected_request",
+            StudioError::Encode(_) => "internal_error",
+        }
+    }
+
+    /// Whether another attempt may succeed: an unreachable or slow model may recover;
+    /// a refused or unusable photo, a failing model and our own bugs do not change.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StudioError::Unavailable(_) | StudioError::TimedOut { .. })
+    }
 }
 
 /// Something that turns a pet photo into generated files. Implementations are called
@@ -245,7 +269,7 @@ mod tests {
                 style: style.id.into(),
                 input: photo(),
                 options: OutputOptions::default(),
-                request_id: "test".into(),
+                idempotency_key: "test".into(),
             };
             let files = studio.render(&req, &RenderContext::detached()).expect("renders");
             assert_eq!(files.len(), 1);
@@ -268,7 +292,7 @@ mod tests {
                 style: "oil_paint".into(),
                 input: input.clone().into(),
                 options,
-                request_id: "test".into(),
+                idempotency_key: "test".into(),
             };
             let files = studio.render(&req, &RenderContext::detached()).expect("renders");
             assert_eq!(image::guess_format(&files[0].bytes).expect("format"), expected);
@@ -287,7 +311,7 @@ mod tests {
             style: "relief".into(),
             input: photo(),
             options: OutputOptions::default(),
-            request_id: "test".into(),
+            idempotency_key: "test".into(),
         };
         let files = studio.render(&req, &RenderContext::detached()).expect("renders");
         let names: Vec<_> = files.iter().map(|f| (f.filename.as_str(), f.content_type)).collect();
@@ -309,7 +333,7 @@ mod tests {
             style: "watercolor".into(),
             input: photo(),
             options: OutputOptions::default(),
-            request_id: "test".into(),
+            idempotency_key: "test".into(),
         };
         assert!(matches!(studio.render(&req, &ctx), Err(StudioError::Canceled)));
     }
@@ -322,12 +346,32 @@ mod tests {
             style: "pet_theme".into(),
             input: photo(),
             options: OutputOptions::default(),
-            request_id: "test".into(),
+            idempotency_key: "test".into(),
         };
         let files = studio.render(&req, &RenderContext::detached()).expect("renders");
         assert_eq!(files.len(), 1);
         assert_eq!((files[0].filename.as_str(), files[0].content_type), ("music-pet_theme.wav", "audio/wav"));
         assert_eq!((&files[0].bytes[..4], &files[0].bytes[8..12]), (&b"RIFF"[..], &b"WAVE"[..]));
+    }
+
+    #[test]
+    fn only_an_unreachable_or_slow_model_is_worth_another_attempt() {
+        let cause = || -> Box<dyn std::error::Error + Send + Sync> { "cause".into() };
+        let cases = [
+            (StudioError::InvalidInput(imaging::ImageRejection::UnsupportedFormat), "invalid_input", false),
+            (StudioError::Unsupported { kind: "music" }, "invalid_input", false),
+            (StudioError::UnknownStyle("cubism".into()), "invalid_input", false),
+            (StudioError::Canceled, "canceled", false),
+            (StudioError::Unavailable(cause()), "model_unavailable", true),
+            (StudioError::TimedOut { after: std::time::Duration::from_secs(1) }, "timeout", true),
+            (StudioError::ContentPolicy(cause()), "content_policy", false),
+            (StudioError::ModelFailed(cause()), "model_failed", false),
+            (StudioError::RequestRejected(cause()), "model_rejected_request", false),
+            (StudioError::Encode(image::ImageError::IoError(std::io::Error::other("disk"))), "internal_error", false),
+        ];
+        for (error, code, retryable) in cases {
+            assert_eq!((error.code(), error.is_retryable()), (code, retryable), "{error:?}");
+        }
     }
 
     #[test]
@@ -338,7 +382,7 @@ mod tests {
             style: "watercolor".into(),
             input: "not an image".into(),
             options: OutputOptions::default(),
-            request_id: "test".into(),
+            idempotency_key: "test".into(),
         };
         assert!(matches!(studio.render(&req, &RenderContext::detached()), Err(StudioError::InvalidInput(_))));
     }

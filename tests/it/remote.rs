@@ -37,7 +37,7 @@ fn portrait(request_id: &str) -> RenderRequest {
         style: "watercolor".into(),
         input: pet_jpeg().into(),
         options: OutputOptions::default(),
-        request_id: request_id.into(),
+        idempotency_key: request_id.into(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use petportrait_core::db::{CreateOutcome, NewGeneration};
 use petportrait_core::domain::GenerationKind;
 use petportrait_core::ids::GenerationId;
-use petportrait_core::queue::DispatchId;
+use petportrait_core::queue::Dispatch;
 use petportrait_core::time::now_ms;
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::{Mode, TestApp};
@@ -27,7 +27,7 @@ async fn lost_jobs_are_dispatched_again(mode: Mode) {
     // A generation whose row was written but whose job never reached the queue (the
     // enqueue failed, or Redis restarted without persistence).
     let id = GenerationId::generate();
-    let never_pushed = DispatchId::new().to_string();
+    let never_pushed = Dispatch::Create.plan(&id).task().to_string();
     let new = NewGeneration {
         id: &id,
         user_id: &user,

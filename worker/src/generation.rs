@@ -9,7 +9,7 @@ use bytes::Bytes;
 use petportrait_core::db::{ChargeOutcome, ClaimOutcome, GenerationRow, NewObject, OutputRow};
 use petportrait_core::ids::{GenerationId, ObjectId, UserId};
 use petportrait_core::output_options::OutputOptions;
-use petportrait_core::queue::{DispatchId, GenerationJob, JobOutcome};
+use petportrait_core::queue::{Dispatch, GenerationJob, JobOutcome};
 use petportrait_core::storage::keys;
 use petportrait_core::time::{Millis, duration_ms, now_ms};
 use petportrait_studio::{RenderContext, RenderRequest, RenderedFile, StudioError};
@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::WorkerState;
 use crate::error::JobError;
-use petportrait_core::errors::chain as error_chain;
+use petportrait_core::errors::error_chain;
 use petportrait_queue::backoff_delay;
 
 /// Runs one delivery of a generation job. Every outcome the product knows about is
@@ -62,14 +62,14 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
             // Another delivery holds it. Look again once its lease could have lapsed, in
             // case that worker dies; if it finishes, the next delivery is a no-op.
             tracing::info!(lease.until = until, "generation held by another delivery; checking again later");
-            look_again_at(state, id, until + 250, "lease").await;
+            look_again_at(state, id, until + 250).await;
             return Ok(());
         }
         ClaimOutcome::NotYet { due } => {
-            // An early delivery of a scheduled retry (the backends schedule in whole
-            // seconds); the retry waits for its backoff.
+            // A delivery of a generation whose retry is not due yet (a replayed dead
+            // job, or the scheduler's sweep racing a retry): the retry waits for its backoff.
             tracing::info!(retry.due = due, "retry not due yet; checking again then");
-            look_again_at(state, id, due, "wait").await;
+            look_again_at(state, id, due).await;
             return Ok(());
         }
     };
@@ -108,10 +108,10 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
             );
             tracing::warn!(error.code = code, error = %error_chain(source.as_ref()), retry.in_ms = delay.as_millis() as u64, "attempt failed; retrying");
             let now = now_ms();
-            let dispatch = DispatchId::new();
-            if db.mark_waiting_for_retry(id, owner, now, now + duration_ms(delay), &dispatch.to_string()).await? {
-                let key = format!("try-{}", row.attempts + 1);
-                if let Err(error) = state.services.queue.enqueue_generation(id, delay, &key, &dispatch).await {
+            let dispatch = Dispatch::Retry { attempt: row.attempts + 1 }.plan(id);
+            if db.mark_waiting_for_retry(id, owner, now, now + duration_ms(delay), &dispatch.task().to_string()).await?
+            {
+                if let Err(error) = state.services.queue.dispatch(&dispatch, delay).await {
                     // The stalled-generation sweep of the scheduler dispatches it again.
                     tracing::error!(error = %error_chain(&error), "could not schedule the retry");
                 }
@@ -128,11 +128,9 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
 
 /// Dispatches the generation again at `at` (ms). Each look is a job of its own: a
 /// shared name would let the queue drop a later look as a duplicate of an earlier one.
-async fn look_again_at(state: &WorkerState, id: &GenerationId, at: Millis, why: &str) {
+async fn look_again_at(state: &WorkerState, id: &GenerationId, at: Millis) {
     let delay = Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0));
-    let dispatch = DispatchId::new();
-    let key = format!("{why}-{dispatch}");
-    if let Err(error) = state.services.queue.enqueue_generation(id, delay, &key, &dispatch).await {
+    if let Err(error) = state.services.queue.dispatch(&Dispatch::LookAgain.plan(id), delay).await {
         tracing::warn!(error = %error_chain(&error), "could not schedule the next look; the scheduler's sweep will");
     }
 }
@@ -157,8 +155,8 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
     let input = load_upload(state, &row.upload_id).await?;
     // One key per attempt: a retried call to a remote model within this attempt is the
     // same prediction, the next attempt a new one.
-    let request_id = format!("{id}-a{}", row.attempts);
-    let request = RenderRequest { kind, style: row.style.clone(), input, options, request_id };
+    let idempotency_key = format!("{id}-a{}", row.attempts);
+    let request = RenderRequest { kind, style: row.style.clone(), input, options, idempotency_key };
     let files = render_with_progress(state, id, owner, request).await?;
 
     let now = now_ms();
@@ -167,7 +165,7 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
         generation: id,
         attempt: row.attempts,
         now,
-        expires_at: now + duration_ms(state.config.retention.output_ttl),
+        expires_at: now + duration_ms(state.config.lifetimes.output_ttl),
     };
     for (position, file) in files.into_iter().enumerate() {
         store_output(state, &run, position, file).await?;
@@ -257,29 +255,17 @@ async fn render_with_progress(
     match result {
         Ok(Ok(files)) => Ok(files),
         Ok(Err(StudioError::Canceled)) => Err(JobError::LostLease),
-        Ok(Err(
-            error @ (StudioError::InvalidInput(_) | StudioError::Unsupported { .. } | StudioError::UnknownStyle(_)),
-        )) => Err(JobError::Abort { code: "invalid_input", source: Box::new(error) }),
-        Ok(Err(error @ StudioError::Unavailable(_))) => {
-            Err(JobError::Retry { code: "model_unavailable", source: Box::new(error) })
-        }
-        Ok(Err(error @ StudioError::TimedOut { .. })) => {
-            Err(JobError::Retry { code: "timeout", source: Box::new(error) })
-        }
-        // Refused by the model's content policy: the same photo will be refused again.
-        Ok(Err(error @ StudioError::ContentPolicy(_))) => {
-            Err(JobError::Abort { code: "content_policy", source: Box::new(error) })
-        }
-        Ok(Err(error @ StudioError::ModelFailed(_))) => {
-            Err(JobError::Abort { code: "model_failed", source: Box::new(error) })
-        }
-        // Our request is at fault (a bug, a wrong PROVIDER_MODEL): loud, and not retried.
-        Ok(Err(error @ StudioError::RequestRejected(_))) => {
-            tracing::error!(error = %error_chain(&error), "the model provider rejected our request");
-            Err(JobError::Abort { code: "model_rejected_request", source: Box::new(error) })
-        }
-        Ok(Err(error @ StudioError::Encode(_))) => {
-            Err(JobError::Abort { code: "internal_error", source: Box::new(error) })
+        Ok(Err(error)) => {
+            let code = error.code();
+            if let StudioError::RequestRejected(_) = error {
+                // Our request is at fault (a bug, a wrong PROVIDER_MODEL): loud, and not retried.
+                tracing::error!(error = %error_chain(&error), "the model provider rejected our request");
+            }
+            if error.is_retryable() {
+                Err(JobError::Retry { code, source: Box::new(error) })
+            } else {
+                Err(JobError::Abort { code, source: Box::new(error) })
+            }
         }
         // A panic in an image algorithm is a bug that will recur on the same input.
         Err(join) if join.is_panic() => Err(JobError::Abort { code: "internal_error", source: Box::new(join) }),

@@ -6,7 +6,7 @@ pub mod generation;
 use std::sync::Arc;
 
 use petportrait_core::config::Config;
-use petportrait_core::queue::{QueueError, WorkerOptions};
+use petportrait_core::queue::{JobQueueError, WorkerOptions};
 use petportrait_core::services::Services;
 use petportrait_studio::Studio;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,7 @@ pub async fn run(
     services: Services,
     studio: Arc<dyn Studio>,
     shutdown: CancellationToken,
-) -> Result<(), QueueError> {
+) -> Result<(), JobQueueError> {
     let worker_id = unique_worker_id();
     tracing::info!(worker.id = %worker_id, concurrency = config.worker.concurrency, "worker starting");
     let options = WorkerOptions {

@@ -12,7 +12,7 @@ use petportrait_core::db::{CancelOutcome, CreateOutcome, GenerationFilter, Gener
 use petportrait_core::domain::{GenerationKind, GenerationStatus, Style, find_style};
 use petportrait_core::ids::GenerationId;
 use petportrait_core::output_options::OutputOptions;
-use petportrait_core::queue::DispatchId;
+use petportrait_core::queue::Dispatch;
 use petportrait_core::time::now_ms;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -112,8 +112,8 @@ pub async fn create_generation(
     }
 
     let id = GenerationId::generate();
-    let dispatch = DispatchId::new();
-    let dispatch_text = dispatch.to_string();
+    let dispatch = Dispatch::Create.plan(&id);
+    let dispatch_text = dispatch.task().to_string();
     let new = NewGeneration {
         id: &id,
         user_id: &user_id,
@@ -153,8 +153,8 @@ pub async fn create_generation(
     let response = respond(&state, &row, StatusCode::ACCEPTED, false).await?;
     // The row is the system of record: if this enqueue fails, the scheduler's sweep of
     // stalled generations dispatches it, so the request still succeeds.
-    if let Err(error) = state.services.queue.enqueue_generation(&id, Duration::ZERO, "create", &dispatch).await {
-        tracing::error!(generation.id = %id, error = %petportrait_core::errors::chain(&error), "enqueue failed; the scheduler will dispatch it");
+    if let Err(error) = state.services.queue.dispatch(&dispatch, Duration::ZERO).await {
+        tracing::error!(generation.id = %id, error = %petportrait_core::errors::error_chain(&error), "enqueue failed; the scheduler will dispatch it");
     }
     tracing::info!(generation.id = %id, generation.kind = kind.as_str(), generation.style = style.id, "generation created");
     Ok(response)

@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
             style: style.to_owned(),
             input: input.clone(),
             options: OutputOptions::default(),
-            request_id: format!("bench-{style}"),
+            idempotency_key: format!("bench-{style}"),
         };
         Ok(studio.render(&request, &RenderContext::detached())?)
     };

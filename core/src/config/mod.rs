@@ -24,12 +24,12 @@ pub struct Config {
     pub public_url: String,
     pub data_dir: PathBuf,
     pub database: DatabaseTarget,
-    pub queue: QueueConfig,
+    pub queue: QueueLocation,
     pub s3: S3Config,
     pub dev_login: bool,
     pub google_client_id: Option<String>,
     pub starter_credits: i64,
-    pub retention: Retention,
+    pub lifetimes: ObjectLifetimes,
     pub uploads: UploadLimits,
     pub worker: WorkerConfig,
     pub scheduler: SchedulerConfig,
@@ -55,7 +55,7 @@ impl DatabaseTarget {
 
 /// Where jobs are dispatched from.
 #[derive(Clone, Debug)]
-pub struct QueueConfig {
+pub struct QueueLocation {
     /// `None` keeps the queue in the SQLite database (embedded mode).
     pub redis_url: Option<String>,
     /// Prefix of every queue name, so that several deployments or tests share one Redis.
@@ -73,8 +73,10 @@ pub struct S3Config {
     pub force_path_style: bool,
 }
 
+/// How long each kind of object lives before the purge deletes it (`UPLOAD_TTL`,
+/// `OUTPUT_TTL`, `EXPORT_TTL`).
 #[derive(Clone, Debug)]
-pub struct Retention {
+pub struct ObjectLifetimes {
     pub upload_ttl: Duration,
     pub output_ttl: Duration,
     pub export_ttl: Duration,
@@ -97,7 +99,8 @@ impl Default for UploadLimits {
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
     pub concurrency: usize,
-    /// How often a worker proves to the queue that it is alive.
+    /// How often a running generation renews its database lease (`WORKER_HEARTBEAT`);
+    /// progress reports renew it too. The queue engine renews its own job leases.
     pub heartbeat: Duration,
     /// How long a generation stays claimed by a worker that stopped renewing its lease.
     pub job_lease: Duration,
@@ -318,7 +321,7 @@ impl Config {
             r.problem("STARTER_CREDITS", "must not be negative");
         }
 
-        let retention = Retention {
+        let lifetimes = ObjectLifetimes {
             upload_ttl: r.duration("UPLOAD_TTL", Duration::from_secs(24 * 3600)),
             output_ttl: r.duration("OUTPUT_TTL", Duration::from_secs(7 * 86_400)),
             export_ttl: r.duration("EXPORT_TTL", Duration::from_secs(5 * 86_400)),
@@ -382,12 +385,12 @@ impl Config {
             public_url,
             data_dir,
             database,
-            queue: QueueConfig { redis_url, prefix: queue_prefix },
+            queue: QueueLocation { redis_url, prefix: queue_prefix },
             s3: S3Config { endpoint, bucket, region, credentials, force_path_style },
             dev_login,
             google_client_id,
             starter_credits,
-            retention,
+            lifetimes,
             uploads,
             worker,
             scheduler,
@@ -460,7 +463,7 @@ mod tests {
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
         assert_eq!(c.s3.bucket, "petportrait");
         assert_eq!(c.starter_credits, 10);
-        assert_eq!(c.retention.output_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.lifetimes.output_ttl, Duration::from_secs(7 * 86_400));
     }
 
     #[test]

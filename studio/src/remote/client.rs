@@ -191,7 +191,7 @@ impl Provider {
                 call,
                 attempt,
                 retry.in_ms = delay.as_millis() as u64,
-                error = %petportrait_core::errors::chain(&error),
+                error = %petportrait_core::errors::error_chain(&error),
                 "model provider call failed; retrying"
             );
             tokio::time::sleep(delay).await;

@@ -17,7 +17,7 @@
 //! - **Retries.** 5xx, 408, 429 and connection errors are retried `PROVIDER_RETRIES`
 //!   times with exponential backoff and jitter, or after the `Retry-After` the provider
 //!   asks for (seconds or an HTTP date; over a minute, the attempt gives up instead).
-//!   The create carries `Idempotency-Key: <request_id>` (one per attempt of a
+//!   The create carries `Idempotency-Key: <idempotency_key>` (one per attempt of a
 //!   generation), so a provider that honours it does not start a second prediction
 //!   when a retry follows a lost answer; one that ignores it (Replicate today) may run
 //!   a duplicate we never follow.
@@ -157,8 +157,8 @@ impl RemoteStudio {
         let deadline = Instant::now() + self.config.timeout;
         let _slot = self.take_slot(ctx, deadline).await?;
         ctx.checkpoint(8, "submitting")?;
-        let prediction = self.create(model, input, &request.request_id, deadline).await?;
-        tracing::info!(prediction.id = %prediction.id, request.id = %request.request_id, "prediction created");
+        let prediction = self.create(model, input, &request.idempotency_key, deadline).await?;
+        tracing::info!(prediction.id = %prediction.id, request.idempotency_key = %request.idempotency_key, "prediction created");
         let mut tracked = Tracked { prediction, ended: false };
         let result = self.follow(&mut tracked, request, ctx, deadline).await;
         if result.is_err() && !tracked.ended {
@@ -194,7 +194,7 @@ impl RemoteStudio {
         &self,
         model: &str,
         input: serde_json::Value,
-        request_id: &str,
+        idempotency_key: &str,
         deadline: Instant,
     ) -> Result<Prediction, StudioError> {
         // `version` takes `owner/name`, `owner/name:version` or a version id.
@@ -207,7 +207,7 @@ impl RemoteStudio {
                 self.provider
                     .request(Method::POST, url.clone())
                     .header(CONTENT_TYPE, "application/json")
-                    .header("Idempotency-Key", request_id)
+                    .header("Idempotency-Key", idempotency_key)
                     .header("Cancel-After", cancel_after.as_str())
                     .body(body.clone())
             })
@@ -221,7 +221,7 @@ impl RemoteStudio {
         let ProviderError::Status { status, body, .. } = &error else { return self.transient(error) };
         match *status {
             401 | 403 => {
-                tracing::error!(error = %petportrait_core::errors::chain(&error), "the model provider refused our credentials: check PROVIDER_TOKEN and the model's access");
+                tracing::error!(error = %petportrait_core::errors::error_chain(&error), "the model provider refused our credentials: check PROVIDER_TOKEN and the model's access");
                 StudioError::Unavailable(Box::new(error))
             }
             // 408 and 429 were retried; their last answer is still transient.
@@ -297,7 +297,7 @@ impl RemoteStudio {
             .await
             .map_err(|error| {
                 if let ProviderError::Status { status: 401 | 403, .. } = error {
-                    tracing::error!(error = %petportrait_core::errors::chain(&error), "the model provider refused our credentials");
+                    tracing::error!(error = %petportrait_core::errors::error_chain(&error), "the model provider refused our credentials");
                 }
                 self.transient(error)
             })?;
@@ -323,7 +323,7 @@ impl RemoteStudio {
             Ok(_) => tracing::info!(prediction.id = %prediction.id, "prediction canceled at the provider"),
             Err(error) => tracing::warn!(
                 prediction.id = %prediction.id,
-                error = %petportrait_core::errors::chain(&error),
+                error = %petportrait_core::errors::error_chain(&error),
                 "could not cancel the prediction; its Cancel-After deadline will end it"
             ),
         }

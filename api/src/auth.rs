@@ -15,7 +15,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult, internal};
+use crate::error::{ApiError, ApiResult};
 use crate::json::JsonBody;
 
 pub const SESSION_COOKIE: &str = "pp_session";
@@ -70,8 +70,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             .services
             .db
             .find_session_user(&hash_token(&token), now_ms())
-            .await
-            .map_err(internal)?
+            .await?
             .ok_or_else(ApiError::unauthorized)?;
         Ok(CurrentUser(user))
     }
@@ -120,8 +119,7 @@ pub async fn dev_login(
         return Err(ApiError::unprocessable("invalid_name", "name must be 1 to 100 characters"));
     }
     let now = now_ms();
-    let (user, created) =
-        state.services.db.find_or_create_user(&email, name, state.starter_credits, now).await.map_err(internal)?;
+    let (user, created) = state.services.db.find_or_create_user(&email, name, state.starter_credits, now).await?;
     if created {
         tracing::info!(user.id = %user.id, "account created through dev sign-in");
     }
@@ -129,12 +127,12 @@ pub async fn dev_login(
     rand::rng().fill_bytes(&mut secret);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
     let expires_at = now + SESSION_DAYS * 86_400_000;
-    state.services.db.insert_session(&hash_token(&token), &user.user_id(), now, expires_at).await.map_err(internal)?;
+    state.services.db.insert_session(&hash_token(&token), &user.user_id(), now, expires_at).await?;
     let secure = if state.public_url.starts_with("https://") { "; Secure" } else { "" };
     let cookie =
         format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Lax; Path=/; Max-Age={}{secure}", SESSION_DAYS * 86_400);
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(internal)?);
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie)?);
     Ok(response)
 }
 
@@ -142,7 +140,7 @@ pub async fn dev_login(
 pub async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(token) = session_token(&headers) {
         check_same_origin(&method, &headers, &state.public_url)?;
-        state.services.db.delete_session(&hash_token(&token)).await.map_err(internal)?;
+        state.services.db.delete_session(&hash_token(&token)).await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response

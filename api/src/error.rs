@@ -50,10 +50,28 @@ impl ApiError {
     }
 }
 
-/// Turns a library error into an opaque 500: `.map_err(internal)?`.
-pub fn internal<E: std::error::Error + 'static>(error: E) -> ApiError {
-    ApiError::internal(&error)
+/// Failures of the platform's own parts are opaque 500s: `?` logs them with their cause
+/// chain once, here. Errors a client can cause are mapped where they happen.
+macro_rules! internal_errors {
+    ($($error:ty),+ $(,)?) => {
+        $(impl From<$error> for ApiError {
+            fn from(error: $error) -> ApiError {
+                ApiError::internal(&error)
+            }
+        })+
+    };
 }
+
+internal_errors!(
+    petportrait_core::db::DbError,
+    petportrait_core::storage::StorageError,
+    petportrait_core::objects::ObjectWriteError,
+    petportrait_core::queue::JobQueueError,
+    tokio::task::JoinError,
+    tokio::sync::AcquireError,
+    axum::http::header::InvalidHeaderValue,
+    std::num::TryFromIntError,
+);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

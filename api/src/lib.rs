@@ -3,6 +3,7 @@
 
 mod auth;
 mod error;
+mod extract;
 mod json;
 mod pagination;
 mod routes;
@@ -10,7 +11,6 @@ mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -31,7 +31,6 @@ pub struct AppState {
     pub public_url: String,
     pub starter_credits: i64,
     pub uploads: UploadLimits,
-    pub upload_ttl: Duration,
     /// Upload decodes running at once (each may need hundreds of megabytes).
     pub decode_slots: Arc<Semaphore>,
 }
@@ -43,7 +42,6 @@ impl AppState {
             public_url: config.public_url.clone(),
             starter_credits: config.starter_credits,
             uploads: config.uploads.clone(),
-            upload_ttl: config.lifetimes.upload_ttl,
             decode_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
         }
     }
@@ -59,8 +57,8 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/auth/logout", post(auth::logout))
         .route("/v1/me", get(routes::account::get_me))
-        .route("/v1/styles", get(routes::account::list_styles))
-        .route("/v1/quote", get(routes::account::quote))
+        .route("/v1/styles", get(routes::catalogue::list_styles))
+        .route("/v1/quote", get(routes::catalogue::quote))
         .route("/v1/credits", get(routes::account::get_credits))
         .route("/v1/credits/ledger", get(routes::account::list_ledger))
         .route("/v1/uploads", post(routes::uploads::create_upload).layer(DefaultBodyLimit::max(upload_body_limit)))

@@ -1,8 +1,8 @@
 //! Response bodies of the API, built from database rows. Field names are fixed by the
 //! API contract.
 
-use petportrait_core::db::{DbResult, GenerationRow, OutputRow, UploadRow, UserRow};
-use petportrait_core::domain::GenerationError;
+use petportrait_core::db::{GenerationRow, OutputRow, UploadRow, UserRow};
+use petportrait_core::domain::{GenerationError, GenerationKind, GenerationStatus, ObjectState};
 use petportrait_core::time::rfc3339;
 use serde::Serialize;
 
@@ -106,9 +106,9 @@ pub struct GenerationUrls {
 #[derive(Serialize)]
 pub struct GenerationView {
     pub id: String,
-    pub kind: String,
+    pub kind: GenerationKind,
     pub style: String,
-    pub status: String,
+    pub status: GenerationStatus,
     pub upload_id: String,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -122,14 +122,13 @@ pub struct GenerationView {
 }
 
 impl GenerationView {
-    pub fn build(row: &GenerationRow, outputs: &[OutputRow], queue_position: Option<i64>) -> DbResult<GenerationView> {
-        let status = row.status()?;
+    pub fn build(row: &GenerationRow, outputs: &[OutputRow], queue_position: Option<i64>) -> GenerationView {
         let self_url = format!("/v1/generations/{}", row.id);
-        Ok(GenerationView {
+        GenerationView {
             id: row.id.clone(),
-            kind: row.kind.clone(),
+            kind: row.kind,
             style: row.style.clone(),
-            status: status.as_str().to_owned(),
+            status: row.status,
             upload_id: row.upload_id.clone(),
             created_at: rfc3339(row.created_at),
             started_at: row.started_at.map(rfc3339),
@@ -144,7 +143,7 @@ impl GenerationView {
                     filename: o.filename.clone(),
                     content_type: o.content_type.clone(),
                     bytes: o.bytes,
-                    url: (o.object_state == "active").then(|| format!("/v1/files/{}", o.object_id)),
+                    url: (o.object_state == ObjectState::Active).then(|| format!("/v1/files/{}", o.object_id)),
                     expires_at: rfc3339(o.expires_at),
                 })
                 .collect(),
@@ -154,7 +153,7 @@ impl GenerationView {
                 events: format!("{self_url}/events"),
                 self_: self_url,
             },
-        })
+        }
     }
 }
 

@@ -2,70 +2,100 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What a generation produces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GenerationKind {
-    Portrait,
-    Music,
-    Sculpture,
+/// A value read from text (a row, a query string) that names no variant.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {value:?}")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
 }
 
-impl GenerationKind {
-    pub const ALL: [GenerationKind; 3] = [GenerationKind::Portrait, GenerationKind::Music, GenerationKind::Sculpture];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GenerationKind::Portrait => "portrait",
-            GenerationKind::Music => "music",
-            GenerationKind::Sculpture => "sculpture",
+/// An enum stored and sent as text: `as_str`, `parse`, `ALL`, and `TryFrom<String>` so
+/// rows decode straight into it (`#[sqlx(try_from = "String")]`).
+macro_rules! text_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
         }
-    }
 
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == text)
+        impl $name {
+            pub const ALL: [$name; [$(stringify!($variant)),+].len()] = [$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                Self::ALL.into_iter().find(|v| v.as_str() == text)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = UnknownValue;
+
+            fn try_from(text: String) -> Result<Self, UnknownValue> {
+                Self::parse(&text).ok_or(UnknownValue { what: stringify!($name), value: text })
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// What a generation produces.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum GenerationKind {
+        Portrait = "portrait",
+        Music = "music",
+        Sculpture = "sculpture",
     }
 }
 
-/// Where a generation is in its life. Terminal states never change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GenerationStatus {
-    Queued,
-    Starting,
-    Processing,
-    Succeeded,
-    Failed,
-    Canceled,
+text_enum! {
+    /// Where a generation is in its life. Terminal states never change.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum GenerationStatus {
+        Queued = "queued",
+        Starting = "starting",
+        Processing = "processing",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Canceled = "canceled",
+    }
 }
 
 impl GenerationStatus {
-    pub const ALL: [GenerationStatus; 6] = [
-        GenerationStatus::Queued,
-        GenerationStatus::Starting,
-        GenerationStatus::Processing,
-        GenerationStatus::Succeeded,
-        GenerationStatus::Failed,
-        GenerationStatus::Canceled,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GenerationStatus::Queued => "queued",
-            GenerationStatus::Starting => "starting",
-            GenerationStatus::Processing => "processing",
-            GenerationStatus::Succeeded => "succeeded",
-            GenerationStatus::Failed => "failed",
-            GenerationStatus::Canceled => "canceled",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
     pub fn is_terminal(self) -> bool {
         matches!(self, GenerationStatus::Succeeded | GenerationStatus::Failed | GenerationStatus::Canceled)
+    }
+}
+
+text_enum! {
+    /// What a stored object holds; it decides the object's key and expiry.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum StoredObjectKind {
+        /// A user's photo.
+        Upload = "upload",
+        /// A generated file.
+        Output = "output",
+        /// A copy of a generated file in the user's gallery.
+        Gallery = "gallery",
+    }
+}
+
+text_enum! {
+    /// Where a stored object is in its life: served while `Active` and unexpired,
+    /// `Deleting` once the purge claimed it, `Deleted` once its bytes are gone (the row
+    /// stays so downloads answer 410).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum ObjectState {
+        Active = "active",
+        Deleting = "deleting",
+        Deleted = "deleted",
     }
 }
 
@@ -147,40 +177,23 @@ pub fn find_style(kind: GenerationKind, style: &str) -> Option<&'static Style> {
     CATALOGUE.iter().find(|s| s.kind == kind && s.id == style)
 }
 
-/// The kinds of entries in the append-only credit ledger.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LedgerKind {
-    /// Credits given for free (starter credits, an operator's grant).
-    Grant,
-    /// Credits bought.
-    Purchase,
-    /// Credits set aside for a generation that has not started.
-    Hold,
-    /// The held credits, taken when the generation starts.
-    Charge,
-    /// A hold given back (cancel before start, failure before charge).
-    Release,
-    /// A charge given back (failure after the charge).
-    Refund,
-}
-
-impl LedgerKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LedgerKind::Grant => "grant",
-            LedgerKind::Purchase => "purchase",
-            LedgerKind::Hold => "hold",
-            LedgerKind::Charge => "charge",
-            LedgerKind::Release => "release",
-            LedgerKind::Refund => "refund",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Grant, Self::Purchase, Self::Hold, Self::Charge, Self::Release, Self::Refund]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+text_enum! {
+    /// The kinds of entries in the append-only credit ledger.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum LedgerKind {
+        /// Credits given for free (starter credits, an operator's grant).
+        Grant = "grant",
+        /// Credits bought.
+        Purchase = "purchase",
+        /// Credits set aside for a generation that has not started.
+        Hold = "hold",
+        /// The held credits, taken when the generation starts.
+        Charge = "charge",
+        /// A hold given back (cancel before start, failure before charge).
+        Release = "release",
+        /// A charge given back (failure after the charge).
+        Refund = "refund",
     }
 }
 
@@ -204,7 +217,15 @@ mod tests {
         for s in GenerationStatus::ALL {
             assert_eq!(GenerationStatus::parse(s.as_str()), Some(s));
         }
+        for k in LedgerKind::ALL {
+            assert_eq!(LedgerKind::parse(k.as_str()), Some(k));
+        }
         assert_eq!(GenerationKind::parse("video"), None);
+        assert_eq!(
+            StoredObjectKind::try_from("export".to_owned()),
+            Err(UnknownValue { what: "StoredObjectKind", value: "export".into() })
+        );
+        assert_eq!(ObjectState::try_from("active".to_owned()), Ok(ObjectState::Active));
     }
 
     #[test]

@@ -17,6 +17,12 @@ fn next_ulid() -> ulid::Ulid {
     }
 }
 
+/// Every id type: parsed from untrusted text at the edge.
+pub trait Id: Sized {
+    /// Accepts only well-formed ids of this kind; anything else is `None`.
+    fn parse(text: &str) -> Option<Self>;
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -46,6 +52,12 @@ macro_rules! id_type {
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+        }
+
+        impl Id for $name {
+            fn parse(text: &str) -> Option<Self> {
+                $name::parse(text)
             }
         }
 

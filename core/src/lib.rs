@@ -9,6 +9,7 @@ pub mod domain;
 pub mod errors;
 pub mod ids;
 pub mod imaging;
+pub mod objects;
 pub mod output_options;
 pub mod queue;
 pub mod services;

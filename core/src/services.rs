@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, DatabaseTarget};
 use crate::db::{Db, DbError};
+use crate::objects::ObjectWriter;
 use crate::queue::{JobQueue, JobQueueError};
 use crate::storage::{self, EmbeddedS3, ObjectStore, StorageError};
 
@@ -38,6 +39,8 @@ pub struct Services {
     pub db: Db,
     pub queue: JobQueue,
     pub store: ObjectStore,
+    /// The one way to write an object: its row first, then the bytes, then the state.
+    pub objects: ObjectWriter,
     embedded_s3: Option<Arc<EmbeddedS3>>,
 }
 
@@ -69,7 +72,8 @@ impl Services {
             }
         };
         store.ensure_bucket().await?;
-        Ok(Services { db, queue, store, embedded_s3 })
+        let objects = ObjectWriter::new(db.clone(), store.clone(), config.lifetimes.clone());
+        Ok(Services { db, queue, store, objects, embedded_s3 })
     }
 
     /// Stops the in-process S3 server (if any) and closes the pools.

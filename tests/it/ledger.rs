@@ -3,7 +3,7 @@
 
 use futures::future::join_all;
 use petportrait_core::db::{ChargeOutcome, ClaimOutcome, CreateOutcome, NewGeneration, NewObject, UploadRow};
-use petportrait_core::domain::GenerationKind;
+use petportrait_core::domain::{GenerationKind, StoredObjectKind};
 use petportrait_core::ids::{GenerationId, UploadId, UserId};
 use petportrait_core::time::now_ms;
 use petportrait_tests::{Mode, TestApp};
@@ -24,7 +24,7 @@ async fn user_with_upload(app: &TestApp, credits: i64) -> (UserId, String) {
     let key = format!("u/{user_id}/uploads/{upload}.jpg");
     let object = NewObject {
         user_id: &user_id,
-        kind: "upload",
+        kind: StoredObjectKind::Upload,
         object_key: &key,
         content_type: "image/jpeg",
         bytes: 1,
@@ -118,11 +118,11 @@ async fn charge_release_and_refund_happen_once(mode: Mode) {
     let row = db.get_user(&user).await.expect("read").expect("user");
     assert_eq!((row.credits_balance, row.credits_held), (10, 0), "released once, never charged");
 
-    let kinds: Vec<String> =
-        db.ledger_of_generation(charged.as_str()).await.expect("ledger").into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<&str> =
+        db.ledger_of_generation(charged.as_str()).await.expect("ledger").into_iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["hold", "charge", "refund"]);
-    let kinds: Vec<String> =
-        db.ledger_of_generation(held.as_str()).await.expect("ledger").into_iter().map(|e| e.kind).collect();
+    let kinds: Vec<&str> =
+        db.ledger_of_generation(held.as_str()).await.expect("ledger").into_iter().map(|e| e.kind.as_str()).collect();
     assert_eq!(kinds, ["hold", "release"]);
     app.stop().await;
 }

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use petportrait_core::db::{ChargeOutcome, ClaimOutcome, GenerationRow, NewObject, OutputRow};
+use petportrait_core::db::{ChargeOutcome, ClaimOutcome, GenerationRow, OutputRow};
+use petportrait_core::domain::ObjectState;
 use petportrait_core::ids::{GenerationId, ObjectId, UserId};
+use petportrait_core::objects::{ObjectWriteError, Placement, Source};
 use petportrait_core::output_options::OutputOptions;
 use petportrait_core::queue::{Dispatch, GenerationJob, JobOutcome};
-use petportrait_core::storage::keys;
 use petportrait_core::time::{Millis, duration_ms, now_ms};
 use petportrait_studio::{RenderContext, RenderRequest, RenderedFile, StudioError};
 use tokio::sync::mpsc;
@@ -139,7 +140,7 @@ async fn look_again_at(state: &WorkerState, id: &GenerationId, at: Millis) {
 async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &GenerationRow) -> Result<(), JobError> {
     let db = &state.services.db;
     let user = UserId::from_db(row.user_id.clone());
-    let kind = row.kind().map_err(JobError::abort("corrupt_row"))?;
+    let kind = row.kind;
 
     match db
         .charge_generation(id, owner, &row.user_id, row.cost, now_ms())
@@ -159,14 +160,7 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
     let request = RenderRequest { kind, style: row.style.clone(), input, options, idempotency_key };
     let files = render_with_progress(state, id, owner, request).await?;
 
-    let now = now_ms();
-    let run = OutputRun {
-        user: &user,
-        generation: id,
-        attempt: row.attempts,
-        now,
-        expires_at: now + duration_ms(state.config.lifetimes.output_ttl),
-    };
+    let run = OutputRun { user: &user, generation: id, attempt: row.attempts, now: now_ms() };
     for (position, file) in files.into_iter().enumerate() {
         store_output(state, &run, position, file).await?;
     }
@@ -273,54 +267,54 @@ async fn render_with_progress(
     }
 }
 
-/// Records the object row first (so the purge always finds it), then writes the bytes,
-/// then the output row (the first attempt to record a position wins). Keys include
-/// the attempt, so two runs never write one key at once (the S3 servers we support do
-/// not make concurrent overwrites of one key atomic); an object of a run whose output
-/// row lost is still tracked by its own row and purged with the others.
+/// Writes one file of this attempt through the object writer (row, bytes, then the
+/// output row; the first attempt to record a position wins). Keys include the attempt,
+/// so two runs never write one key at once (the S3 servers we support do not make
+/// concurrent overwrites of one key atomic); an object of a run whose output row lost
+/// is still tracked by its own row and purged with the others.
 async fn store_output(
     state: &WorkerState,
     run: &OutputRun<'_>,
     position: usize,
     file: RenderedFile,
 ) -> Result<(), JobError> {
-    let OutputRun { user, generation: id, attempt, now, expires_at } = *run;
+    let OutputRun { user, generation: id, attempt, now } = *run;
     let db = &state.services.db;
-    let key = keys::output(user, id, attempt, position, &file.filename);
-    let bytes = i64::try_from(file.bytes.len()).unwrap_or(i64::MAX);
-    let object = NewObject {
-        user_id: user,
-        kind: "output",
-        object_key: &key,
-        content_type: file.content_type,
-        bytes,
-        expires_at: Some(expires_at),
-    };
-    let object_id = db.insert_stored_object(&object, now).await.map_err(JobError::retry("database"))?;
-    state.services.store.put(&key, file.bytes.into(), file.content_type).await.map_err(JobError::retry("storage"))?;
-    let output = OutputRow {
-        id: format!("out_{}_{position}", id.as_str().trim_start_matches("gen_")),
-        generation_id: id.to_string(),
-        position: position as i64,
-        object_id: object_id.to_string(),
-        filename: file.filename,
-        content_type: file.content_type.to_owned(),
-        bytes,
-        created_at: now,
-        expires_at,
-        object_state: "active".into(),
-    };
-    db.insert_output(&output).await.map_err(JobError::retry("database"))
+    let placement = Placement::Output { generation: id, attempt, position, filename: &file.filename };
+    let content_type = file.content_type;
+    let filename = file.filename.clone();
+    let written = state
+        .services
+        .objects
+        .write(user, placement, content_type, Source::Bytes(file.bytes.into()), now, |object| {
+            let output = OutputRow {
+                id: format!("out_{}_{position}", id.as_str().trim_start_matches("gen_")),
+                generation_id: id.to_string(),
+                position: position as i64,
+                object_id: object.id.to_string(),
+                filename,
+                content_type: content_type.to_owned(),
+                bytes: object.bytes,
+                created_at: object.created_at,
+                expires_at: object.expires_at,
+                object_state: ObjectState::Active,
+            };
+            async move { db.insert_output(&output).await }
+        })
+        .await;
+    written.map_err(|error| match error {
+        ObjectWriteError::Db(error) => JobError::Retry { code: "database", source: Box::new(error) },
+        ObjectWriteError::Storage(error) => JobError::Retry { code: "storage", source: Box::new(error) },
+    })
 }
 
-/// Where and how long the outputs of one attempt are kept.
+/// Whose outputs these are, and which attempt writes them.
 #[derive(Clone, Copy)]
 struct OutputRun<'a> {
     user: &'a UserId,
     generation: &'a GenerationId,
     attempt: i64,
     now: Millis,
-    expires_at: Millis,
 }
 
 /// The message shown to the user for a failure code; causes stay in the logs.

@@ -1,26 +1,23 @@
 //! `GET /v1/files/{id}`: the bytes of one of the caller's objects.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use petportrait_core::ids::ObjectId;
 use petportrait_core::time::now_ms;
 
 use crate::AppState;
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ApiResult, internal};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::PathId;
 
 pub async fn get_file(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<ObjectId>,
 ) -> ApiResult<Response> {
-    let object = state
-        .services
-        .db
-        .get_object_of_user(&id, &user.user_id())
-        .await
-        .map_err(internal)?
-        .ok_or_else(ApiError::not_found)?;
+    let object =
+        state.services.db.get_object_of_user(id.as_str(), &user.user_id()).await?.ok_or_else(ApiError::not_found)?;
     if !object.is_available(now_ms()) {
         return Err(ApiError::gone("this file has expired and was deleted"));
     }
@@ -28,12 +25,11 @@ pub async fn get_file(
         .services
         .store
         .get(&object.object_key)
-        .await
-        .map_err(internal)?
+        .await?
         .ok_or_else(|| ApiError::gone("this file has been deleted"))?;
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&object.content_type).map_err(internal)?);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&object.content_type)?);
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     Ok(response)

@@ -5,31 +5,28 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use petportrait_core::db::{GalleryItemRow, GenerationRow, KeepOutcome, NewObject, OutputRow};
-use petportrait_core::domain::GenerationStatus;
-use petportrait_core::ids::{GalleryItemId, UserId};
-use petportrait_core::storage::keys;
-use petportrait_core::time::{Millis, now_ms};
+use petportrait_core::db::{GalleryItemRow, GenerationRow, KeepOutcome, OutputRow};
+use petportrait_core::domain::{GenerationKind, GenerationStatus};
+use petportrait_core::ids::{GalleryItemId, GenerationId, UserId};
+use petportrait_core::objects::{Placement, Source};
+use petportrait_core::time::now_ms;
 use serde::Serialize;
 
 use crate::AppState;
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ApiResult, internal};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{PathId, Query};
 use crate::pagination::{PageRequest, split_page};
 use crate::views::Page;
-
-/// A copy that never got its item (a save interrupted after the copy) is purged this
-/// long after the save began.
-const PROVISIONAL_COPY_TTL_MS: Millis = 60 * 60 * 1000;
 
 #[derive(Serialize)]
 pub struct GalleryItemView {
     id: String,
     generation_id: String,
-    kind: String,
+    kind: GenerationKind,
     style: String,
     filename: String,
     content_type: String,
@@ -64,20 +61,19 @@ pub struct SavedItems {
 pub async fn save_generation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<GenerationId>,
 ) -> ApiResult<Response> {
     let db = &state.services.db;
     let user_id = user.user_id();
-    let generation =
-        db.get_generation_of_user(&id, &user_id).await.map_err(internal)?.ok_or_else(ApiError::not_found)?;
-    if generation.status().map_err(internal)? != GenerationStatus::Succeeded {
+    let generation = db.get_generation_of_user(id.as_str(), &user_id).await?.ok_or_else(ApiError::not_found)?;
+    if generation.status != GenerationStatus::Succeeded {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_succeeded",
             "only the outputs of a succeeded generation can be saved",
         ));
     }
-    let outputs = db.list_outputs(&generation.id).await.map_err(internal)?;
+    let outputs = db.list_outputs(&generation.id).await?;
     let mut items = Vec::with_capacity(outputs.len());
     for output in &outputs {
         items.push(save_output(&state, &user_id, &generation, output).await?);
@@ -92,42 +88,40 @@ async fn save_output(
     output: &OutputRow,
 ) -> ApiResult<GalleryItemRow> {
     let db = &state.services.db;
-    if let Some(existing) = db.gallery_item_from_output(user, &output.id).await.map_err(internal)? {
+    if let Some(existing) = db.gallery_item_from_output(user, &output.id).await? {
         return Ok(existing);
     }
     let now = now_ms();
     let source = db
         .get_object_of_user(&output.object_id, user)
-        .await
-        .map_err(internal)?
+        .await?
         .filter(|object| object.is_available(now))
         .ok_or_else(|| ApiError::gone("this generation's files have expired and can no longer be saved"))?;
     let item_id = GalleryItemId::generate();
-    let key = keys::gallery(user, &item_id);
-    let copy = NewObject {
-        user_id: user,
-        kind: "gallery",
-        object_key: &key,
-        content_type: &output.content_type,
-        bytes: output.bytes,
-        expires_at: Some(now + PROVISIONAL_COPY_TTL_MS),
-    };
-    let object_id = db.insert_stored_object(&copy, now).await.map_err(internal)?;
-    state.services.store.copy(&source.object_key, &key).await.map_err(internal)?;
-    let item = GalleryItemRow {
-        id: item_id.to_string(),
-        user_id: user.to_string(),
-        generation_id: generation.id.clone(),
-        source_output_id: output.id.clone(),
-        object_id: object_id.to_string(),
-        kind: generation.kind.clone(),
-        style: generation.style.clone(),
-        filename: output.filename.clone(),
-        content_type: output.content_type.clone(),
-        bytes: output.bytes,
-        created_at: now,
-    };
-    match db.keep_gallery_item(&item).await.map_err(internal)? {
+    let placement = Placement::Gallery { item: &item_id };
+    let copy_of = Source::CopyOf { key: source.object_key, bytes: output.bytes };
+    let (item, outcome) = state
+        .services
+        .objects
+        .write(user, placement, &output.content_type, copy_of, now, |copy| {
+            let item = GalleryItemRow {
+                id: item_id.to_string(),
+                user_id: user.to_string(),
+                generation_id: generation.id.clone(),
+                source_output_id: output.id.clone(),
+                object_id: copy.id.to_string(),
+                kind: generation.kind,
+                style: generation.style.clone(),
+                filename: output.filename.clone(),
+                content_type: output.content_type.clone(),
+                bytes: output.bytes,
+                created_at: copy.created_at,
+            };
+            // Recording the item also clears the copy's provisional expiry.
+            async move { db.keep_gallery_item(&item).await.map(|outcome| (item, outcome)) }
+        })
+        .await?;
+    match outcome {
         KeepOutcome::Kept => {
             tracing::info!(gallery.item = %item.id, generation.id = %generation.id, "output saved to the gallery");
             Ok(item)
@@ -138,15 +132,9 @@ async fn save_output(
             "saving took too long and its copy was cleaned up; try again",
         )),
         // A concurrent save won; our copy stays provisional and the purge removes it.
-        KeepOutcome::AlreadySaved => {
-            db.gallery_item_from_output(user, &output.id).await.map_err(internal)?.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::CONFLICT,
-                    "save_conflict",
-                    "the item was deleted while being saved; try again",
-                )
-            })
-        }
+        KeepOutcome::AlreadySaved => db.gallery_item_from_output(user, &output.id).await?.ok_or_else(|| {
+            ApiError::new(StatusCode::CONFLICT, "save_conflict", "the item was deleted while being saved; try again")
+        }),
     }
 }
 
@@ -156,7 +144,7 @@ pub async fn list_gallery(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Page<GalleryItemView>>> {
     let page = PageRequest::parse(query.get("limit").map(String::as_str), query.get("cursor").map(String::as_str))?;
-    let rows = state.services.db.list_gallery(&user.user_id(), page.after(), page.limit + 1).await.map_err(internal)?;
+    let rows = state.services.db.list_gallery(&user.user_id(), page.after(), page.limit + 1).await?;
     let (rows, next_cursor) = split_page(rows, page.limit, |r| (r.created_at, r.id.as_str()));
     Ok(Json(Page { data: rows.into_iter().map(Into::into).collect(), next_cursor }))
 }
@@ -165,9 +153,9 @@ pub async fn list_gallery(
 pub async fn delete_gallery_item(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<GalleryItemId>,
 ) -> ApiResult<StatusCode> {
-    if state.services.db.delete_gallery_item(&user.user_id(), &id, now_ms()).await.map_err(internal)? {
+    if state.services.db.delete_gallery_item(&user.user_id(), id.as_str(), now_ms()).await? {
         tracing::info!(gallery.item = %id, "gallery item deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {

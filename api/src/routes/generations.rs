@@ -1,26 +1,27 @@
 //! `POST /v1/generations`, `GET /v1/generations/{id}`, `GET /v1/generations`.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::Bytes;
 use petportrait_core::db::{CancelOutcome, CreateOutcome, GenerationFilter, GenerationRow, NewGeneration};
 use petportrait_core::domain::{GenerationKind, GenerationStatus, Style, find_style};
-use petportrait_core::ids::GenerationId;
+use petportrait_core::ids::{GenerationId, UploadId};
 use petportrait_core::output_options::OutputOptions;
 use petportrait_core::queue::Dispatch;
 use petportrait_core::time::now_ms;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::time::Duration;
 
 use crate::AppState;
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ApiResult, internal};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{PathId, Query};
 use crate::json::parse_json;
 use crate::pagination::{PageRequest, split_page};
 use crate::views::{GenerationView, Page};
@@ -80,7 +81,7 @@ pub async fn create_generation(
     let db = &state.services.db;
 
     if let Some(key) = &key
-        && let Some(existing) = db.find_generation_by_idempotency_key(&user_id, key).await.map_err(internal)?
+        && let Some(existing) = db.find_generation_by_idempotency_key(&user_id, key).await?
     {
         return replay(&state, existing, &print).await;
     }
@@ -101,11 +102,10 @@ pub async fn create_generation(
     if options.len() > 4096 {
         return Err(ApiError::unprocessable("invalid_options", "options must be at most 4 KiB of JSON"));
     }
-    let upload = db
-        .get_upload_of_user(&request.upload_id, &user_id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| ApiError::unprocessable("upload_not_found", "no such upload"))?;
+    // A malformed id names no upload, like an unknown one.
+    let no_such_upload = || ApiError::unprocessable("upload_not_found", "no such upload");
+    let upload_id = UploadId::parse(&request.upload_id).ok_or_else(no_such_upload)?;
+    let upload = db.get_upload_of_user(upload_id.as_str(), &user_id).await?.ok_or_else(no_such_upload)?;
     let now = now_ms();
     if upload.expires_at <= now {
         return Err(ApiError::unprocessable("upload_expired", "the upload has expired; upload the photo again"));
@@ -126,7 +126,7 @@ pub async fn create_generation(
         request_fingerprint: key.as_ref().map(|_| print.as_str()),
         dispatch_task: &dispatch_text,
     };
-    let row = match db.create_generation(&new, now).await.map_err(internal)? {
+    let row = match db.create_generation(&new, now).await? {
         CreateOutcome::Created(row) => row,
         CreateOutcome::InsufficientCredits => {
             return Err(ApiError::new(
@@ -138,7 +138,7 @@ pub async fn create_generation(
         CreateOutcome::DuplicateKey => {
             // A concurrent request with the same key won the race; answer as it did.
             let key = key.as_deref().unwrap_or_default();
-            return match db.find_generation_by_idempotency_key(&user_id, key).await.map_err(internal)? {
+            return match db.find_generation_by_idempotency_key(&user_id, key).await? {
                 Some(existing) => replay(&state, existing, &print).await,
                 None => Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -176,10 +176,10 @@ async fn respond(state: &AppState, row: &GenerationRow, status: StatusCode, repl
     let view = build_view(state, row).await?;
     let mut response = (status, axum::Json(view)).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::LOCATION, HeaderValue::from_str(&format!("/v1/generations/{}", row.id)).map_err(internal)?);
+    headers.insert(header::LOCATION, HeaderValue::from_str(&format!("/v1/generations/{}", row.id))?);
     headers.insert(header::ETAG, etag(row));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if !row.status().map_err(internal)?.is_terminal() {
+    if !row.status.is_terminal() {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
     }
     if replayed {
@@ -194,33 +194,29 @@ fn etag(row: &GenerationRow) -> HeaderValue {
 
 async fn build_view(state: &AppState, row: &GenerationRow) -> ApiResult<GenerationView> {
     let db = &state.services.db;
-    let outputs = db.list_outputs(&row.id).await.map_err(internal)?;
-    let position = if row.status == GenerationStatus::Queued.as_str() {
-        Some(db.queue_position(row.created_at).await.map_err(internal)?)
-    } else {
-        None
-    };
-    GenerationView::build(row, &outputs, position).map_err(internal)
+    let outputs = db.list_outputs(&row.id).await?;
+    let position =
+        if row.status == GenerationStatus::Queued { Some(db.queue_position(row.created_at).await?) } else { None };
+    Ok(GenerationView::build(row, &outputs, position))
 }
 
 pub async fn get_generation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<GenerationId>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let row = state
         .services
         .db
-        .get_generation_of_user(&id, &user.user_id())
-        .await
-        .map_err(internal)?
+        .get_generation_of_user(id.as_str(), &user.user_id())
+        .await?
         .ok_or_else(ApiError::not_found)?;
     let tag = etag(&row);
     if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == tag.as_bytes()) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         response.headers_mut().insert(header::ETAG, tag);
-        if !row.status().map_err(internal)?.is_terminal() {
+        if !row.status.is_terminal() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
         }
         return Ok(response);
@@ -249,7 +245,7 @@ pub async fn list_generations(
         ),
     };
     let filter = GenerationFilter { status, kind, after: page.after(), limit: page.limit + 1 };
-    let rows = state.services.db.list_generations(&user.user_id(), &filter).await.map_err(internal)?;
+    let rows = state.services.db.list_generations(&user.user_id(), &filter).await?;
     let (rows, next_cursor) = split_page(rows, page.limit, |r| (r.created_at, r.id.as_str()));
     let mut data = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -264,10 +260,10 @@ pub async fn list_generations(
 pub async fn cancel_generation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<GenerationId>,
 ) -> ApiResult<Response> {
     let db = &state.services.db;
-    match db.cancel_generation(&id, &user.user_id(), now_ms()).await.map_err(internal)? {
+    match db.cancel_generation(id.as_str(), &user.user_id(), now_ms()).await? {
         CancelOutcome::NotFound => Err(ApiError::not_found()),
         CancelOutcome::AlreadyEnded => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -276,11 +272,7 @@ pub async fn cancel_generation(
         )),
         CancelOutcome::Canceled => {
             tracing::info!(generation.id = %id, "generation canceled");
-            let row = db
-                .get_generation_of_user(&id, &user.user_id())
-                .await
-                .map_err(internal)?
-                .ok_or_else(ApiError::not_found)?;
+            let row = db.get_generation_of_user(id.as_str(), &user.user_id()).await?.ok_or_else(ApiError::not_found)?;
             respond(&state, &row, StatusCode::ACCEPTED, false).await
         }
     }

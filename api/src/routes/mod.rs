@@ -1,6 +1,7 @@
 //! One module per resource of the API contract.
 
 pub mod account;
+pub mod catalogue;
 pub mod files;
 pub mod gallery;
 pub mod generations;

@@ -1,19 +1,20 @@
 //! `POST /v1/uploads` and `GET /v1/uploads/{id}`.
 
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use petportrait_core::db::{NewObject, UploadRow};
+use petportrait_core::db::UploadRow;
 use petportrait_core::ids::UploadId;
 use petportrait_core::imaging::{self, ImageInfo, ImageRejection};
-use petportrait_core::storage::keys;
-use petportrait_core::time::{duration_ms, now_ms};
+use petportrait_core::objects::{Placement, Source};
+use petportrait_core::time::now_ms;
 
 use crate::AppState;
 use crate::auth::CurrentUser;
-use crate::error::{ApiError, ApiResult, internal};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::PathId;
 use crate::views::UploadView;
 
 fn rejection(error: ImageRejection) -> ApiError {
@@ -64,7 +65,7 @@ pub async fn create_upload(
     // Decodes take turns: each may need hundreds of megabytes.
     // The permit moves into the blocking task, so a client that hangs up does not free it
     // while the decode still runs.
-    let turn = state.decode_slots.clone().acquire_owned().await.map_err(internal)?;
+    let turn = state.decode_slots.clone().acquire_owned().await?;
     let checked = bytes.clone();
     // The size reported is the upright picture's, after its EXIF orientation.
     // Only the image's own bytes are stored: a phone's motion-photo video after it is not.
@@ -74,40 +75,33 @@ pub async fn create_upload(
         let (upright, image_length) = imaging::decode_with_length(&checked, &info)?;
         Ok::<_, ImageRejection>((info, upright.width(), upright.height(), image_length))
     })
-    .await
-    .map_err(internal)?
+    .await?
     .map_err(rejection)?;
 
     let user_id = user.user_id();
     let id = UploadId::generate();
-    let now = now_ms();
-    let expires_at = now + duration_ms(state.upload_ttl);
-    let key = keys::upload(&user_id, &id, info.format.extension());
-    let bytes = bytes.slice(..image_length);
-    let size = i64::try_from(bytes.len()).map_err(internal)?;
-    let object = NewObject {
-        user_id: &user_id,
-        kind: "upload",
-        object_key: &key,
-        content_type: info.format.content_type(),
-        bytes: size,
-        expires_at: Some(expires_at),
-    };
+    let content_type = info.format.content_type();
+    let placement = Placement::Upload { upload: &id, extension: info.format.extension() };
     let db = &state.services.db;
-    let object_id = db.insert_stored_object(&object, now).await.map_err(internal)?;
-    state.services.store.put(&key, bytes, info.format.content_type()).await.map_err(internal)?;
-    let upload = UploadRow {
-        id: id.to_string(),
-        user_id: user_id.to_string(),
-        object_id: object_id.to_string(),
-        content_type: info.format.content_type().to_owned(),
-        width: i64::from(width),
-        height: i64::from(height),
-        bytes: size,
-        created_at: now,
-        expires_at,
-    };
-    db.insert_upload(&upload).await.map_err(internal)?;
+    let upload = state
+        .services
+        .objects
+        .write(&user_id, placement, content_type, Source::Bytes(bytes.slice(..image_length)), now_ms(), |object| {
+            let upload = UploadRow {
+                id: id.to_string(),
+                user_id: user_id.to_string(),
+                object_id: object.id.to_string(),
+                content_type: content_type.to_owned(),
+                width: i64::from(width),
+                height: i64::from(height),
+                bytes: object.bytes,
+                created_at: object.created_at,
+                expires_at: object.expires_at,
+            };
+            async move { db.insert_upload(&upload).await.map(|()| upload) }
+        })
+        .await?;
+    let size = upload.bytes;
     tracing::info!(upload.id = %id, bytes = size, width, height, "upload stored");
     Ok((StatusCode::CREATED, axum::Json(UploadView::from_row(&upload))).into_response())
 }
@@ -115,15 +109,10 @@ pub async fn create_upload(
 pub async fn get_upload(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
-    Path(id): Path<String>,
+    PathId(id): PathId<UploadId>,
 ) -> ApiResult<axum::Json<UploadView>> {
-    let upload = state
-        .services
-        .db
-        .get_upload_of_user(&id, &user.user_id())
-        .await
-        .map_err(internal)?
-        .ok_or_else(ApiError::not_found)?;
+    let upload =
+        state.services.db.get_upload_of_user(id.as_str(), &user.user_id()).await?.ok_or_else(ApiError::not_found)?;
     if upload.expires_at <= now_ms() {
         return Err(ApiError::gone("the upload has expired and its photo was deleted"));
     }

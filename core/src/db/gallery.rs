@@ -44,7 +44,7 @@ impl Db {
         .bind(&item.generation_id)
         .bind(&item.source_output_id)
         .bind(&item.object_id)
-        .bind(&item.kind)
+        .bind(item.kind.as_str())
         .bind(&item.style)
         .bind(&item.filename)
         .bind(&item.content_type)

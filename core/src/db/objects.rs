@@ -1,5 +1,6 @@
 //! Stored objects (the object store's index) and uploads.
 
+use crate::domain::StoredObjectKind;
 use crate::ids::{ObjectId, UserId};
 use crate::time::Millis;
 
@@ -9,7 +10,7 @@ use super::{Db, DbResult, Dialect, StoredObjectRow, UploadRow};
 #[derive(Clone, Debug)]
 pub struct NewObject<'a> {
     pub user_id: &'a UserId,
-    pub kind: &'static str,
+    pub kind: StoredObjectKind,
     pub object_key: &'a str,
     pub content_type: &'a str,
     pub bytes: i64,
@@ -33,7 +34,7 @@ impl Db {
         )
         .bind(ObjectId::generate().as_str())
         .bind(object.user_id.as_str())
-        .bind(object.kind)
+        .bind(object.kind.as_str())
         .bind(object.object_key)
         .bind(object.content_type)
         .bind(object.bytes)

@@ -1,11 +1,9 @@
 //! Rows as the database returns them. They are not DTOs: the API builds its own
 //! response types from them.
 
-use crate::domain::{GenerationError, GenerationKind, GenerationStatus};
+use crate::domain::{GenerationError, GenerationKind, GenerationStatus, LedgerKind, ObjectState, StoredObjectKind};
 use crate::ids::UserId;
 use crate::time::Millis;
-
-use super::{DbError, DbResult};
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct UserRow {
@@ -29,11 +27,13 @@ impl UserRow {
 pub struct StoredObjectRow {
     pub id: String,
     pub user_id: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: StoredObjectKind,
     pub object_key: String,
     pub content_type: String,
     pub bytes: i64,
-    pub state: String,
+    #[sqlx(try_from = "String")]
+    pub state: ObjectState,
     pub created_at: Millis,
     pub expires_at: Option<Millis>,
 }
@@ -41,7 +41,7 @@ pub struct StoredObjectRow {
 impl StoredObjectRow {
     /// Whether the bytes can still be served at `now`.
     pub fn is_available(&self, now: Millis) -> bool {
-        self.state == "active" && self.expires_at.is_none_or(|t| t > now)
+        self.state == ObjectState::Active && self.expires_at.is_none_or(|t| t > now)
     }
 }
 
@@ -62,11 +62,13 @@ pub struct UploadRow {
 pub struct GenerationRow {
     pub id: String,
     pub user_id: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: GenerationKind,
     pub style: String,
     pub options: String,
     pub upload_id: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: GenerationStatus,
     pub cost: i64,
     pub charged: i64,
     pub refunded: i64,
@@ -86,14 +88,6 @@ pub struct GenerationRow {
 }
 
 impl GenerationRow {
-    pub fn status(&self) -> DbResult<GenerationStatus> {
-        GenerationStatus::parse(&self.status).ok_or_else(|| DbError::Corrupt(format!("status {:?}", self.status)))
-    }
-
-    pub fn kind(&self) -> DbResult<GenerationKind> {
-        GenerationKind::parse(&self.kind).ok_or_else(|| DbError::Corrupt(format!("kind {:?}", self.kind)))
-    }
-
     pub fn error(&self) -> Option<GenerationError> {
         self.error_code.as_ref().map(|code| GenerationError {
             code: code.clone(),
@@ -115,14 +109,16 @@ pub struct OutputRow {
     pub created_at: Millis,
     pub expires_at: Millis,
     /// The state of the stored object behind the output.
-    pub object_state: String,
+    #[sqlx(try_from = "String")]
+    pub object_state: ObjectState,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct LedgerRow {
     pub id: String,
     pub user_id: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: LedgerKind,
     pub amount: i64,
     pub generation_id: Option<String>,
     pub created_at: Millis,
@@ -135,7 +131,8 @@ pub struct GalleryItemRow {
     pub generation_id: String,
     pub source_output_id: String,
     pub object_id: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: GenerationKind,
     pub style: String,
     pub filename: String,
     pub content_type: String,

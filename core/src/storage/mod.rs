@@ -12,7 +12,6 @@ use bytes::Bytes;
 pub use embedded::{EmbeddedS3, generated_credentials};
 
 use crate::config::S3Config;
-use crate::ids::{GalleryItemId, GenerationId, UploadId, UserId};
 
 /// Errors talking to the object store. All are worth retrying except where noted.
 #[derive(Debug, thiserror::Error)]
@@ -31,24 +30,6 @@ pub enum StorageError {
 
 fn request_error(operation: &'static str) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> StorageError {
     move |source| StorageError::Request { operation, source }
-}
-
-/// Where each kind of object lives. Keys carry ids only, never personal data.
-pub mod keys {
-    use super::*;
-
-    pub fn upload(user: &UserId, upload: &UploadId, extension: &str) -> String {
-        format!("u/{user}/uploads/{upload}.{extension}")
-    }
-
-    pub fn output(user: &UserId, generation: &GenerationId, attempt: i64, position: usize, filename: &str) -> String {
-        format!("u/{user}/generated/{generation}/a{attempt}-{position}-{filename}")
-    }
-
-    /// A gallery copy is keyed by its item's id: saving never overwrites anything.
-    pub fn gallery(user: &UserId, item: &GalleryItemId) -> String {
-        format!("u/{user}/gallery/{item}")
-    }
 }
 
 /// A bucket on an S3-compatible server.

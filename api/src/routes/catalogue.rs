@@ -1,0 +1,89 @@
+//! The catalogue: `GET /v1/styles` (what can be ordered, at what cost) and
+//! `GET /v1/quote` (what one generation would cost the caller).
+
+use std::collections::HashMap;
+
+use axum::Json;
+use petportrait_core::domain::{CATALOGUE, GenerationKind};
+use petportrait_core::output_options::OutputOptions;
+use serde::Serialize;
+
+use crate::auth::CurrentUser;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Query;
+
+#[derive(Serialize)]
+pub struct StyleView {
+    id: &'static str,
+    name: &'static str,
+    description: &'static str,
+    credits: i64,
+}
+
+#[derive(Serialize)]
+pub struct KindView {
+    kind: &'static str,
+    available: bool,
+    styles: Vec<StyleView>,
+    /// What a request's `options` may choose for this kind (null: nothing yet).
+    options: serde_json::Value,
+}
+
+#[derive(Serialize)]
+pub struct StylesView {
+    kinds: Vec<KindView>,
+}
+
+/// The catalogue: every kind, whether it can be ordered today, its styles and costs.
+/// Like every `/v1` route it needs a signed-in caller.
+pub async fn list_styles(_caller: CurrentUser) -> Json<StylesView> {
+    let kinds = GenerationKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let styles: Vec<StyleView> = CATALOGUE
+                .iter()
+                .filter(|s| s.kind == kind)
+                .map(|s| StyleView { id: s.id, name: s.name, description: s.description, credits: s.credits })
+                .collect();
+            let options = match kind {
+                GenerationKind::Portrait => OutputOptions::catalogue(),
+                _ => serde_json::Value::Null,
+            };
+            KindView { kind: kind.as_str(), available: !styles.is_empty(), styles, options }
+        })
+        .collect();
+    Json(StylesView { kinds })
+}
+
+/// What a generation would cost the caller, before ordering it.
+#[derive(Serialize)]
+pub struct QuoteView {
+    kind: &'static str,
+    style: &'static str,
+    credits: i64,
+    /// The caller's credits not held by running generations.
+    available: i64,
+    affordable: bool,
+}
+
+/// `GET /v1/quote?kind=portrait&style=oil_paint`.
+pub async fn quote(
+    CurrentUser(user): CurrentUser,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<QuoteView>> {
+    let (Some(kind), Some(style)) = (query.get("kind"), query.get("style")) else {
+        return Err(ApiError::unprocessable(
+            "invalid_parameter",
+            "give kind and style, as in ?kind=portrait&style=watercolor",
+        ));
+    };
+    let style = crate::routes::generations::resolve_style(kind, style)?;
+    let available = user.credits_balance - user.credits_held;
+    Ok(Json(QuoteView {
+        kind: style.kind.as_str(),
+        style: style.id,
+        credits: style.credits,
+        available,
+        affordable: available >= style.credits,
+    }))
+}

@@ -3,7 +3,7 @@
 use crate::ids::UserId;
 use crate::time::Millis;
 
-use super::generations::give_credits_back;
+use super::credits::give_credits_back;
 use super::{Db, DbResult};
 
 /// What a cancel request found.

@@ -1,5 +1,7 @@
-//! Reading the credit ledger.
+//! The credit ledger: reading it, and the entries every credit movement appends (in
+//! the caller's transaction, next to the balance it changes).
 
+use crate::domain::LedgerKind;
 use crate::ids::UserId;
 use crate::time::Millis;
 
@@ -37,4 +39,63 @@ impl Db {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// Gives an ended generation's credits back in the caller's transaction: the hold is
+/// released if nothing was charged, the charge refunded otherwise; each at most once.
+pub(super) async fn give_credits_back(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    user: &str,
+    cost: i64,
+    charged: i64,
+    now: Millis,
+) -> DbResult<()> {
+    if charged > 0 {
+        if insert_ledger_entry(tx, user, LedgerKind::Refund, charged, Some(id), now).await? {
+            sqlx::query("UPDATE users SET credits_balance = credits_balance + $1 WHERE id = $2")
+                .bind(charged)
+                .bind(user)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("UPDATE generations SET refunded = $1 WHERE id = $2")
+                .bind(charged)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    } else if insert_ledger_entry(tx, user, LedgerKind::Release, cost, Some(id), now).await? {
+        sqlx::query("UPDATE users SET credits_held = credits_held - $1 WHERE id = $2")
+            .bind(cost)
+            .bind(user)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Appends a ledger entry unless this generation already has one of this kind.
+/// Returns whether it was appended.
+pub(super) async fn insert_ledger_entry(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user: &str,
+    kind: LedgerKind,
+    amount: i64,
+    generation: Option<&str>,
+    now: Millis,
+) -> DbResult<bool> {
+    Ok(sqlx::query(
+        "INSERT INTO credit_ledger (id, user_id, kind, amount, generation_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (generation_id, kind) DO NOTHING",
+    )
+    .bind(crate::ids::LedgerEntryId::generate().as_str())
+    .bind(user)
+    .bind(kind.as_str())
+    .bind(amount)
+    .bind(generation)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
 }

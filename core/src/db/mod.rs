@@ -14,6 +14,8 @@ mod generations;
 mod leases;
 mod objects;
 mod rows;
+mod runs;
+mod sweep;
 mod users;
 
 use std::time::Duration;
@@ -23,9 +25,11 @@ use sqlx::{AnyPool, Executor};
 
 pub use cancel::CancelOutcome;
 pub use gallery::KeepOutcome;
-pub use generations::{ChargeOutcome, ClaimOutcome, CreateOutcome, GenerationFilter, NewGeneration, StalledGeneration};
+pub use generations::{CreateOutcome, GenerationFilter, NewGeneration};
 pub use objects::{DueObject, NewObject};
 pub use rows::*;
+pub use runs::{ChargeOutcome, ClaimOutcome};
+pub use sweep::StalledGeneration;
 
 use crate::config::DatabaseTarget;
 

@@ -4,7 +4,7 @@ use crate::domain::LedgerKind;
 use crate::ids::UserId;
 use crate::time::Millis;
 
-use super::generations::insert_ledger_entry;
+use super::credits::insert_ledger_entry;
 use super::{Db, DbResult, UserRow};
 
 impl Db {

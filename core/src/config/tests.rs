@@ -1,0 +1,133 @@
+use super::*;
+use crate::domain::GenerationKind;
+
+fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+}
+
+#[test]
+fn defaults_are_the_embedded_mode() {
+    let c = parse(&[]).expect("defaults are valid");
+    assert!(c.is_embedded());
+    assert!(c.dev_login);
+    assert_eq!(c.port, 8080);
+    assert_eq!(c.public_url, "http://127.0.0.1:8080");
+    assert_eq!(c.s3.bucket, "petportrait");
+    assert_eq!(c.starter_credits, 10);
+    assert_eq!(c.lifetimes.output_ttl, Duration::from_secs(7 * 86_400));
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let err = parse(&[
+        ("PORT", "eighty"),
+        ("DATABASE_URL", "mysql://x"),
+        ("UPLOAD_TTL", "forever"),
+        ("HOST", "0.0.0.0"),
+        ("LOG_FORMAT", "xml"),
+    ])
+    .expect_err("invalid");
+    let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+    assert_eq!(names, ["PORT", "DATABASE_URL", "DEV_LOGIN", "UPLOAD_TTL", "LOG_FORMAT"]);
+    assert!(err.to_string().contains("PORT: expected a port number"));
+}
+
+#[test]
+fn postgres_needs_redis_and_disables_dev_login() {
+    let err = parse(&[("DATABASE_URL", "postgres://localhost/x")]).expect_err("no redis");
+    assert_eq!(err.problems[0].variable, "REDIS_URL");
+    let c = parse(&[("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1")]).expect("valid");
+    assert!(!c.is_embedded());
+    assert!(!c.dev_login);
+}
+
+#[test]
+fn dev_login_needs_a_loopback_public_url() {
+    let err = parse(&[("PUBLIC_URL", "https://pets.example.org")]).expect_err("not loopback");
+    assert_eq!(err.problems[0].variable, "DEV_LOGIN");
+    assert!(parse(&[("PUBLIC_URL", "http://localhost:8080")]).is_ok());
+    assert!(parse(&[("PUBLIC_URL", "http://[::1]:8080")]).is_ok());
+    assert!(parse(&[("PUBLIC_URL", "https://pets.example.org"), ("DEV_LOGIN", "false")]).is_ok());
+}
+
+#[test]
+fn durations_parse() {
+    assert_eq!(parse_duration("24h"), Some(Duration::from_secs(86_400)));
+    assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("5"), None);
+    assert_eq!(parse_duration("h"), None);
+    assert_eq!(parse_duration("3w"), None);
+}
+
+#[test]
+fn models_are_local_unless_chosen_remote() {
+    let c = parse(&[]).expect("valid");
+    assert_eq!(c.models.backend(GenerationKind::Portrait), ModelBackend::Local);
+    assert!(c.models.provider.is_none());
+    // Provider variables alone change nothing.
+    let c = parse(&[("PROVIDER_URL", "https://api.example.org")]).expect("valid");
+    assert!(c.models.provider.is_none());
+}
+
+#[test]
+fn a_remote_kind_needs_a_provider_and_its_model() {
+    let err = parse(&[("MODEL_PORTRAIT", "remote"), ("MODEL_MUSIC", "cloud")]).expect_err("incomplete");
+    let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+    assert_eq!(names, ["MODEL_MUSIC", "PROVIDER_URL", "PROVIDER_MODEL_PORTRAIT"]);
+
+    let c = parse(&[
+        ("MODEL_PORTRAIT", "remote"),
+        ("MODEL_SCULPTURE", "Remote"),
+        ("PROVIDER_URL", "https://api.example.org/"),
+        ("PROVIDER_MODEL", "acme/pets"),
+        ("PROVIDER_MODEL_SCULPTURE", "acme/clay:0123abcd"),
+    ])
+    .expect("valid");
+    let provider = c.models.provider.as_ref().expect("a provider");
+    assert_eq!(provider.url, "https://api.example.org");
+    assert_eq!(provider.model(GenerationKind::Portrait), Some("acme/pets"));
+    assert_eq!(provider.model(GenerationKind::Music), None, "music stays local");
+    assert_eq!(provider.model(GenerationKind::Sculpture), Some("acme/clay:0123abcd"));
+    assert_eq!(provider.timeout, Duration::from_secs(540), "90% of the default JOB_TIMEOUT");
+    assert_eq!(provider.concurrency, 4);
+    assert_eq!(c.models.backend(GenerationKind::Music), ModelBackend::Local);
+}
+
+#[test]
+fn the_provider_must_be_https_and_end_before_the_job_timeout() {
+    let remote = [("MODEL_PORTRAIT", "remote"), ("PROVIDER_MODEL", "acme/pets")];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut vars = remote.to_vec();
+        vars.extend_from_slice(extra);
+        parse(&vars)
+    };
+    let err = with(&[("PROVIDER_URL", "http://models.example.org")]).expect_err("plain http");
+    assert_eq!(err.problems[0].variable, "PROVIDER_URL");
+    assert!(with(&[("PROVIDER_URL", "http://127.0.0.1:9999")]).is_ok(), "http to loopback is allowed");
+    let err = with(&[
+        ("PROVIDER_URL", "https://api.example.org"),
+        ("JOB_TIMEOUT", "5m"),
+        ("PROVIDER_TIMEOUT", "5m"),
+        ("PROVIDER_CONCURRENCY", "0"),
+    ])
+    .expect_err("too long");
+    let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+    assert_eq!(names, ["PROVIDER_TIMEOUT", "PROVIDER_CONCURRENCY"]);
+}
+
+#[test]
+fn the_provider_token_is_never_printed() {
+    let c = parse(&[
+        ("MODEL_PORTRAIT", "remote"),
+        ("PROVIDER_MODEL", "acme/pets"),
+        ("PROVIDER_URL", "https://api.example.org"),
+        ("PROVIDER_TOKEN", "r8_supersecret"),
+    ])
+    .expect("valid");
+    let provider = c.models.provider.as_ref().expect("provider");
+    assert_eq!(provider.token.as_ref().map(Secret::expose), Some("r8_supersecret"));
+    for text in [format!("{c:?}"), format!("{c:#?}"), c.summary()] {
+        assert!(!text.contains("supersecret"), "{text}");
+    }
+}

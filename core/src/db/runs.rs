@@ -1,0 +1,296 @@
+//! The lease holder's writes to a running generation: the claim and its lease, the
+//! charge, progress, outputs and the terminal transitions. Each is one conditional
+//! statement (or transaction) that only the delivery holding the lease can make.
+
+use crate::domain::{GenerationStatus, LedgerKind};
+use crate::ids::GenerationId;
+use crate::time::Millis;
+
+use super::credits::{give_credits_back, insert_ledger_entry};
+use super::generations::{GENERATION_COLUMNS, sql};
+use super::{Db, DbResult, GenerationRow, OutputRow};
+
+/// What a worker got when it tried to claim a generation.
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    /// The worker holds the lease; `attempts` counts this attempt.
+    Claimed(Box<GenerationRow>),
+    /// The generation already ended; nothing to do.
+    Terminal,
+    /// Another worker holds a live lease until the given time.
+    Leased { until: Millis },
+    /// A retry is scheduled for the given time; it is not due yet.
+    NotYet { due: Millis },
+    /// No such generation (it was deleted).
+    Missing,
+}
+
+/// What a worker's charge did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    /// The hold became a charge now.
+    Charged,
+    /// An earlier attempt already charged it.
+    AlreadyCharged,
+    /// The caller does not hold the generation (its lease lapsed, or it ended).
+    NotHeld,
+}
+
+impl Db {
+    /// Takes the generation for `owner` (a token unique to this delivery) until
+    /// `lease_until`, counting an attempt. A lapsed lease (its worker died) is taken
+    /// over; a live one is left alone, even if the same process holds it.
+    pub async fn claim_generation(
+        &self,
+        id: &GenerationId,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> DbResult<ClaimOutcome> {
+        let claimed: Option<GenerationRow> = sqlx::query_as(sql(&[
+            "UPDATE generations SET status = 'starting', attempts = attempts + 1, lease_owner = $2, \
+             lease_until = $4, started_at = COALESCE(started_at, $3), progress_stage = 'starting', \
+             updated_at = $3, version = version + 1 \
+             WHERE id = $1 AND status IN ('queued', 'starting', 'processing') \
+             AND (lease_until IS NULL OR lease_until < $3) AND (not_before IS NULL OR not_before <= $3) RETURNING ",
+            GENERATION_COLUMNS,
+        ]))
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(now)
+        .bind(lease_until)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = claimed {
+            return Ok(ClaimOutcome::Claimed(Box::new(row)));
+        }
+        let current: Option<(String, Option<Millis>, Option<Millis>)> =
+            sqlx::query_as("SELECT status, lease_until, not_before FROM generations WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match current {
+            None => ClaimOutcome::Missing,
+            Some((status, _, _)) if GenerationStatus::parse(&status).is_none_or(GenerationStatus::is_terminal) => {
+                ClaimOutcome::Terminal
+            }
+            Some((_, Some(until), _)) if until >= now => ClaimOutcome::Leased { until },
+            Some((_, _, Some(due))) if due > now => ClaimOutcome::NotYet { due },
+            // The row changed between the two statements; look again shortly.
+            Some(_) => ClaimOutcome::Leased { until: now },
+        })
+    }
+
+    /// Turns the hold into a charge, once per generation, and only for the lease holder.
+    /// Marking the row first orders the charge against `mark_failed` (both take the
+    /// generation's row lock first), so a generation is never both released and charged.
+    pub async fn charge_generation(
+        &self,
+        id: &GenerationId,
+        owner: &str,
+        user: &str,
+        cost: i64,
+        now: Millis,
+    ) -> DbResult<ChargeOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let marked = sqlx::query(
+            "UPDATE generations SET charged = $3, version = version + 1, updated_at = $4 \
+             WHERE id = $1 AND lease_owner = $2 AND charged = 0 AND status IN ('starting', 'processing')",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(cost)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 0 {
+            tx.rollback().await?;
+            let current: Option<(i64, Option<String>)> =
+                sqlx::query_as("SELECT charged, lease_owner FROM generations WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            return Ok(match current {
+                Some((charged, Some(holder))) if charged > 0 && holder == owner => ChargeOutcome::AlreadyCharged,
+                _ => ChargeOutcome::NotHeld,
+            });
+        }
+        insert_ledger_entry(&mut tx, user, LedgerKind::Charge, cost, Some(id.as_str()), now).await?;
+        sqlx::query(
+            "UPDATE users SET credits_balance = credits_balance - $1, credits_held = credits_held - $1 WHERE id = $2",
+        )
+        .bind(cost)
+        .bind(user)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(ChargeOutcome::Charged)
+    }
+
+    /// Records progress and renews the lease. `false` means the worker no longer holds
+    /// the generation (its lease was taken over, or it ended) and must stop.
+    pub async fn record_progress(
+        &self,
+        id: &GenerationId,
+        owner: &str,
+        percent: i64,
+        stage: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> DbResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE generations SET status = 'processing', progress_percent = $3, progress_stage = $4, \
+             lease_until = $6, updated_at = $5, version = version + 1 \
+             WHERE id = $1 AND lease_owner = $2 AND status IN ('starting', 'processing')",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(percent)
+        .bind(stage)
+        .bind(now)
+        .bind(lease_until)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Extends the lease without changing what clients see.
+    pub async fn renew_lease(
+        &self,
+        id: &GenerationId,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> DbResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE generations SET lease_until = $3, updated_at = $4 \
+             WHERE id = $1 AND lease_owner = $2 AND status IN ('starting', 'processing')",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// Records an output whose object row already exists. Idempotent per position.
+    pub async fn insert_output(&self, output: &OutputRow) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO generation_outputs (id, generation_id, position, object_id, filename, content_type, bytes, \
+             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (generation_id, position) DO NOTHING",
+        )
+        .bind(&output.id)
+        .bind(&output.generation_id)
+        .bind(output.position)
+        .bind(&output.object_id)
+        .bind(&output.filename)
+        .bind(&output.content_type)
+        .bind(output.bytes)
+        .bind(output.created_at)
+        .bind(output.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends the generation `succeeded`, if this worker still holds it.
+    pub async fn mark_succeeded(&self, id: &GenerationId, owner: &str, now: Millis) -> DbResult<bool> {
+        self.update_held(
+            "UPDATE generations SET status = 'succeeded', progress_percent = 100, progress_stage = 'done', \
+             completed_at = $3, updated_at = $3, lease_owner = NULL, lease_until = NULL, version = version + 1 \
+             WHERE id = $1 AND lease_owner = $2 AND status IN ('starting', 'processing')",
+            id,
+            owner,
+            now,
+        )
+        .await
+    }
+
+    /// Puts the generation back in the queue after a retryable failure; the retry is
+    /// due at `not_before` and dispatched by queue task `dispatch_task`.
+    pub async fn mark_waiting_for_retry(
+        &self,
+        id: &GenerationId,
+        owner: &str,
+        now: Millis,
+        not_before: Millis,
+        dispatch_task: &str,
+    ) -> DbResult<bool> {
+        let updated = sqlx::query(
+            "UPDATE generations SET status = 'queued', progress_stage = 'waiting_to_retry', \
+             lease_owner = NULL, lease_until = NULL, not_before = $4, dispatch_task = $5, \
+             updated_at = $3, version = version + 1 \
+             WHERE id = $1 AND lease_owner = $2 AND status IN ('starting', 'processing')",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(now)
+        .bind(not_before)
+        .bind(dispatch_task)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    /// Ends the generation `failed` and gives the credits back: the hold is released if
+    /// nothing was charged, the charge refunded otherwise. Returns `false` when the
+    /// generation had already ended (nothing changes then).
+    pub async fn mark_failed(
+        &self,
+        id: &GenerationId,
+        owner: Option<&str>,
+        code: &str,
+        message: &str,
+        retryable: bool,
+        now: Millis,
+    ) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        // A worker fails only what it holds; without an owner (an operator, a sweep) any
+        // unfinished generation may be failed.
+        let sql = match owner {
+            Some(_) => {
+                "UPDATE generations SET status = 'failed', error_code = $2, error_message = $3, error_retryable = $4, \
+                 completed_at = $5, updated_at = $5, lease_owner = NULL, lease_until = NULL, version = version + 1 \
+                 WHERE id = $1 AND lease_owner = $6 AND status IN ('starting', 'processing') \
+                 RETURNING user_id, cost, charged"
+            }
+            None => {
+                "UPDATE generations SET status = 'failed', error_code = $2, error_message = $3, error_retryable = $4, \
+                 completed_at = $5, updated_at = $5, lease_owner = NULL, lease_until = NULL, version = version + 1 \
+                 WHERE id = $1 AND status IN ('queued', 'starting', 'processing') AND $6 = '' \
+                 RETURNING user_id, cost, charged"
+            }
+        };
+        let ended: Option<(String, i64, i64)> = sqlx::query_as(sql)
+            .bind(id.as_str())
+            .bind(code)
+            .bind(message)
+            .bind(i64::from(retryable))
+            .bind(now)
+            .bind(owner.unwrap_or(""))
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((user, cost, charged)) = ended else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        give_credits_back(&mut tx, id.as_str(), &user, cost, charged, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Runs a statement over `(id, owner, now)` that only applies while `owner` holds the
+    /// lease; returns whether it applied.
+    async fn update_held(&self, sql: &'static str, id: &GenerationId, owner: &str, now: Millis) -> DbResult<bool> {
+        let updated =
+            sqlx::query(sql).bind(id.as_str()).bind(owner).bind(now).execute(&self.pool).await?.rows_affected();
+        Ok(updated == 1)
+    }
+}

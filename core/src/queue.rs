@@ -1,8 +1,9 @@
 //! The platform's one module that knows the queue. No other platform code names apalis
-//! or the queue engine (the binary's and the worker's only other contact is the
-//! engine's `backoff_delay` and `error_chain`, plain functions): the API, the worker and
-//! the scheduler dispatch through [`JobQueue::dispatch`], the worker runs a plain async
-//! handler through [`JobQueue::run_generation_workers`].
+//! or the queue engine (Cargo enforces it: `petportrait-core` is the only platform crate
+//! that depends on them; it re-exports the engine's two plain functions, `backoff_delay`
+//! here and `error_chain` in `errors`): the API, the worker and the scheduler dispatch
+//! through [`JobQueue::dispatch`], the worker runs a plain async handler through
+//! [`JobQueue::run_generation_workers`].
 //!
 //! The engine is our own crate, `petportrait-queue`, an apalis 1.0 backend over two
 //! stores with one meaning: SQLite in embedded mode (tables of its own in the service's
@@ -22,6 +23,10 @@ use std::time::Duration;
 use apalis::prelude::*;
 use futures::FutureExt;
 use petportrait_queue::{JobState, NewJob, QueueBackend, QueueConfig, RedisQueue, SqliteQueue, Store};
+
+/// Exponential backoff with equal jitter: the engine's own, so the worker's retries of a
+/// generation and the remote studio's retries of a call back off the same way.
+pub use petportrait_queue::backoff_delay;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tokio_util::sync::CancellationToken;

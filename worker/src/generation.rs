@@ -11,7 +11,7 @@ use petportrait_core::domain::ObjectState;
 use petportrait_core::ids::{GenerationId, ObjectId, UserId};
 use petportrait_core::objects::{ObjectWriteError, Placement, Source};
 use petportrait_core::output_options::OutputOptions;
-use petportrait_core::queue::{Dispatch, GenerationJob, JobOutcome};
+use petportrait_core::queue::{Dispatch, GenerationJob, JobOutcome, backoff_delay};
 use petportrait_core::time::{Millis, duration_ms, now_ms};
 use petportrait_studio::{RenderContext, RenderRequest, RenderedFile, StudioError};
 use tokio::sync::mpsc;
@@ -20,7 +20,6 @@ use tracing::Instrument;
 use crate::WorkerState;
 use crate::error::JobError;
 use petportrait_core::errors::error_chain;
-use petportrait_queue::backoff_delay;
 
 /// Runs one delivery of a generation job. Every outcome the product knows about is
 /// recorded in the database and acknowledged; only failures to record an outcome go

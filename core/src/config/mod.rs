@@ -1,8 +1,9 @@
 //! Configuration from the environment.
 //!
-//! The variable names of `configuration.md` are fixed; the extra tuning knobs are
-//! documented in README.md and `.env.example`. Parsing collects every problem before
-//! failing, so an operator fixes a broken deployment in one go.
+//! The names of the product's variables (`HOST`, `DATABASE_URL`, `S3_*`, …) are fixed:
+//! operators and deployment scripts rely on them. The extra tuning knobs are ours; all
+//! are documented in README.md and `.env.example`. Parsing collects every problem
+//! before failing, so an operator fixes a broken deployment in one go.
 
 use std::collections::HashMap;
 use std::fmt;

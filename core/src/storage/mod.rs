@@ -87,7 +87,8 @@ impl ObjectStore {
             .map_err(|e| request_error("HeadBucket")(Box::new(e)))
     }
 
-    pub async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StorageError> {
+    /// Writes an object. Only the tracked-object writer (`objects.rs`) writes objects.
+    pub(crate) async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StorageError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -101,7 +102,8 @@ impl ObjectStore {
     }
 
     /// Copies an object inside the bucket on the server side (no bytes pass through us).
-    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
+    /// Only the tracked-object writer (`objects.rs`) writes objects.
+    pub(crate) async fn copy(&self, from: &str, to: &str) -> Result<(), StorageError> {
         self.client
             .copy_object()
             .bucket(&self.bucket)

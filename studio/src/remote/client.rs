@@ -177,7 +177,7 @@ impl Provider {
             let delay = match retry_after {
                 Some(wait) if wait > RETRY_AFTER_CAP => return Err(error),
                 Some(wait) => wait,
-                None => petportrait_queue::backoff_delay(
+                None => petportrait_core::queue::backoff_delay(
                     attempt,
                     self.retry_delay,
                     self.retry_delay.saturating_mul(16),

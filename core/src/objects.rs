@@ -15,9 +15,11 @@ use crate::ids::{GalleryItemId, GenerationId, ObjectId, UploadId, UserId};
 use crate::storage::{ObjectStore, StorageError};
 use crate::time::{Millis, duration_ms};
 
-/// A gallery copy that never got its item (a save interrupted after the copy) is purged
-/// this long after the save began; recording the item clears the expiry.
-const PROVISIONAL_COPY_TTL_MS: Millis = 60 * 60 * 1000;
+/// Outputs and gallery copies are written with this provisional lifetime: the state
+/// that makes them lasting (a succeeded generation, a kept gallery item) is recorded
+/// after the bytes, and an object whose state never comes (a canceled or crashed
+/// attempt, an interrupted save) is purged this long after it was written.
+const PROVISIONAL_TTL_MS: Millis = 60 * 60 * 1000;
 
 /// Where an object goes, which also says what kind it is. Keys carry ids only, never
 /// personal data.
@@ -52,12 +54,11 @@ impl Placement<'_> {
         }
     }
 
-    /// When the purge deletes the object, if nothing changes it.
+    /// When the purge deletes the object if its state is never recorded.
     fn expires_at(&self, lifetimes: &ObjectLifetimes, now: Millis) -> Millis {
         match self {
             Placement::Upload { .. } => now + duration_ms(lifetimes.upload_ttl),
-            Placement::Output { .. } => now + duration_ms(lifetimes.output_ttl),
-            Placement::Gallery { .. } => now + PROVISIONAL_COPY_TTL_MS,
+            Placement::Output { .. } | Placement::Gallery { .. } => now + PROVISIONAL_TTL_MS,
         }
     }
 }
@@ -114,6 +115,12 @@ impl ObjectWriter {
         ObjectWriter { db, store, lifetimes }
     }
 
+    /// The expiry an object of `kind` gets once its state is recorded: an output lives
+    /// `OUTPUT_TTL` from its generation's success, a gallery copy until it is deleted.
+    pub fn lasting_expiry(&self, kind: StoredObjectKind, now: Millis) -> Option<Millis> {
+        lasting_expiry(&self.lifetimes, kind, now)
+    }
+
     /// Writes an object of `user` at `placement`: the row first (active, expiring as the
     /// kind says), then the bytes, then `record` with what was written. Writing the same
     /// key again (a job that runs twice) reuses the row. If `record` fails, the object
@@ -149,6 +156,14 @@ impl ObjectWriter {
         }
         let written = WrittenObject { id, key, bytes, created_at: now, expires_at };
         Ok(record(written).await?)
+    }
+}
+
+fn lasting_expiry(lifetimes: &ObjectLifetimes, kind: StoredObjectKind, now: Millis) -> Option<Millis> {
+    match kind {
+        StoredObjectKind::Upload => Some(now + duration_ms(lifetimes.upload_ttl)),
+        StoredObjectKind::Output => Some(now + duration_ms(lifetimes.output_ttl)),
+        StoredObjectKind::Gallery => None,
     }
 }
 
@@ -189,8 +204,12 @@ mod tests {
         let output = Placement::Output { generation: &generation, attempt: 1, position: 0, filename: "a.wav" };
         let gallery = Placement::Gallery { item: &item };
         assert_eq!(upload.expires_at(&lifetimes, 1_000), 11_000);
-        assert_eq!(output.expires_at(&lifetimes, 1_000), 21_000);
-        assert_eq!(gallery.expires_at(&lifetimes, 1_000), 1_000 + PROVISIONAL_COPY_TTL_MS);
+        assert_eq!(output.expires_at(&lifetimes, 1_000), 1_000 + PROVISIONAL_TTL_MS);
+        assert_eq!(gallery.expires_at(&lifetimes, 1_000), 1_000 + PROVISIONAL_TTL_MS);
+        // Once recorded, an output lives OUTPUT_TTL and a gallery copy until deleted.
+        assert_eq!(lasting_expiry(&lifetimes, StoredObjectKind::Output, 1_000), Some(21_000));
+        assert_eq!(lasting_expiry(&lifetimes, StoredObjectKind::Gallery, 1_000), None);
+        assert_eq!(lasting_expiry(&lifetimes, StoredObjectKind::Upload, 1_000), Some(11_000));
         assert_eq!(
             [upload.kind(), output.kind(), gallery.kind()],
             [StoredObjectKind::Upload, StoredObjectKind::Output, StoredObjectKind::Gallery]

@@ -145,13 +145,13 @@ async fn one_worker_holds_a_generation_at_a_time(mode: Mode) {
     let other = owners[(winner + 1) % 3];
 
     // Only the holder may finish; after its lease lapses another worker takes over.
-    assert!(!db.mark_succeeded(&id, other, now).await.expect("update"));
+    assert!(!db.mark_succeeded(&id, other, &[], now).await.expect("update"));
     let later = now + 31_000;
     match db.claim_generation(&id, other, later, later + 30_000).await.expect("claim") {
         ClaimOutcome::Claimed(row) => assert_eq!(row.attempts, 2),
         outcome => panic!("expected a takeover, got {outcome:?}"),
     }
-    assert!(!db.mark_succeeded(&id, holder, later).await.expect("update"), "the old holder lost the lease");
+    assert!(!db.mark_succeeded(&id, holder, &[], later).await.expect("update"), "the old holder lost the lease");
     // A retry waits for its backoff: an early delivery is told when it is due.
     let due = later + 5_000;
     assert!(db.mark_waiting_for_retry(&id, other, later, due, "01KAAAAAAAAAAAAAAAAAAAAAAB").await.expect("retry"));
@@ -162,7 +162,7 @@ async fn one_worker_holds_a_generation_at_a_time(mode: Mode) {
         ClaimOutcome::Claimed(row) => assert_eq!(row.attempts, 3),
         outcome => panic!("expected the retry to claim, got {outcome:?}"),
     }
-    assert!(db.mark_succeeded(&id, other, due).await.expect("update"));
+    assert!(db.mark_succeeded(&id, other, &[], due).await.expect("update"));
     assert!(matches!(db.claim_generation(&id, "w9", due, due + 1).await.expect("claim"), ClaimOutcome::Terminal));
     app.stop().await;
 }

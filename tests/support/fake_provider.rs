@@ -46,6 +46,9 @@ pub struct Script {
     /// Polls answered `processing` (with a tqdm bar in `logs`) before the outcome.
     pub polls: u32,
     pub outcome: Outcome,
+    /// Processing polls carry no progress bar in `logs` (a model that reports nothing),
+    /// so the worker writes no progress and sees a cancel only at its next heartbeat.
+    pub quiet: bool,
     /// The next creates answer 503 without creating anything.
     pub create_503: u32,
     /// The next creates do create the prediction, then answer 502 (a lost answer).
@@ -64,6 +67,7 @@ impl Default for Script {
         Script {
             polls: 2,
             outcome: Outcome::Succeed,
+            quiet: false,
             create_503: 0,
             create_lost: 0,
             create_429: 0,
@@ -102,6 +106,7 @@ struct Prediction {
     status: &'static str,
     polls_left: u32,
     polls_total: u32,
+    quiet: bool,
     outcome: Outcome,
     input: Value,
     error: Value,
@@ -225,7 +230,11 @@ fn view(base: &str, p: &Prediction) -> Value {
         "input": p.input,
         "output": p.output,
         "error": p.error,
-        "logs": format!("loading weights\n{percent:3}%|{:<10}| {done}/{}\n", "#".repeat((percent / 10) as usize), p.polls_total),
+        "logs": if p.quiet {
+            String::new()
+        } else {
+            format!("loading weights\n{percent:3}%|{:<10}| {done}/{}\n", "#".repeat((percent / 10) as usize), p.polls_total)
+        },
         "created_at": "2026-11-29T18:00:00.000Z",
         "data_removed": false,
         "urls": {
@@ -275,6 +284,7 @@ async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axu
         status: "starting",
         polls_left: inner.script.polls,
         polls_total: inner.script.polls,
+        quiet: inner.script.quiet,
         outcome: inner.script.outcome.clone(),
         input: request["input"].clone(),
         error: Value::Null,

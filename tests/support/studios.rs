@@ -52,3 +52,28 @@ impl Studio for StallingStudio {
         Err(StudioError::Unavailable("the stalled render was released".into()))
     }
 }
+
+/// Reports progress, blocks until released, then renders with the real studio and
+/// succeeds without looking at cancellation again: a render that finishes after its
+/// generation was canceled (the local studio past its last checkpoint).
+pub struct LateSuccessStudio {
+    inner: LocalStudio,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl LateSuccessStudio {
+    pub fn new() -> (Arc<LateSuccessStudio>, mpsc::Sender<()>) {
+        let (tx, rx) = mpsc::channel();
+        let studio = LateSuccessStudio { inner: LocalStudio::new(UploadLimits::default()), release: Mutex::new(rx) };
+        (Arc::new(studio), tx)
+    }
+}
+
+impl Studio for LateSuccessStudio {
+    fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError> {
+        ctx.checkpoint(10, "waiting")?;
+        let release = self.release.lock().map_err(|_| StudioError::Canceled)?;
+        let _ = release.recv_timeout(Duration::from_secs(60));
+        self.inner.render(request, &RenderContext::detached())
+    }
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use petportrait_core::db::{ChargeOutcome, ClaimOutcome, GenerationRow, OutputRow};
-use petportrait_core::domain::ObjectState;
+use petportrait_core::domain::{ObjectState, StoredObjectKind};
 use petportrait_core::ids::{GenerationId, ObjectId, UserId};
 use petportrait_core::objects::{ObjectWriteError, Placement, Source};
 use petportrait_core::output_options::OutputOptions;
@@ -160,15 +160,29 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
     let files = render_with_progress(state, id, owner, request).await?;
 
     let run = OutputRun { user: &user, generation: id, attempt: row.attempts, now: now_ms() };
+    let mut outputs = Vec::with_capacity(files.len());
     for (position, file) in files.into_iter().enumerate() {
-        store_output(state, &run, position, file).await?;
+        outputs.push(store_output(state, &run, position, file).await?);
     }
-    if db.mark_succeeded(id, owner, now_ms()).await.map_err(JobError::retry("database"))? {
+    // The outputs become visible only together with `succeeded`, in one transaction
+    // that only the lease holder can make: a generation canceled while its files were
+    // written never lists them.
+    let now = now_ms();
+    let lasting = state.services.objects.lasting_expiry(StoredObjectKind::Output, now).unwrap_or(now);
+    for output in &mut outputs {
+        output.expires_at = lasting;
+    }
+    if db.mark_succeeded(id, owner, &outputs, now).await.map_err(JobError::retry("database"))? {
         tracing::info!("generation succeeded");
-        Ok(())
-    } else {
-        Err(JobError::LostLease)
+        return Ok(());
     }
+    // This attempt lost the generation: its files are never served and the purge
+    // deletes them at its next tick.
+    let written: Vec<ObjectId> = outputs.iter().map(|o| ObjectId::from_db(o.object_id.clone())).collect();
+    if let Err(error) = db.expire_objects(&written, now_ms()).await {
+        tracing::warn!(error = %error_chain(&error), "could not expire a lost attempt's files; they expire within the hour");
+    }
+    Err(JobError::LostLease)
 }
 
 /// The bytes of the photo, if the upload still exists.
@@ -266,44 +280,39 @@ async fn render_with_progress(
     }
 }
 
-/// Writes one file of this attempt through the object writer (row, bytes, then the
-/// output row; the first attempt to record a position wins). Keys include the attempt,
-/// so two runs never write one key at once (the S3 servers we support do not make
-/// concurrent overwrites of one key atomic); an object of a run whose output row lost
-/// is still tracked by its own row and purged with the others.
+/// Writes one file of this attempt through the object writer, with a provisional
+/// expiry, and returns its output row for `mark_succeeded` to record. Keys include the
+/// attempt, so two runs never write one key at once (the S3 servers we support do not
+/// make concurrent overwrites of one key atomic).
 async fn store_output(
     state: &WorkerState,
     run: &OutputRun<'_>,
     position: usize,
     file: RenderedFile,
-) -> Result<(), JobError> {
+) -> Result<OutputRow, JobError> {
     let OutputRun { user, generation: id, attempt, now } = *run;
-    let db = &state.services.db;
     let placement = Placement::Output { generation: id, attempt, position, filename: &file.filename };
     let content_type = file.content_type;
-    let filename = file.filename.clone();
     let written = state
         .services
         .objects
-        .write(user, placement, content_type, Source::Bytes(file.bytes.into()), now, |object| {
-            let output = OutputRow {
-                id: format!("out_{}_{position}", id.as_str().trim_start_matches("gen_")),
-                generation_id: id.to_string(),
-                position: position as i64,
-                object_id: object.id.to_string(),
-                filename,
-                content_type: content_type.to_owned(),
-                bytes: object.bytes,
-                created_at: object.created_at,
-                expires_at: object.expires_at,
-                object_state: ObjectState::Active,
-            };
-            async move { db.insert_output(&output).await }
-        })
-        .await;
-    written.map_err(|error| match error {
-        ObjectWriteError::Db(error) => JobError::Retry { code: "database", source: Box::new(error) },
-        ObjectWriteError::Storage(error) => JobError::Retry { code: "storage", source: Box::new(error) },
+        .write(user, placement, content_type, Source::Bytes(file.bytes.into()), now, |object| async { Ok(object) })
+        .await
+        .map_err(|error| match error {
+            ObjectWriteError::Db(error) => JobError::Retry { code: "database", source: Box::new(error) },
+            ObjectWriteError::Storage(error) => JobError::Retry { code: "storage", source: Box::new(error) },
+        })?;
+    Ok(OutputRow {
+        id: format!("out_{}_{position}", id.as_str().trim_start_matches("gen_")),
+        generation_id: id.to_string(),
+        position: position as i64,
+        object_id: written.id.to_string(),
+        filename: file.filename,
+        content_type: content_type.to_owned(),
+        bytes: written.bytes,
+        created_at: written.created_at,
+        expires_at: written.expires_at,
+        object_state: ObjectState::Active,
     })
 }
 

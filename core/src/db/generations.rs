@@ -173,7 +173,8 @@ impl Db {
             "SELECT o.id, o.generation_id, o.position, o.object_id, o.filename, o.content_type, o.bytes, \
              o.created_at, o.expires_at, s.state AS object_state \
              FROM generation_outputs o JOIN stored_objects s ON s.id = o.object_id \
-             WHERE o.generation_id = $1 ORDER BY o.position",
+             JOIN generations g ON g.id = o.generation_id \
+             WHERE o.generation_id = $1 AND g.status = 'succeeded' ORDER BY o.position",
         )
         .bind(generation)
         .fetch_all(&self.pool)

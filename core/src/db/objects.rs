@@ -109,6 +109,21 @@ impl Db {
         Ok(done)
     }
 
+    /// Makes objects due for the purge now and stops them being served: the objects of
+    /// an attempt that lost its generation (canceled, or taken over by another worker).
+    pub async fn expire_objects(&self, ids: &[ObjectId], now: Millis) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("UPDATE stored_objects SET expires_at = $2 WHERE id = $1 AND state = 'active'")
+                .bind(id.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn insert_upload(&self, upload: &UploadRow) -> DbResult<()> {
         sqlx::query(
             "INSERT INTO uploads (id, user_id, object_id, content_type, width, height, bytes, created_at, expires_at) \

@@ -178,38 +178,58 @@ impl Db {
             == 1)
     }
 
-    /// Records an output whose object row already exists. Idempotent per position.
-    pub async fn insert_output(&self, output: &OutputRow) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO generation_outputs (id, generation_id, position, object_id, filename, content_type, bytes, \
-             created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (generation_id, position) DO NOTHING",
-        )
-        .bind(&output.id)
-        .bind(&output.generation_id)
-        .bind(output.position)
-        .bind(&output.object_id)
-        .bind(&output.filename)
-        .bind(&output.content_type)
-        .bind(output.bytes)
-        .bind(output.created_at)
-        .bind(output.expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Ends the generation `succeeded`, if this worker still holds it.
-    pub async fn mark_succeeded(&self, id: &GenerationId, owner: &str, now: Millis) -> DbResult<bool> {
-        self.update_held(
+    /// Ends the generation `succeeded` with its outputs, if this worker still holds it:
+    /// one transaction marks the row, records the output rows and gives their objects
+    /// their lasting expiry (they were written with a provisional one). A generation
+    /// that was canceled or taken over meanwhile gets no outputs at all, so nothing of
+    /// a losing attempt is ever listed or kept. Returns whether it applied.
+    pub async fn mark_succeeded(
+        &self,
+        id: &GenerationId,
+        owner: &str,
+        outputs: &[OutputRow],
+        now: Millis,
+    ) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        let marked = sqlx::query(
             "UPDATE generations SET status = 'succeeded', progress_percent = 100, progress_stage = 'done', \
              completed_at = $3, updated_at = $3, lease_owner = NULL, lease_until = NULL, version = version + 1 \
              WHERE id = $1 AND lease_owner = $2 AND status IN ('starting', 'processing')",
-            id,
-            owner,
-            now,
         )
-        .await
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if marked == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        for output in outputs {
+            sqlx::query(
+                "INSERT INTO generation_outputs (id, generation_id, position, object_id, filename, content_type, \
+                 bytes, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&output.id)
+            .bind(&output.generation_id)
+            .bind(output.position)
+            .bind(&output.object_id)
+            .bind(&output.filename)
+            .bind(&output.content_type)
+            .bind(output.bytes)
+            .bind(output.created_at)
+            .bind(output.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE stored_objects SET expires_at = $2 WHERE id = $1 AND state = 'active'")
+                .bind(&output.object_id)
+                .bind(output.expires_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Puts the generation back in the queue after a retryable failure; the retry is
@@ -284,13 +304,5 @@ impl Db {
         give_credits_back(&mut tx, id.as_str(), &user, cost, charged, now).await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    /// Runs a statement over `(id, owner, now)` that only applies while `owner` holds the
-    /// lease; returns whether it applied.
-    async fn update_held(&self, sql: &'static str, id: &GenerationId, owner: &str, now: Millis) -> DbResult<bool> {
-        let updated =
-            sqlx::query(sql).bind(id.as_str()).bind(owner).bind(now).execute(&self.pool).await?.rows_affected();
-        Ok(updated == 1)
     }
 }

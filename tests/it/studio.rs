@@ -260,7 +260,7 @@ fn first_style(catalogue: &serde_json::Value, kind: &str) -> String {
 /// silent, never clipped, and another photo makes other music. Music takes no options.
 async fn music_through_the_api(mode: Mode) {
     use petportrait_tests::fixtures::pet_jpeg;
-    use petportrait_tests::media::parse_wav;
+    use petportrait_tests::media::read_wav;
     let app = TestApp::spawn(mode, &[("STARTER_CREDITS", "100")]).await;
     let ann = app.user("Ann").await;
     let (_, catalogue) = ann.get("/v1/styles").await;
@@ -276,7 +276,7 @@ async fn music_through_the_api(mode: Mode) {
         assert_eq!(output["content_type"], "audio/wav", "{done}");
         let (status, bytes) = ann.download(output["url"].as_str().expect("url")).await;
         assert_eq!(status, StatusCode::OK);
-        let wav = parse_wav(&bytes).expect("a PCM WAV");
+        let wav = read_wav(&bytes).expect("a PCM WAV");
         let duration = wav.duration_seconds();
         eprintln!(
             "music: {} Hz, {} channel(s), {duration:.1} s, rms {:.3}, peak {}",

@@ -1,8 +1,12 @@
-//! Independent readers for what the studio produces, so the system tests check the
-//! files a user downloads rather than trusting the code that wrote them: WAV (PCM),
-//! binary STL and GLB (glTF 2.0).
+//! Checks of the files the studio produces, as a user downloads them. The bytes are
+//! read by well-kept crates (WAV by `hound`, binary STL by `stl_io`, GLB by `gltf`)
+//! rather than by readers written next to our writers, so a misunderstanding of a
+//! format shared by a writer and its reader cannot pass. What stays here is test logic
+//! over the data the crates read: the solid's geometry (closed, oriented, outward),
+//! and the few things a strict loader refuses that the crates do not check themselves.
 
 use std::collections::HashMap;
+use std::io::Cursor;
 
 /// A decoded 16-bit PCM WAV.
 pub struct Wav {
@@ -31,45 +35,29 @@ impl Wav {
     }
 }
 
-fn u16_le(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn u32_le(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn f32_le(b: &[u8], at: usize) -> f32 {
-    f32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Parses a RIFF/WAVE file with a PCM `fmt ` chunk and a `data` chunk.
-pub fn parse_wav(bytes: &[u8]) -> Result<Wav, String> {
-    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return Err("not a RIFF/WAVE file".into());
+/// Reads a 16-bit PCM WAV with `hound`, which checks the RIFF/WAVE tags, the `fmt `
+/// chunk and that the `data` chunk holds whole frames, and fails on a `data` chunk cut
+/// short.
+pub fn read_wav(bytes: &[u8]) -> Result<Wav, String> {
+    // hound reads the RIFF size but never compares it with the file's, and a player
+    // that trusts a wrong size stops early or reads past the end, so the size hound
+    // read is compared here.
+    let riff_size = hound::read_wave_header(&mut Cursor::new(bytes)).map_err(|e| format!("the RIFF header: {e}"))?;
+    if riff_size != bytes.len() as u64 {
+        return Err(format!("the RIFF header says {riff_size} bytes, the file has {}", bytes.len()));
     }
-    if u32_le(bytes, 4) as usize + 8 != bytes.len() {
-        return Err(format!("RIFF size {} does not match the file's {} bytes", u32_le(bytes, 4), bytes.len()));
+    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| format!("hound: {e}"))?;
+    let spec = reader.spec();
+    if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
+        return Err(format!("not 16-bit PCM ({:?}, {} bits)", spec.sample_format, spec.bits_per_sample));
     }
-    let (mut format, mut data) = (None, None);
-    let mut at = 12;
-    while at + 8 <= bytes.len() {
-        let size = u32_le(bytes, at + 4) as usize;
-        let body = bytes.get(at + 8..at + 8 + size).ok_or("a chunk runs past the end")?;
-        match &bytes[at..at + 4] {
-            b"fmt " => format = Some((u16_le(body, 0), u16_le(body, 2), u32_le(body, 4), u16_le(body, 14))),
-            b"data" => data = Some(body),
-            _ => {}
-        }
-        at += 8 + size + (size & 1);
+    let expected = reader.len() as usize;
+    let samples: Vec<i16> =
+        reader.into_samples::<i16>().collect::<Result<_, _>>().map_err(|e| format!("the samples: {e}"))?;
+    if samples.len() != expected {
+        return Err(format!("the data chunk holds {expected} samples, {} were read", samples.len()));
     }
-    let (audio_format, channels, sample_rate, bits) = format.ok_or("no fmt chunk")?;
-    if audio_format != 1 || bits != 16 {
-        return Err(format!("not 16-bit PCM (format {audio_format}, {bits} bits)"));
-    }
-    let data = data.ok_or("no data chunk")?;
-    let samples = data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
-    Ok(Wav { sample_rate, channels, samples })
+    Ok(Wav { sample_rate: spec.sample_rate, channels: spec.channels, samples })
 }
 
 /// What a binary STL holds, checked for being a closed surface.
@@ -80,24 +68,31 @@ pub struct Solid {
     pub volume: f64,
 }
 
-/// Parses a binary STL and checks it: every edge shared by exactly two triangles, each
-/// directed edge used once (consistent winding), no degenerate triangle, stored normals
-/// of unit length agreeing with the winding, and a positive enclosed volume (normals
-/// point outwards).
+/// Reads a binary STL with `stl_io` and checks it: every edge shared by exactly two
+/// triangles, each directed edge used once (consistent winding), no degenerate
+/// triangle, stored normals of unit length agreeing with the winding, and a positive
+/// enclosed volume (normals point outwards).
 pub fn check_stl(bytes: &[u8]) -> Result<Solid, String> {
-    let count = u32_le(bytes.get(..84).ok_or("shorter than an STL header")?, 80) as usize;
+    let mesh = stl_io::read_stl(&mut Cursor::new(bytes)).map_err(|e| format!("stl_io: {e}"))?;
+    let count = mesh.faces.len();
+    // stl_io reads as many triangles as the header counts and ignores whatever follows
+    // them. A binary STL is its 84-byte header and 50 bytes a triangle, nothing more, so
+    // any other length is a count that disagrees with the data (or an ASCII file).
     if bytes.len() != 84 + count * 50 {
         return Err(format!("{count} triangles need {} bytes, the file has {}", 84 + count * 50, bytes.len()));
     }
-    let mut vertex_ids: HashMap<[u32; 3], usize> = HashMap::new();
+    // stl_io's own check: no zero-area face, and every edge met by one running the other
+    // way. The checks below are stricter (each directed edge exactly once, normals,
+    // volume), but a file stl_io itself calls broken must not pass either.
+    mesh.validate().map_err(|e| format!("stl_io finds the mesh open or degenerate: {e}"))?;
+    // stl_io merges corners whose coordinates are bit-for-bit equal into one vertex, so
+    // the vertex indices of its faces say which triangles share an edge.
     let mut directed: HashMap<(usize, usize), u32> = HashMap::new();
     let (mut lo, mut hi) = ([f32::MAX; 3], [f32::MIN; 3]);
     let mut volume = 0.0f64;
-    for t in 0..count {
-        let at = 84 + t * 50;
-        let read =
-            |i: usize| [f32_le(bytes, at + i * 12), f32_le(bytes, at + i * 12 + 4), f32_le(bytes, at + i * 12 + 8)];
-        let (normal, v) = (read(0), [read(1), read(2), read(3)]);
+    for (t, face) in mesh.faces.iter().enumerate() {
+        let normal = face.normal.0;
+        let v = face.vertices.map(|i| mesh.vertices[i].0);
         let e1 = [v[1][0] - v[0][0], v[1][1] - v[0][1], v[1][2] - v[0][2]];
         let e2 = [v[2][0] - v[0][0], v[2][1] - v[0][1], v[2][2] - v[0][2]];
         let cross = [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]];
@@ -110,13 +105,7 @@ pub fn check_stl(bytes: &[u8]) -> Result<Solid, String> {
         if (length - 1.0).abs() > 1e-3 || agreement < 0.99 {
             return Err(format!("triangle {t}: normal {normal:?} (length {length}) disagrees with its winding"));
         }
-        let ids: Vec<usize> = v
-            .iter()
-            .map(|p| {
-                let next = vertex_ids.len();
-                *vertex_ids.entry([p[0].to_bits(), p[1].to_bits(), p[2].to_bits()]).or_insert(next)
-            })
-            .collect();
+        let ids = face.vertices;
         for (a, b) in [(ids[0], ids[1]), (ids[1], ids[2]), (ids[2], ids[0])] {
             *directed.entry((a, b)).or_default() += 1;
         }
@@ -146,113 +135,127 @@ pub fn check_stl(bytes: &[u8]) -> Result<Solid, String> {
     Ok(Solid { triangles: count, size: [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]], volume })
 }
 
-/// What a GLB holds, after checking its structure.
-pub struct Gltf {
+/// What a GLB's mesh holds, after checking its structure.
+pub struct GlbMesh {
     pub triangles: usize,
     pub vertices: usize,
     /// POSITION's `max - min`, in metres.
     pub size: [f64; 3],
 }
 
-/// Parses a GLB and checks what a loader relies on: header and chunk lengths, 4-byte
-/// alignment, every accessor inside its buffer view and every view inside the buffer,
-/// POSITION's min/max equal to the data's extremes, unit normals, indices in range.
-pub fn check_glb(bytes: &[u8]) -> Result<Gltf, String> {
-    if bytes.len() < 20 || &bytes[0..4] != b"glTF" || u32_le(bytes, 4) != 2 {
-        return Err("not a glTF 2.0 binary".into());
+/// An accessor the reader is about to read as `[f32; 3]` must be one: `gltf`'s reader
+/// takes the accessor's word for its type and only debug-asserts it.
+fn require_vec3_f32(accessor: &gltf::Accessor, what: &str) -> Result<(), String> {
+    use gltf::accessor::{DataType, Dimensions};
+    if accessor.dimensions() != Dimensions::Vec3 || accessor.data_type() != DataType::F32 {
+        return Err(format!("{what} is {:?} of {:?}, not VEC3 of FLOAT", accessor.dimensions(), accessor.data_type()));
     }
-    if u32_le(bytes, 8) as usize != bytes.len() {
+    Ok(())
+}
+
+/// Reads a GLB with `gltf` and checks what a loader relies on: header and chunk
+/// lengths, 4-byte alignment, every accessor inside its buffer view and every view
+/// inside the buffer, POSITION's min/max equal to the data's extremes, unit normals,
+/// indices in range.
+pub fn check_glb(bytes: &[u8]) -> Result<GlbMesh, String> {
+    // The container, read by gltf, which checks the magic, version 2, that the header's
+    // length and each chunk's length fit in the file, and that the first chunk is JSON
+    // and the second BIN.
+    let container = gltf::Glb::from_slice(bytes).map_err(|e| format!("the GLB container: {e}"))?;
+    let bin = container.bin.as_deref().ok_or("no BIN chunk")?;
+    // gltf accepts a header length shorter than the file, unaligned chunks and bytes
+    // after the BIN chunk; the specification allows none of these, and stricter loaders
+    // refuse them. The arithmetic is over the lengths gltf read.
+    if container.header.length as usize != bytes.len() {
         return Err("the header's length is not the file's".into());
     }
-    let json_length = u32_le(bytes, 12) as usize;
-    if u32_le(bytes, 16) != 0x4E4F_534A || !json_length.is_multiple_of(4) {
-        return Err("the first chunk is not a 4-byte-aligned JSON chunk".into());
+    if !container.json.len().is_multiple_of(4) || !bin.len().is_multiple_of(4) {
+        return Err("a chunk is not 4-byte aligned".into());
     }
-    let json: serde_json::Value =
-        serde_json::from_slice(&bytes[20..20 + json_length]).map_err(|e| format!("the JSON chunk: {e}"))?;
-    let bin_at = 20 + json_length;
-    let bin_length = u32_le(bytes, bin_at) as usize;
-    if u32_le(bytes, bin_at + 4) != 0x004E_4942
-        || !bin_length.is_multiple_of(4)
-        || bin_at + 8 + bin_length != bytes.len()
-    {
-        return Err("the second chunk is not a 4-byte-aligned BIN chunk ending the file".into());
+    if 12 + 8 + container.json.len() + 8 + bin.len() != bytes.len() {
+        return Err("the BIN chunk does not end the file".into());
     }
-    let bin = &bytes[bin_at + 8..];
-    if json["asset"]["version"] != "2.0" {
+
+    // The document, read by gltf, which validates it on load: required properties
+    // present, enumerations known, every index (accessor to bufferView, bufferView to
+    // buffer, primitive to accessor) naming an existing object, and POSITION having a
+    // three-number min and max. It does not check that the data fits or matches what
+    // the JSON says about it; that is checked below.
+    let document = gltf::Gltf::from_slice(bytes).map_err(|e| format!("the glTF document: {e}"))?;
+    if document.as_json().asset.version != "2.0" {
         return Err("asset.version is not 2.0".into());
     }
-    let buffer_length = json["buffers"][0]["byteLength"].as_u64().ok_or("no buffer")? as usize;
-    if buffer_length > bin.len() {
-        return Err("the buffer is longer than the BIN chunk".into());
+    let blob = document.blob.as_deref().ok_or("no binary buffer")?;
+    let buffer = document.buffers().next().ok_or("no buffer")?;
+    if !matches!(buffer.source(), gltf::buffer::Source::Bin) || buffer.length() > blob.len() {
+        return Err("the buffer is not the BIN chunk, or is longer than it".into());
     }
-    let views = json["bufferViews"].as_array().ok_or("no bufferViews")?;
-    let view_range = |index: usize| -> Result<(usize, usize), String> {
-        let view = views.get(index).ok_or("an accessor names a missing bufferView")?;
-        let offset = view["byteOffset"].as_u64().unwrap_or(0) as usize;
-        let length = view["byteLength"].as_u64().ok_or("a bufferView has no byteLength")? as usize;
-        if offset + length > buffer_length || !offset.is_multiple_of(4) {
-            return Err(format!("bufferView {index} lies outside the buffer or is unaligned"));
+    for view in document.views() {
+        if view.offset() + view.length() > view.buffer().length() || !view.offset().is_multiple_of(4) {
+            return Err(format!("bufferView {} lies outside the buffer or is unaligned", view.index()));
         }
-        Ok((offset, length))
-    };
-    let accessors = json["accessors"].as_array().ok_or("no accessors")?;
-    // Reads an accessor as f64 values, checking that it fits its view.
-    let read = |index: u64| -> Result<(usize, usize, Vec<f64>), String> {
-        let accessor = accessors.get(index as usize).ok_or("a primitive names a missing accessor")?;
-        let components = match accessor["type"].as_str() {
-            Some("SCALAR") => 1,
-            Some("VEC2") => 2,
-            Some("VEC3") => 3,
-            Some("VEC4") => 4,
-            other => return Err(format!("accessor type {other:?}")),
-        };
-        let (size, as_f64): (usize, fn(&[u8]) -> f64) = match accessor["componentType"].as_u64() {
-            Some(5126) => (4, |b| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-            Some(5125) => (4, |b| f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-            Some(5123) => (2, |b| f64::from(u16::from_le_bytes([b[0], b[1]]))),
-            other => return Err(format!("componentType {other:?}")),
-        };
-        let count = accessor["count"].as_u64().ok_or("an accessor has no count")? as usize;
-        let (view_offset, view_length) = view_range(accessor["bufferView"].as_u64().ok_or("no bufferView")? as usize)?;
-        let offset = accessor["byteOffset"].as_u64().unwrap_or(0) as usize;
-        if offset + count * components * size > view_length || !(view_offset + offset).is_multiple_of(size) {
-            return Err(format!("accessor {index} does not fit its bufferView"));
+    }
+    for accessor in document.accessors() {
+        let start = accessor.view().map_or(0, |v| v.offset()) + accessor.offset();
+        if !start.is_multiple_of(accessor.data_type().size()) {
+            return Err(format!("accessor {} is not aligned to its component size", accessor.index()));
         }
-        let data = &bin[view_offset + offset..view_offset + offset + count * components * size];
-        Ok((count, components, data.chunks_exact(size).map(as_f64).collect()))
-    };
-    let primitive = &json["meshes"][0]["primitives"][0];
-    if primitive["mode"].as_u64().unwrap_or(4) != 4 {
+    }
+
+    let mesh = document.meshes().next().ok_or("no mesh")?;
+    let primitive = mesh.primitives().next().ok_or("no primitive")?;
+    if primitive.mode() != gltf::mesh::Mode::Triangles {
         return Err("the primitive is not a triangle list".into());
     }
-    let position_index = primitive["attributes"]["POSITION"].as_u64().ok_or("no POSITION")?;
-    let (vertices, _, positions) = read(position_index)?;
-    let accessor = &accessors[position_index as usize];
+    // The reader slices each accessor out of its view and each view out of the buffer's
+    // declared length, and answers None where either does not fit: so a read that
+    // answers is an accessor inside its view inside the buffer.
+    let reader = primitive.reader(|buffer| match buffer.source() {
+        gltf::buffer::Source::Bin => blob.get(..buffer.length()),
+        gltf::buffer::Source::Uri(_) => None,
+    });
+
+    let position = primitive.get(&gltf::Semantic::Positions).ok_or("no POSITION")?;
+    require_vec3_f32(&position, "POSITION")?;
+    let positions: Vec<[f32; 3]> =
+        reader.read_positions().ok_or("POSITION does not fit its bufferView or the buffer")?.collect();
+    let vertices = positions.len();
+    if vertices != position.count() {
+        return Err(format!("POSITION counts {} vertices, {vertices} were read", position.count()));
+    }
+    let (min, max) = (position.min().unwrap_or_default(), position.max().unwrap_or_default());
     let mut size = [0.0; 3];
     for axis in 0..3 {
-        let values = positions.iter().skip(axis).step_by(3);
-        let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-        let (min, max) = (accessor["min"][axis].as_f64(), accessor["max"][axis].as_f64());
+        let values = positions.iter().map(|p| f64::from(p[axis]));
+        let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (min, max) = (min[axis].as_f64(), max[axis].as_f64());
         if min.is_none_or(|m| (m - lo).abs() > 1e-6) || max.is_none_or(|m| (m - hi).abs() > 1e-6) {
             return Err(format!("POSITION min/max on axis {axis} are not the data's {lo}..{hi}"));
         }
         size[axis] = hi - lo;
     }
-    if let Some(normal_index) = primitive["attributes"]["NORMAL"].as_u64() {
-        let (count, _, normals) = read(normal_index)?;
-        if count != vertices {
+
+    if let Some(normal) = primitive.get(&gltf::Semantic::Normals) {
+        require_vec3_f32(&normal, "NORMAL")?;
+        let normals: Vec<[f32; 3]> =
+            reader.read_normals().ok_or("NORMAL does not fit its bufferView or the buffer")?.collect();
+        if normals.len() != vertices || normal.count() != vertices {
             return Err("NORMAL and POSITION counts differ".into());
         }
-        if let Some(bad) =
-            normals.chunks_exact(3).find(|n| ((n[0] * n[0] + n[1] * n[1] + n[2] * n[2]).sqrt() - 1.0).abs() > 1e-3)
-        {
+        let length = |n: &[f32; 3]| n.map(f64::from).iter().map(|c| c * c).sum::<f64>().sqrt();
+        if let Some(bad) = normals.iter().find(|n| (length(n) - 1.0).abs() > 1e-3) {
             return Err(format!("a normal is not of unit length: {bad:?}"));
         }
     }
-    let (index_count, _, indices) = read(primitive["indices"].as_u64().ok_or("no indices")?)?;
-    if !index_count.is_multiple_of(3) || indices.iter().any(|i| *i as usize >= vertices) {
+
+    let index_accessor = primitive.indices().ok_or("no indices")?;
+    let indices: Vec<u32> =
+        reader.read_indices().ok_or("the indices do not fit their bufferView or the buffer")?.into_u32().collect();
+    if indices.len() != index_accessor.count()
+        || !indices.len().is_multiple_of(3)
+        || indices.iter().any(|i| *i as usize >= vertices)
+    {
         return Err("indices are not whole triangles within POSITION".into());
     }
-    Ok(Gltf { triangles: index_count / 3, vertices, size })
+    Ok(GlbMesh { triangles: indices.len() / 3, vertices, size })
 }

@@ -4,6 +4,7 @@
 mod auth;
 mod error;
 mod extract;
+mod guards;
 mod json;
 mod pagination;
 mod routes;
@@ -85,6 +86,7 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(guards::HostPolicy::new(&state.public_url), guards::check_host))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod errors;
+pub mod hosts;
 pub mod ids;
 pub mod imaging;
 pub mod objects;

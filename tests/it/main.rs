@@ -24,6 +24,7 @@ mod cancel;
 mod crash;
 mod flow;
 mod gallery;
+mod hosts;
 mod ledger;
 mod remote;
 mod retention;

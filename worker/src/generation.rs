@@ -109,12 +109,12 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
             tracing::warn!(error.code = code, error = %error_chain(source.as_ref()), retry.in_ms = delay.as_millis() as u64, "attempt failed; retrying");
             let now = now_ms();
             let dispatch = Dispatch::Retry { attempt: row.attempts + 1 }.plan(id);
-            if db.mark_waiting_for_retry(id, owner, now, now + duration_ms(delay), &dispatch.task().to_string()).await?
+            let task = dispatch.task().to_string();
+            if db.mark_waiting_for_retry(id, owner, now, now + duration_ms(delay), &task).await?
+                && let Err(error) = state.services.queue.dispatch(&dispatch, delay).await
             {
-                if let Err(error) = state.services.queue.dispatch(&dispatch, delay).await {
-                    // The stalled-generation sweep of the scheduler dispatches it again.
-                    tracing::error!(error = %error_chain(&error), "could not schedule the retry");
-                }
+                // The stalled-generation sweep of the scheduler dispatches it again.
+                tracing::error!(error = %error_chain(&error), "could not schedule the retry");
             }
             Ok(())
         }

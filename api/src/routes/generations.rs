@@ -4,11 +4,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use bytes::Bytes;
 use petportrait_core::db::{CancelOutcome, CreateOutcome, GenerationFilter, GenerationRow, NewGeneration};
 use petportrait_core::domain::{GenerationKind, GenerationStatus, Style, find_style};
 use petportrait_core::ids::{GenerationId, UploadId};
@@ -22,7 +20,7 @@ use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{PathId, Query};
-use crate::json::parse_json;
+use crate::json::{JsonBytes, parse_json};
 use crate::pagination::{PageRequest, split_page};
 use crate::views::{GenerationView, Page};
 
@@ -72,9 +70,8 @@ pub async fn create_generation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    JsonBytes(body): JsonBytes,
 ) -> ApiResult<Response> {
-    let body = body.map_err(|rejection| ApiError::new(rejection.status(), "invalid_body", rejection.body_text()))?;
     let key = idempotency_key(&headers)?;
     let print = fingerprint(&body);
     let user_id = user.user_id();

@@ -70,7 +70,8 @@ pub struct S3Config {
     pub bucket: String,
     pub region: String,
     /// `None` in embedded mode: credentials are generated for the in-process server.
-    pub credentials: Option<(String, String)>,
+    /// The access key id and its secret (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+    pub credentials: Option<(String, Secret)>,
     pub force_path_style: bool,
 }
 
@@ -287,7 +288,7 @@ impl Config {
         }
         let region = r.string("S3_REGION", "us-east-1");
         let credentials = match (r.raw("AWS_ACCESS_KEY_ID"), r.raw("AWS_SECRET_ACCESS_KEY")) {
-            (Some(a), Some(s)) => Some((a.to_owned(), s.to_owned())),
+            (Some(a), Some(s)) => Some((a.to_owned(), Secret::new(s))),
             (None, None) => None,
             (Some(_), None) => {
                 r.problem("AWS_SECRET_ACCESS_KEY", "must be set together with AWS_ACCESS_KEY_ID");
@@ -432,13 +433,7 @@ fn socket_text(host: IpAddr, port: u16) -> String {
 
 /// Whether the host of an `http(s)://host[:port]/...` URL is loopback.
 fn url_host_is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.split(':').next().unwrap_or_default(),
-    };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    crate::hosts::is_loopback_host(crate::hosts::url_host(url))
 }
 
 fn valid_bucket_name(name: &str) -> bool {

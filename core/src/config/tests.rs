@@ -131,3 +131,42 @@ fn the_provider_token_is_never_printed() {
         assert!(!text.contains("supersecret"), "{text}");
     }
 }
+
+#[test]
+fn the_s3_secret_is_never_printed() {
+    let c = parse(&[
+        ("S3_ENDPOINT", "http://127.0.0.1:9000"),
+        ("AWS_ACCESS_KEY_ID", "petportrait"),
+        ("AWS_SECRET_ACCESS_KEY", "s3-supersecret"),
+    ])
+    .expect("valid");
+    let (access, secret) = c.s3.credentials.as_ref().expect("credentials");
+    assert_eq!((access.as_str(), secret.expose()), ("petportrait", "s3-supersecret"));
+    for text in [format!("{c:?}"), format!("{c:#?}"), c.summary()] {
+        assert!(!text.contains("supersecret"), "{text}");
+    }
+}
+
+#[test]
+fn generated_s3_credentials_are_never_printed() {
+    let (_, secret) = crate::storage::generated_credentials();
+    assert_eq!(secret.expose().len(), 40);
+    assert!(!format!("{secret:?}").contains(secret.expose()));
+}
+
+#[test]
+fn dev_sign_in_is_refused_with_google_sign_in_or_off_loopback() {
+    let google = [("GOOGLE_CLIENT_ID", "id.apps.googleusercontent.com"), ("GOOGLE_CLIENT_SECRET", "s")];
+    // Off by default once Google sign-in is configured, refused if asked for.
+    assert!(!parse(&google).expect("valid").dev_login);
+    let err = parse(&[google[0], google[1], ("DEV_LOGIN", "true")]).expect_err("refused");
+    assert_eq!(err.problems[0].variable, "DEV_LOGIN");
+    // Bound to an address others can reach: refused, unless turned off.
+    let err = parse(&[("HOST", "0.0.0.0"), ("DEV_LOGIN", "true")]).expect_err("refused");
+    assert_eq!(err.problems[0].variable, "DEV_LOGIN");
+    assert!(!parse(&[("HOST", "0.0.0.0"), ("DEV_LOGIN", "false")]).expect("valid").dev_login);
+    // Distributed mode: off by default, and on only when asked on loopback.
+    let distributed = [("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1")];
+    assert!(!parse(&distributed).expect("valid").dev_login);
+    assert!(parse(&[distributed[0], distributed[1], ("DEV_LOGIN", "true")]).expect("valid").dev_login);
+}

@@ -13,13 +13,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::StorageError;
+use crate::config::Secret;
 
 /// A running in-process S3 server.
 #[derive(Debug)]
 pub struct EmbeddedS3 {
     pub addr: SocketAddr,
     pub access_key: String,
-    pub secret_key: String,
+    pub secret_key: Secret,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -30,13 +31,13 @@ impl EmbeddedS3 {
         root: &Path,
         listener: TcpListener,
         access_key: String,
-        secret_key: String,
+        secret_key: Secret,
     ) -> Result<EmbeddedS3, StorageError> {
         let embedded = |e: Box<dyn std::error::Error + Send + Sync>| StorageError::Embedded(e);
         std::fs::create_dir_all(root).map_err(|e| embedded(Box::new(e)))?;
         let fs = s3s_fs::FileSystem::new(root).map_err(|e| embedded(format!("{e:?}").into()))?;
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key.clone(), secret_key.expose().to_owned()));
         let service = builder.build();
         let addr = listener.local_addr().map_err(|e| embedded(Box::new(e)))?;
 
@@ -92,10 +93,10 @@ impl EmbeddedS3 {
 }
 
 /// Random credentials for an in-process server that only this process talks to.
-pub fn generated_credentials() -> (String, String) {
+pub fn generated_credentials() -> (String, Secret) {
     use rand::Rng;
     let mut rng = rand::rng();
     let access: String = (0..20).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect();
     let secret: String = (0..40).map(|_| rng.sample(rand::distr::Alphanumeric) as char).collect();
-    (access.to_ascii_uppercase(), secret)
+    (access.to_ascii_uppercase(), Secret::new(secret))
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 pub use embedded::{EmbeddedS3, generated_credentials};
 
-use crate::config::S3Config;
+use crate::config::{S3Config, Secret};
 
 /// Errors talking to the object store. All are worth retrying except where noted.
 #[derive(Debug, thiserror::Error)]
@@ -41,13 +41,13 @@ pub struct ObjectStore {
 
 impl ObjectStore {
     /// A client for `endpoint` (or AWS itself when `None`) with the given credentials.
-    pub fn new(config: &S3Config, endpoint: Option<&str>, access_key: &str, secret_key: &str) -> ObjectStore {
+    pub fn new(config: &S3Config, endpoint: Option<&str>, access_key: &str, secret_key: &Secret) -> ObjectStore {
         let http =
             aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
         let mut builder = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::v2026_01_12())
             .region(Region::new(config.region.clone()))
-            .credentials_provider(Credentials::new(access_key, secret_key, None, None, "petportrait"))
+            .credentials_provider(Credentials::new(access_key, secret_key.expose(), None, None, "petportrait"))
             .force_path_style(config.force_path_style)
             .http_client(http);
         if let Some(endpoint) = endpoint {

@@ -1,0 +1,105 @@
+//! Layers every response goes through: the `Host` check that keeps a DNS-rebinding page
+//! out, and the security headers.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use petportrait_core::hosts::{authority_host, is_loopback_host, url_host};
+
+use crate::error::ApiError;
+
+/// Which `Host` a request may name, and what the public URL's scheme asks for.
+#[derive(Clone, Debug)]
+pub struct HostPolicy {
+    /// `PUBLIC_URL`'s host, lowercase.
+    public_host: String,
+    /// HSTS when the service is reached over https.
+    https: bool,
+}
+
+/// Probes of an orchestrator use the machine's own address; they reveal nothing.
+const ANY_HOST_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// The page's own scripts and styles only: no other host, not even in a frame.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; \
+     object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+impl HostPolicy {
+    pub fn new(public_url: &str) -> HostPolicy {
+        HostPolicy { public_host: url_host(public_url).to_ascii_lowercase(), https: public_url.starts_with("https://") }
+    }
+
+    /// Whether a request naming `host` is for us: the public URL's host or a loopback
+    /// literal. A DNS-rebinding page reaches our address under its own name, which is
+    /// neither.
+    fn allows(&self, host: &str) -> bool {
+        host.eq_ignore_ascii_case(&self.public_host) || is_loopback_host(host)
+    }
+}
+
+/// The host a request names: HTTP/2's `:authority` (in the URI), else `Host`.
+fn requested_host(request: &Request) -> Option<String> {
+    if let Some(host) = request.uri().host() {
+        return Some(host.trim_start_matches('[').trim_end_matches(']').to_owned());
+    }
+    let value = request.headers().get(header::HOST)?.to_str().ok()?;
+    Some(authority_host(value.trim()).to_owned())
+}
+
+/// Refuses requests for another host (421) or naming none (400), except the probes.
+pub async fn check_host(State(policy): State<HostPolicy>, request: Request, next: Next) -> Response {
+    if !ANY_HOST_PATHS.contains(&request.uri().path()) {
+        match requested_host(&request) {
+            None => {
+                return ApiError::new(StatusCode::BAD_REQUEST, "missing_host", "the request names no host")
+                    .into_response();
+            }
+            Some(host) if !policy.allows(&host) => {
+                return ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "misdirected_request",
+                    "this server does not serve that host",
+                )
+                .into_response();
+            }
+            Some(_) => {}
+        }
+    }
+    let mut response = next.run(request).await;
+    add_security_headers(response.headers_mut(), policy.https);
+    response
+}
+
+fn add_security_headers(headers: &mut HeaderMap, https: bool) {
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    let is_html =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
+    if is_html {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    if https {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_public_host_and_loopback_are_served() {
+        let policy = HostPolicy::new("https://Pets.Example.org");
+        for host in ["pets.example.org", "PETS.example.org", "127.0.0.1", "localhost", "::1"] {
+            assert!(policy.allows(host), "{host}");
+        }
+        for host in ["evil.example", "pets.example.org.evil.example", "10.0.0.1", ""] {
+            assert!(!policy.allows(host), "{host}");
+        }
+        assert!(policy.https);
+        assert!(!HostPolicy::new("http://127.0.0.1:8080").https);
+    }
+}

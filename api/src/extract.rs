@@ -21,7 +21,8 @@ impl<S: Send + Sync, T: Id> FromRequestParts<S> for PathId<T> {
     }
 }
 
-/// The query string, parsed; a malformed one answers 422 `invalid_parameter`.
+/// The query string, parsed; a malformed one answers axum's status (400) as
+/// problem+json, code `invalid_parameter`.
 pub struct Query<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
@@ -31,6 +32,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| Query(value))
-            .map_err(|rejection| ApiError::unprocessable("invalid_parameter", rejection.body_text()))
+            .map_err(|rejection| ApiError::new(rejection.status(), "invalid_parameter", rejection.body_text()))
     }
 }

@@ -1,6 +1,8 @@
 //! Layers every response goes through: the `Host` check that keeps a DNS-rebinding page
 //! out, and the security headers.
 
+use std::net::IpAddr;
+
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -19,7 +21,7 @@ pub struct HostPolicy {
 }
 
 /// Probes of an orchestrator use the machine's own address; they reveal nothing.
-const ANY_HOST_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+const ANY_HOST_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
 /// The page's own scripts and styles only: no other host, not even in a frame.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
@@ -28,14 +30,20 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'un
 
 impl HostPolicy {
     pub fn new(public_url: &str) -> HostPolicy {
-        HostPolicy { public_host: url_host(public_url).to_ascii_lowercase(), https: public_url.starts_with("https://") }
+        let public_host = url_host(public_url).trim_end_matches('.').to_ascii_lowercase();
+        HostPolicy { public_host, https: public_url.starts_with("https://") }
     }
 
     /// Whether a request naming `host` is for us: the public URL's host or a loopback
     /// literal. A DNS-rebinding page reaches our address under its own name, which is
     /// neither.
     fn allows(&self, host: &str) -> bool {
-        host.eq_ignore_ascii_case(&self.public_host) || is_loopback_host(host)
+        // A fully qualified name may end in a dot; an IP address may be written in
+        // several ways (`::1`, `0:0::1`), so addresses are compared parsed.
+        let host = host.strip_suffix('.').unwrap_or(host);
+        host.eq_ignore_ascii_case(&self.public_host)
+            || is_loopback_host(host)
+            || matches!((host.parse::<IpAddr>(), self.public_host.parse::<IpAddr>()), (Ok(a), Ok(b)) if a == b)
     }
 }
 
@@ -93,7 +101,7 @@ mod tests {
     #[test]
     fn only_the_public_host_and_loopback_are_served() {
         let policy = HostPolicy::new("https://Pets.Example.org");
-        for host in ["pets.example.org", "PETS.example.org", "127.0.0.1", "localhost", "::1"] {
+        for host in ["pets.example.org", "PETS.example.org", "pets.example.org.", "127.0.0.1", "localhost", "::1"] {
             assert!(policy.allows(host), "{host}");
         }
         for host in ["evil.example", "pets.example.org.evil.example", "10.0.0.1", ""] {
@@ -101,5 +109,7 @@ mod tests {
         }
         assert!(policy.https);
         assert!(!HostPolicy::new("http://127.0.0.1:8080").https);
+        let v6 = HostPolicy::new("http://[2001:db8::10]:8080");
+        assert!(v6.allows("2001:db8:0::10") && v6.allows("2001:DB8::10") && !v6.allows("2001:db8::11"));
     }
 }

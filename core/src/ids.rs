@@ -79,7 +79,7 @@ id_type!(
     /// A generation (one job).
     GenerationId, "gen");
 id_type!(
-    /// A stored object: an upload's bytes or an output file.
+    /// A stored object: an upload's bytes, an output file or a gallery copy.
     ObjectId, "obj");
 id_type!(
     /// An item of a user's gallery.

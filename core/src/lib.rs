@@ -1,7 +1,7 @@
 //! PetPortrait's shared library: configuration, the domain vocabulary, the one module
 //! that holds SQL (`db`), the one module that knows the queue (`queue`), the object
 //! store (`storage`) and untrusted-image checks (`imaging`). The studio is a crate of its
-//! own (`petportrait-studio`), linked only by the worker.
+//! own (`petportrait-studio`), which the API and the scheduler never link.
 
 pub mod config;
 pub mod db;

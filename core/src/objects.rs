@@ -100,6 +100,9 @@ pub enum ObjectWriteError {
     Db(#[from] DbError),
     #[error("writing the object's bytes failed")]
     Storage(#[from] StorageError),
+    /// The caller's own step, after the bytes were written.
+    #[error("recording what the object is for failed")]
+    Record(#[source] DbError),
 }
 
 /// The database, the store and the lifetimes: everything a write needs.
@@ -155,7 +158,7 @@ impl ObjectWriter {
             Source::CopyOf { key: from, .. } => self.store.copy(&from, &key).await?,
         }
         let written = WrittenObject { id, key, bytes, created_at: now, expires_at };
-        Ok(record(written).await?)
+        record(written).await.map_err(ObjectWriteError::Record)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The platform's one module that knows the queue. No other platform code names apalis
-//! or the queue engine (Cargo enforces it: `petportrait-core` is the only platform crate
-//! that depends on them; it re-exports the engine's two plain functions, `backoff_delay`
-//! here and `error_chain` in `errors`): the API, the worker and the scheduler dispatch
+//! or the queue engine (`scripts/check-boundaries` checks that `petportrait-core` is the
+//! only platform crate that depends on them; it re-exports the engine's two plain
+//! functions, `backoff_delay` here and `error_chain` in `errors`): the API, the worker and the scheduler dispatch
 //! through [`JobQueue::dispatch`], the worker runs a plain async handler through
 //! [`JobQueue::run_generation_workers`].
 //!

@@ -3,8 +3,9 @@
 //! remote studio that calls a model provider over HTTP (`remote/`), and the router that
 //! picks one of them per kind from the configuration (`router.rs`).
 //!
-//! A crate of its own so that Cargo enforces "the API never calls a model": only the
-//! worker (and the one binary that can run it) depends on it.
+//! A crate of its own so that "the API never calls a model" is a dependency rule that
+//! `scripts/check-boundaries` checks: the worker, the one binary that can run it, the
+//! system tests and the studio benchmark depend on it; the API and the scheduler do not.
 
 mod filters;
 mod music;

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 both_modes!(portrait_end_to_end, portrait_end_to_end);
 both_modes!(polling_and_history, polling_and_history);
+both_modes!(uploads_are_never_served_back, uploads_are_never_served_back);
 
 async fn portrait_end_to_end(mode: Mode) {
     let app = TestApp::spawn(mode, &[]).await;
@@ -115,5 +116,17 @@ async fn polling_and_history(mode: Mode) {
     let portrait = &styles["kinds"][0];
     assert_eq!(portrait["kind"], "portrait");
     assert!(portrait["styles"].as_array().expect("styles").len() >= 3);
+    app.stop().await;
+}
+
+/// A photo may carry its owner's location and camera: it is used to generate, never
+/// handed back, even to its owner who learns its object id.
+async fn uploads_are_never_served_back(mode: Mode) {
+    let app = TestApp::spawn(mode, &[]).await;
+    let ann = app.user("Ann").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let row = app.services.db.get_upload(&upload).await.expect("read").expect("the upload");
+    let (status, _) = ann.download(&format!("/v1/files/{}", row.object_id)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     app.stop().await;
 }

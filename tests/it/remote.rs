@@ -31,13 +31,13 @@ fn remote_studio(fake: &FakeProvider, extra: &[(&str, &str)]) -> Arc<RemoteStudi
     Arc::new(studio.expect("the remote studio"))
 }
 
-fn portrait(request_id: &str) -> RenderRequest {
+fn portrait(idempotency_key: &str) -> RenderRequest {
     RenderRequest {
         kind: GenerationKind::Portrait,
         style: "watercolor".into(),
         input: pet_jpeg().into(),
         options: OutputOptions::default(),
-        idempotency_key: request_id.into(),
+        idempotency_key: idempotency_key.into(),
     }
 }
 
@@ -57,8 +57,8 @@ async fn render(
     (result, progress)
 }
 
-async fn render_once(studio: &Arc<RemoteStudio>, request_id: &str) -> Result<Vec<RenderedFile>, StudioError> {
-    render(studio, portrait(request_id), Arc::default()).await.0
+async fn render_once(studio: &Arc<RemoteStudio>, idempotency_key: &str) -> Result<Vec<RenderedFile>, StudioError> {
+    render(studio, portrait(idempotency_key), Arc::default()).await.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,13 +92,13 @@ impl Client {
         (status, response.bytes().await.expect("body").to_vec())
     }
 
-    /// Balance minus held credits, from `GET /v1/me`.
     /// The signed-in user's id.
     pub async fn user_id(&self) -> String {
         let (_, me) = self.get("/v1/me").await;
         me["id"].as_str().expect("a user id").to_owned()
     }
 
+    /// Balance minus held credits, from `GET /v1/me`.
     pub async fn available_credits(&self) -> i64 {
         let (status, me) = self.get("/v1/me").await;
         assert_eq!(status, StatusCode::OK);

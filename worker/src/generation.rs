@@ -52,7 +52,17 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
     let owner = owner.as_str();
     let now = now_ms();
     let lease_until = now + duration_ms(state.config.worker.job_lease);
-    let row = match db.claim_generation(id, owner, now, lease_until).await? {
+    let claimed = match db.claim_generation(id, owner, now, lease_until).await {
+        Err(error) if error.is_corrupt_row() => {
+            // The row cannot be read, and never will be: fail it (giving the credits
+            // back) rather than claim it again on every delivery.
+            tracing::error!(error = %error_chain(&error), "the generation's row cannot be read; failing it");
+            db.mark_failed(id, None, "corrupt_row", &public_message("corrupt_row"), false, now_ms()).await?;
+            return Ok(());
+        }
+        claimed => claimed?,
+    };
+    let row = match claimed {
         ClaimOutcome::Claimed(row) => row,
         ClaimOutcome::Terminal | ClaimOutcome::Missing => {
             tracing::info!("generation already ended; nothing to do");
@@ -299,7 +309,9 @@ async fn store_output(
         .write(user, placement, content_type, Source::Bytes(file.bytes.into()), now, |object| async { Ok(object) })
         .await
         .map_err(|error| match error {
-            ObjectWriteError::Db(error) => JobError::Retry { code: "database", source: Box::new(error) },
+            ObjectWriteError::Db(error) | ObjectWriteError::Record(error) => {
+                JobError::Retry { code: "database", source: Box::new(error) }
+            }
             ObjectWriteError::Storage(error) => JobError::Retry { code: "storage", source: Box::new(error) },
         })?;
     Ok(OutputRow {

@@ -1,8 +1,9 @@
-//! `GET /v1/files/{id}`: the bytes of one of the caller's objects.
+//! `GET /v1/files/{id}`: the bytes of one of the caller's outputs or gallery copies.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use petportrait_core::domain::StoredObjectKind;
 use petportrait_core::ids::ObjectId;
 use petportrait_core::time::now_ms;
 
@@ -16,8 +17,15 @@ pub async fn get_file(
     CurrentUser(user): CurrentUser,
     PathId(id): PathId<ObjectId>,
 ) -> ApiResult<Response> {
-    let object =
-        state.services.db.get_object_of_user(id.as_str(), &user.user_id()).await?.ok_or_else(ApiError::not_found)?;
+    // Uploads are never served back (their ids are never handed out either): only what
+    // the service made can be downloaded.
+    let object = state
+        .services
+        .db
+        .get_object_of_user(id.as_str(), &user.user_id())
+        .await?
+        .filter(|object| object.kind != StoredObjectKind::Upload)
+        .ok_or_else(ApiError::not_found)?;
     if !object.is_available(now_ms()) {
         return Err(ApiError::gone("this file has expired and was deleted"));
     }

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use petportrait_core::db::{GalleryItemRow, GenerationRow, KeepOutcome, OutputRow};
-use petportrait_core::domain::{GenerationKind, GenerationStatus};
+use petportrait_core::domain::{GenerationKind, GenerationStatus, StoredObjectKind};
 use petportrait_core::ids::{GalleryItemId, GenerationId, UserId};
 use petportrait_core::objects::{Placement, Source};
 use petportrait_core::time::now_ms;
@@ -118,7 +118,8 @@ async fn save_output(
                 created_at: copy.created_at,
             };
             // Recording the item also clears the copy's provisional expiry.
-            async move { db.keep_gallery_item(&item).await.map(|outcome| (item, outcome)) }
+            let lasting = state.services.objects.lasting_expiry(StoredObjectKind::Gallery, now);
+            async move { db.keep_gallery_item(&item, lasting).await.map(|outcome| (item, outcome)) }
         })
         .await?;
     match outcome {

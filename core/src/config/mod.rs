@@ -39,8 +39,8 @@ pub struct Config {
     pub models: ModelsConfig,
 }
 
-/// Which database holds the system of record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which database holds the system of record. `Debug` hides the URL's password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseTarget {
     Sqlite { url: String },
     Postgres { url: String },
@@ -54,13 +54,45 @@ impl DatabaseTarget {
     }
 }
 
-/// Where jobs are dispatched from.
-#[derive(Clone, Debug)]
+/// Where jobs are dispatched from. `Debug` hides the Redis URL's password.
+#[derive(Clone)]
 pub struct QueueLocation {
     /// `None` keeps the queue in the SQLite database (embedded mode).
     pub redis_url: Option<String>,
     /// Prefix of every queue name, so that several deployments or tests share one Redis.
     pub prefix: String,
+}
+
+impl fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (dialect, url) = match self {
+            DatabaseTarget::Sqlite { url } => ("Sqlite", url),
+            DatabaseTarget::Postgres { url } => ("Postgres", url),
+        };
+        f.debug_struct(dialect).field("url", &without_password(url)).finish()
+    }
+}
+
+impl fmt::Debug for QueueLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QueueLocation")
+            .field("redis_url", &self.redis_url.as_deref().map(without_password))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// A URL with the password of its user info replaced, for logs and debug output.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:[redacted]@{host}{}", &rest[authority_end..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -249,6 +281,13 @@ impl Config {
         let public_url = public_url.trim_end_matches('/').to_owned();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             r.problem("PUBLIC_URL", "must start with http:// or https://");
+        } else if crate::hosts::url_host(&public_url).parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified()) {
+            // The default when HOST is 0.0.0.0 or ::; no client names that host, and the API
+            // answers only requests naming PUBLIC_URL's host or a loopback address.
+            r.problem(
+                "PUBLIC_URL",
+                format!("set it to the URL users reach the service at ({public_url} names no host)"),
+            );
         }
         let data_dir = PathBuf::from(r.string("DATA_DIR", "./data"));
 

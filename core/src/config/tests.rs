@@ -28,7 +28,7 @@ fn every_problem_is_reported_at_once() {
     ])
     .expect_err("invalid");
     let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
-    assert_eq!(names, ["PORT", "DATABASE_URL", "DEV_LOGIN", "UPLOAD_TTL", "LOG_FORMAT"]);
+    assert_eq!(names, ["PORT", "PUBLIC_URL", "DATABASE_URL", "DEV_LOGIN", "UPLOAD_TTL", "LOG_FORMAT"]);
     assert!(err.to_string().contains("PORT: expected a port number"));
 }
 
@@ -162,11 +162,39 @@ fn dev_sign_in_is_refused_with_google_sign_in_or_off_loopback() {
     let err = parse(&[google[0], google[1], ("DEV_LOGIN", "true")]).expect_err("refused");
     assert_eq!(err.problems[0].variable, "DEV_LOGIN");
     // Bound to an address others can reach: refused, unless turned off.
-    let err = parse(&[("HOST", "0.0.0.0"), ("DEV_LOGIN", "true")]).expect_err("refused");
+    let public = ("PUBLIC_URL", "https://pets.example.org");
+    let err = parse(&[("HOST", "0.0.0.0"), public, ("DEV_LOGIN", "true")]).expect_err("refused");
     assert_eq!(err.problems[0].variable, "DEV_LOGIN");
-    assert!(!parse(&[("HOST", "0.0.0.0"), ("DEV_LOGIN", "false")]).expect("valid").dev_login);
+    assert!(!parse(&[("HOST", "0.0.0.0"), public, ("DEV_LOGIN", "false")]).expect("valid").dev_login);
     // Distributed mode: off by default, and on only when asked on loopback.
     let distributed = [("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1")];
     assert!(!parse(&distributed).expect("valid").dev_login);
     assert!(parse(&[distributed[0], distributed[1], ("DEV_LOGIN", "true")]).expect("valid").dev_login);
+}
+
+#[test]
+fn a_public_url_must_name_a_host() {
+    // Binding every address without saying where users reach us: no request could name
+    // a host the API answers, so start-up says so.
+    for host in ["0.0.0.0", "::"] {
+        let err = parse(&[("HOST", host), ("DEV_LOGIN", "false")]).expect_err("no public host");
+        assert_eq!(err.problems[0].variable, "PUBLIC_URL", "{host}");
+    }
+    let c = parse(&[("HOST", "0.0.0.0"), ("PUBLIC_URL", "https://pets.example.org"), ("DEV_LOGIN", "false")]);
+    assert_eq!(c.expect("valid").public_url, "https://pets.example.org");
+}
+
+#[test]
+fn database_and_redis_passwords_are_never_printed() {
+    let c = parse(&[
+        ("DATABASE_URL", "postgres://app:pg-supersecret@db.internal:5432/pets?sslmode=require"),
+        ("REDIS_URL", "redis://:redis-supersecret@cache.internal:6379/0"),
+    ])
+    .expect("valid");
+    let text = format!("{c:?}");
+    assert!(!text.contains("supersecret"), "{text}");
+    assert!(text.contains("postgres://app:[redacted]@db.internal:5432/pets?sslmode=require"), "{text}");
+    assert!(text.contains("redis://:[redacted]@cache.internal:6379/0"), "{text}");
+    assert_eq!(without_password("sqlite://./data/p.db?mode=rwc"), "sqlite://./data/p.db?mode=rwc");
+    assert_eq!(without_password("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
 }

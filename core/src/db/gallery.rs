@@ -31,7 +31,8 @@ pub enum KeepOutcome {
 
 impl Db {
     /// Records a gallery item whose copy is in the store and makes the copy permanent.
-    pub async fn keep_gallery_item(&self, item: &GalleryItemRow) -> DbResult<KeepOutcome> {
+    /// The copy then expires at `expires_at` (`None`: never, as gallery copies do).
+    pub async fn keep_gallery_item(&self, item: &GalleryItemRow, expires_at: Option<Millis>) -> DbResult<KeepOutcome> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(concat!(
             "INSERT INTO gallery_items (",
@@ -60,9 +61,10 @@ impl Db {
         // The copy must still be there: a save that stalled past the provisional expiry
         // may have lost it to the purge, and an item must never point at a purged copy.
         let kept = sqlx::query(
-            "UPDATE stored_objects SET expires_at = NULL WHERE id = $1 AND kind = 'gallery' AND state = 'active'",
+            "UPDATE stored_objects SET expires_at = $2 WHERE id = $1 AND kind = 'gallery' AND state = 'active'",
         )
         .bind(&item.object_id)
+        .bind(expires_at)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -54,6 +54,12 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// True when a stored value cannot be decoded (an unknown kind or status): running
+    /// again will read the same row.
+    pub fn is_corrupt_row(&self) -> bool {
+        matches!(self, DbError::Corrupt(_) | DbError::Query(sqlx::Error::ColumnDecode { .. }))
+    }
+
     /// True for a violated unique constraint (a duplicate that the caller can resolve).
     pub fn is_unique_violation(&self) -> bool {
         match self {

@@ -1,6 +1,7 @@
-//! The lease holder's writes to a running generation: the claim and its lease, the
-//! charge, progress, outputs and the terminal transitions. Each is one conditional
-//! statement (or transaction) that only the delivery holding the lease can make.
+//! The worker's writes to a running generation: the claim (only once any other
+//! delivery's lease has lapsed) and then, conditional on holding that lease, the
+//! charge, progress, lease renewals, success with the outputs, a retry or a failure.
+//! Each is one conditional statement or a transaction that starts with it.
 
 use crate::domain::{GenerationStatus, LedgerKind};
 use crate::ids::GenerationId;
@@ -206,6 +207,12 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         }
+        // Builds before this one recorded outputs before success, so a generation may
+        // still hold rows of an attempt that lost it: this attempt's replace them.
+        sqlx::query("DELETE FROM generation_outputs WHERE generation_id = $1")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
         for output in outputs {
             sqlx::query(
                 "INSERT INTO generation_outputs (id, generation_id, position, object_id, filename, content_type, \
@@ -272,8 +279,8 @@ impl Db {
         now: Millis,
     ) -> DbResult<bool> {
         let mut tx = self.pool.begin().await?;
-        // A worker fails only what it holds; without an owner (an operator, a sweep) any
-        // unfinished generation may be failed.
+        // A worker fails only what it holds; without an owner (a row the worker cannot
+        // read) any unfinished generation may be failed.
         let sql = match owner {
             Some(_) => {
                 "UPDATE generations SET status = 'failed', error_code = $2, error_message = $3, error_retryable = $4, \

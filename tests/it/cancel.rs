@@ -53,11 +53,7 @@ async fn cancel_while_running_refunds_and_stays_canceled(mode: Mode) {
     let ann = app.user("Ann").await;
     let upload = ann.upload_ok(pet_jpeg()).await;
     let id = ann.create_portrait(&upload, "watercolor").await["id"].as_str().expect("id").to_owned();
-    wait_until("the render to start", Duration::from_secs(30), || async {
-        let (_, body) = ann.get(&format!("/v1/generations/{id}")).await;
-        (body["status"] == "processing" && body["cost"]["charged"] == 4).then_some(())
-    })
-    .await;
+    wait_until_charged_and_processing(&ann, &id).await;
 
     let (status, body) = ann.post_json(&format!("/v1/generations/{id}/cancel"), &json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
@@ -91,11 +87,7 @@ async fn a_render_finishing_after_cancel_hands_out_no_file(mode: Mode) {
     let ann = app.user("Ann").await;
     let upload = ann.upload_ok(pet_jpeg()).await;
     let id = ann.create_portrait(&upload, "watercolor").await["id"].as_str().expect("id").to_owned();
-    wait_until("the render to start", Duration::from_secs(30), || async {
-        let (_, body) = ann.get(&format!("/v1/generations/{id}")).await;
-        (body["status"] == "processing" && body["cost"]["charged"] == 4).then_some(())
-    })
-    .await;
+    wait_until_charged_and_processing(&ann, &id).await;
     let (status, body) = ann.post_json(&format!("/v1/generations/{id}/cancel"), &json!({})).await;
     assert_eq!((status, &body["status"]), (StatusCode::ACCEPTED, &json!("canceled")), "{body}");
 
@@ -170,4 +162,13 @@ async fn expect_canceled_without_files(
     assert!(report.ran);
     let left = app.services.store.list(generated).await.expect("list");
     assert!(left.is_empty(), "a canceled generation's files are deleted: {left:?}");
+}
+
+/// Waits until the worker has charged the generation and its render runs.
+async fn wait_until_charged_and_processing(ann: &petportrait_tests::client::Client, id: &str) {
+    wait_until("the render to start", Duration::from_secs(30), || async {
+        let (_, body) = ann.get(&format!("/v1/generations/{id}")).await;
+        (body["status"] == "processing" && body["cost"]["charged"] == 4).then_some(())
+    })
+    .await;
 }

@@ -114,11 +114,7 @@ impl Db {
     pub async fn expire_objects(&self, ids: &[ObjectId], now: Millis) -> DbResult<()> {
         let mut tx = self.pool.begin().await?;
         for id in ids {
-            sqlx::query("UPDATE stored_objects SET expires_at = $2 WHERE id = $1 AND state = 'active'")
-                .bind(id.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            set_object_expiry(&mut tx, id.as_str(), now).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -164,4 +160,19 @@ impl Db {
         .fetch_optional(&self.pool)
         .await?)
     }
+}
+
+/// Gives an active object a new expiry, in the caller's transaction (a deleting or
+/// deleted object keeps its fate).
+pub(super) async fn set_object_expiry(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    object_id: &str,
+    expires_at: Millis,
+) -> DbResult<()> {
+    sqlx::query("UPDATE stored_objects SET expires_at = $2 WHERE id = $1 AND state = 'active'")
+        .bind(object_id)
+        .bind(expires_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -9,6 +9,7 @@ use crate::time::Millis;
 
 use super::credits::{give_credits_back, insert_ledger_entry};
 use super::generations::{GENERATION_COLUMNS, sql};
+use super::objects::set_object_expiry;
 use super::{Db, DbResult, GenerationRow, OutputRow};
 
 /// What a worker got when it tried to claim a generation.
@@ -229,11 +230,7 @@ impl Db {
             .bind(output.expires_at)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE stored_objects SET expires_at = $2 WHERE id = $1 AND state = 'active'")
-                .bind(&output.object_id)
-                .bind(output.expires_at)
-                .execute(&mut *tx)
-                .await?;
+            set_object_expiry(&mut tx, &output.object_id, output.expires_at).await?;
         }
         tx.commit().await?;
         Ok(true)

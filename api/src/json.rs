@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
+use crate::AppState;
 use crate::error::ApiError;
 
 /// Whether the request declares a JSON body: the media type is exactly
@@ -23,10 +24,10 @@ fn declares_json(headers: &HeaderMap) -> bool {
 /// The raw body of a request that declares JSON (for handlers that also hash it).
 pub struct JsonBytes(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+impl FromRequest<AppState> for JsonBytes {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         if !declares_json(request.headers()) {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -34,8 +35,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
                 "send the body as application/json",
             ));
         }
-        Bytes::from_request(request, state)
+        let read = Bytes::from_request(request, state);
+        tokio::time::timeout(state.body_timeout, read)
             .await
+            .map_err(|_| ApiError::body_timeout(state.body_timeout))?
             .map(JsonBytes)
             .map_err(|rejection| ApiError::new(rejection.status(), "invalid_body", rejection.body_text()))
     }
@@ -44,10 +47,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
 /// Like `axum::Json`, but a bad body answers problem+json with a stable code.
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let JsonBytes(bytes) = JsonBytes::from_request(request, state).await?;
         parse_json(&bytes).map(JsonBody)
     }

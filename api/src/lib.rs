@@ -8,10 +8,11 @@ mod guards;
 mod json;
 mod pagination;
 mod routes;
+mod serve;
 mod views;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub uploads: UploadLimits,
     /// Upload decodes running at once (each may need hundreds of megabytes).
     pub decode_slots: Arc<Semaphore>,
+    /// A request body must have arrived whole within this (`HTTP_BODY_TIMEOUT`).
+    pub body_timeout: Duration,
 }
 
 impl AppState {
@@ -43,6 +46,7 @@ impl AppState {
             public_url: config.public_url.clone(),
             starter_credits: config.starter_credits,
             uploads: config.uploads.clone(),
+            body_timeout: config.http.body_timeout,
             decode_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
         }
     }
@@ -106,7 +110,5 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let state = AppState::new(config, services);
     let app = router(state, config.dev_login);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    serve::serve(listener, app, &config.http, shutdown).await
 }

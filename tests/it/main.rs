@@ -29,5 +29,6 @@ mod ledger;
 mod remote;
 mod retention;
 mod retries;
+mod slow_clients;
 mod studio;
 mod sweep;

@@ -59,7 +59,10 @@ pub async fn create_upload(
         ApiError::new(rejection.status(), "invalid_multipart", "send the image as multipart/form-data, part \"file\"")
     })?;
     let limits = state.uploads.clone();
-    let bytes = read_file_part(&mut multipart, limits.max_bytes).await?;
+    // A client trickling its upload must not hold a connection and a buffer for ever.
+    let bytes = tokio::time::timeout(state.body_timeout, read_file_part(&mut multipart, limits.max_bytes))
+        .await
+        .map_err(|_| ApiError::body_timeout(state.body_timeout))??;
     // Header checks first (cheap, refuses bombs), then a full decode under a memory
     // limit so that truncated or corrupt files are refused now rather than in the worker.
     // Decodes take turns: each may need hundreds of megabytes.

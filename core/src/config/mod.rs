@@ -11,8 +11,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod http;
 mod models;
 
+pub use http::HttpLimits;
+use http::read_http;
 pub use models::{ModelBackend, ModelsConfig, ProviderConfig, Secret};
 use models::{backend_text, read_models};
 
@@ -35,6 +38,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub scheduler: SchedulerConfig,
     pub log: LogConfig,
+    /// Slow clients, connection cap, shutdown deadline.
+    pub http: HttpLimits,
     /// Which model makes each kind, and the remote provider when one is used.
     pub models: ModelsConfig,
 }
@@ -404,6 +409,7 @@ impl Config {
         }
 
         let models = read_models(&mut r, &worker);
+        let http = read_http(&mut r);
 
         let log = LogConfig {
             filter: r.string("RUST_LOG", "info"),
@@ -437,6 +443,7 @@ impl Config {
             scheduler,
             log,
             models,
+            http,
         })
     }
 

@@ -1,0 +1,34 @@
+//! `HTTP_*` and `SHUTDOWN_TIMEOUT`: how long the API waits for slow clients, how many
+//! connections it holds at once, and how long a stopping API waits for them.
+
+use std::time::Duration;
+
+use super::Reader;
+
+/// Limits on the API's connections.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this (`HTTP_HEADER_TIMEOUT`); it is also
+    /// how long an idle keep-alive connection waits for the next request.
+    pub header_timeout: Duration,
+    /// A request's whole body must arrive within this (`HTTP_BODY_TIMEOUT`), else 408.
+    pub body_timeout: Duration,
+    /// Connections held at once (`HTTP_MAX_CONNECTIONS`); more wait in the listen queue.
+    pub max_connections: usize,
+    /// How long a stopping API lets open requests finish before it closes every
+    /// connection (`SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout: Duration,
+}
+
+pub(super) fn read_http(r: &mut Reader<'_>) -> HttpLimits {
+    let limits = HttpLimits {
+        header_timeout: r.duration("HTTP_HEADER_TIMEOUT", Duration::from_secs(10)),
+        body_timeout: r.duration("HTTP_BODY_TIMEOUT", Duration::from_secs(60)),
+        max_connections: r.parsed("HTTP_MAX_CONNECTIONS", 4096, "a number of connections"),
+        shutdown_timeout: r.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(30)),
+    };
+    if limits.max_connections == 0 {
+        r.problem("HTTP_MAX_CONNECTIONS", "must be at least 1");
+    }
+    limits
+}

@@ -54,7 +54,7 @@ pub async fn schedule(config: Config) -> anyhow::Result<()> {
 
 /// The Procfile's `release` step: the only process of the distributed mode that migrates.
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
-    ensure_data_dir(&config)?;
+    prepare_data_dir(&config)?;
     let db = petportrait_core::db::Db::connect(&config.database).await.context("connecting to the database")?;
     db.migrate().await.context("applying migrations")?;
     println!("migrations applied");
@@ -76,17 +76,13 @@ pub async fn s3_server(config: Config, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SQLite creates its file but not the folder it lives in.
-pub fn ensure_data_dir(config: &Config) -> anyhow::Result<()> {
-    if config.is_embedded() {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))?;
-    }
-    Ok(())
-}
-
 async fn bind_api(config: &Config) -> anyhow::Result<TcpListener> {
     TcpListener::bind((config.host, config.port))
         .await
         .with_context(|| format!("binding the API address {}:{}", config.host, config.port))
+}
+
+/// `DATA_DIR`, for the commands that open the SQLite file without `Services`.
+pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
+    config.prepare_data_dir().with_context(|| format!("creating DATA_DIR {}", config.data_dir.display()))
 }

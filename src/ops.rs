@@ -7,10 +7,10 @@ use petportrait_core::queue::JobQueue;
 use serde_json::json;
 
 use crate::cli::QueueCommand;
-use crate::commands::ensure_data_dir;
+use crate::commands::prepare_data_dir;
 
 pub async fn queue_command(config: Config, command: QueueCommand, json: bool) -> anyhow::Result<()> {
-    ensure_data_dir(&config)?;
+    prepare_data_dir(&config)?;
     let queue = JobQueue::connect(&config).await.context("connecting to the queue")?;
     let result = run(&queue, command, json).await;
     queue.close().await;

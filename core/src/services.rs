@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Config, DatabaseTarget};
+use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::objects::ObjectWriter;
 use crate::queue::{JobQueue, JobQueueError};
@@ -46,11 +46,7 @@ pub struct Services {
 
 impl Services {
     pub async fn connect(config: &Config, schema: SchemaPolicy) -> Result<Services, ServicesError> {
-        if let DatabaseTarget::Sqlite { .. } = config.database {
-            // SQLite creates the file but not its folder.
-            std::fs::create_dir_all(&config.data_dir)
-                .map_err(|e| ServicesError::Storage(StorageError::Embedded(Box::new(e))))?;
-        }
+        config.prepare_data_dir().map_err(|e| ServicesError::Storage(StorageError::Embedded(Box::new(e))))?;
         let db = Db::connect(&config.database).await?;
         match schema {
             SchemaPolicy::Migrate => db.migrate().await?,

@@ -447,6 +447,15 @@ impl Config {
         })
     }
 
+    /// Creates `DATA_DIR` when the database is a SQLite file there: SQLite creates its
+    /// file but not the folder it lives in.
+    pub fn prepare_data_dir(&self) -> std::io::Result<()> {
+        match self.database {
+            DatabaseTarget::Sqlite { .. } => std::fs::create_dir_all(&self.data_dir),
+            DatabaseTarget::Postgres { .. } => Ok(()),
+        }
+    }
+
     /// True when nothing outside the process is needed: SQLite, the SQLite queue, in-process S3.
     pub fn is_embedded(&self) -> bool {
         self.queue.redis_url.is_none() && matches!(self.database, DatabaseTarget::Sqlite { .. })

@@ -57,7 +57,7 @@ impl DbError {
     /// True when a stored value cannot be decoded (an unknown kind or status): running
     /// again will read the same row.
     pub fn is_corrupt_row(&self) -> bool {
-        matches!(self, DbError::Corrupt(_) | DbError::Query(sqlx::Error::ColumnDecode { .. }))
+        matches!(self, DbError::Query(sqlx::Error::ColumnDecode { .. }))
     }
 
     /// True for a violated unique constraint (a duplicate that the caller can resolve).

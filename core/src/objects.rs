@@ -99,7 +99,11 @@ pub enum ObjectWriteError {
     #[error("recording the object failed")]
     Db(#[from] DbError),
     #[error("writing the object's bytes failed")]
-    Storage(#[from] StorageError),
+    Storage(#[source] StorageError),
+    /// A copy found its source gone: it expired and the purge deleted it meanwhile.
+    /// The copy's row stays provisional, so the purge removes it too.
+    #[error("the object to copy no longer exists")]
+    SourceGone(#[source] StorageError),
     /// The caller's own step, after the bytes were written.
     #[error("recording what the object is for failed")]
     Record(#[source] DbError),
@@ -154,8 +158,11 @@ impl ObjectWriter {
         };
         let id = self.db.insert_stored_object(&row, now).await?;
         match source {
-            Source::Bytes(body) => self.store.put(&key, body, content_type).await?,
-            Source::CopyOf { key: from, .. } => self.store.copy(&from, &key).await?,
+            Source::Bytes(body) => self.store.put(&key, body, content_type).await.map_err(ObjectWriteError::Storage)?,
+            Source::CopyOf { key: from, .. } => self.store.copy(&from, &key).await.map_err(|e| match e {
+                StorageError::SourceMissing { .. } => ObjectWriteError::SourceGone(e),
+                e => ObjectWriteError::Storage(e),
+            })?,
         }
         let written = WrittenObject { id, key, bytes, created_at: now, expires_at };
         record(written).await.map_err(ObjectWriteError::Record)

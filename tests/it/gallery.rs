@@ -8,6 +8,7 @@ use std::time::Duration;
 
 both_modes!(saved_items_outlive_output_expiry, saved_items_outlive_output_expiry);
 both_modes!(only_succeeded_generations_can_be_saved, only_succeeded_generations_can_be_saved);
+both_modes!(saving_while_the_purge_deletes_the_output_is_gone, saving_while_the_purge_deletes_the_output_is_gone);
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -108,5 +109,27 @@ async fn only_succeeded_generations_can_be_saved(mode: Mode) {
     assert_eq!((status, problem["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")));
     let (_, gallery) = ann.get("/v1/gallery").await;
     assert_eq!(gallery["data"].as_array().map(Vec::len), Some(0));
+    app.stop().await;
+}
+
+/// The purge deletes an expired output's bytes before its row: a save that checked the
+/// row a moment earlier finds no bytes to copy. That is the file having expired (410),
+/// not a fault of ours (500).
+async fn saving_while_the_purge_deletes_the_output_is_gone(mode: Mode) {
+    let app = TestApp::spawn(mode, &[]).await;
+    let ann = app.user("Ann").await;
+    let upload = ann.upload_ok(chelsea_jpeg()).await;
+    let id = ann.create_portrait(&upload, "pop_art").await["id"].as_str().expect("id").to_owned();
+    let done = ann.wait_terminal(&id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let prefix = format!("u/{}/generated/", ann.user_id().await);
+    let keys = app.services.store.list(&prefix).await.expect("list");
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    // The purge's first step, caught between the save's check and its copy.
+    app.services.store.delete_many(&keys).await.expect("delete");
+    let (status, problem) = ann.post_json(&format!("/v1/generations/{id}/save"), &serde_json::json!({})).await;
+    assert_eq!((status, problem["code"].as_str()), (StatusCode::GONE, Some("gone")), "{problem}");
+    let (_, gallery) = ann.get("/v1/gallery").await;
+    assert_eq!(gallery["data"].as_array().map(Vec::len), Some(0), "{gallery}");
     app.stop().await;
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use petportrait_core::db::{GalleryItemRow, GenerationRow, KeepOutcome, OutputRow};
 use petportrait_core::domain::{GenerationKind, GenerationStatus, StoredObjectKind};
 use petportrait_core::ids::{GalleryItemId, GenerationId, UserId};
-use petportrait_core::objects::{Placement, Source};
+use petportrait_core::objects::{ObjectWriteError, Placement, Source};
 use petportrait_core::time::now_ms;
 use serde::Serialize;
 
@@ -81,6 +81,8 @@ pub async fn save_generation(
     Ok((StatusCode::CREATED, Json(SavedItems { data: items.into_iter().map(Into::into).collect() })).into_response())
 }
 
+const EXPIRED: &str = "this generation's files have expired and can no longer be saved";
+
 async fn save_output(
     state: &AppState,
     user: &UserId,
@@ -96,7 +98,7 @@ async fn save_output(
         .get_object_of_user(&output.object_id, user)
         .await?
         .filter(|object| object.is_available(now))
-        .ok_or_else(|| ApiError::gone("this generation's files have expired and can no longer be saved"))?;
+        .ok_or_else(|| ApiError::gone(EXPIRED))?;
     let item_id = GalleryItemId::generate();
     let placement = Placement::Gallery { item: &item_id };
     let copy_of = Source::CopyOf { key: source.object_key, bytes: output.bytes };
@@ -121,7 +123,11 @@ async fn save_output(
             let lasting = state.services.objects.lasting_expiry(StoredObjectKind::Gallery, now);
             async move { db.keep_gallery_item(&item, lasting).await.map(|outcome| (item, outcome)) }
         })
-        .await?;
+        .await
+        .map_err(|error| match error {
+            ObjectWriteError::SourceGone(_) => ApiError::gone(EXPIRED),
+            error => error.into(),
+        })?;
     match outcome {
         KeepOutcome::Kept => {
             tracing::info!(gallery.item = %item.id, generation.id = %generation.id, "output saved to the gallery");

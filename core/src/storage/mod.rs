@@ -24,6 +24,9 @@ pub enum StorageError {
     },
     #[error("reading an object body failed")]
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A copy's source key does not exist (the purge deleted it). Not worth retrying.
+    #[error("the object {key} to copy from does not exist")]
+    SourceMissing { key: String },
     #[error("the in-process S3 server could not start")]
     Embedded(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -112,7 +115,14 @@ impl ObjectStore {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| request_error("CopyObject")(Box::new(e)))
+            .map_err(|e| {
+                use aws_sdk_s3::error::ProvideErrorMetadata;
+                if e.as_service_error().and_then(|s| s.code()) == Some("NoSuchKey") {
+                    StorageError::SourceMissing { key: from.to_owned() }
+                } else {
+                    request_error("CopyObject")(Box::new(e))
+                }
+            })
     }
 
     /// The object's bytes, or `None` when there is no such key.

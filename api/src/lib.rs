@@ -33,7 +33,7 @@ pub struct AppState {
     pub public_url: String,
     pub starter_credits: i64,
     pub uploads: UploadLimits,
-    /// Upload decodes running at once (each may need hundreds of megabytes).
+    /// Upload decodes running at once: one per core (their memory is the budget's).
     pub decode_slots: Arc<Semaphore>,
     /// A request body must have arrived whole within this (`HTTP_BODY_TIMEOUT`).
     pub body_timeout: Duration,
@@ -54,8 +54,7 @@ impl AppState {
 
 /// Every route of the API.
 pub fn router(state: AppState, dev_login: bool) -> Router {
-    // Multipart framing adds a little to the file itself.
-    let upload_body_limit = state.uploads.max_bytes + 64 * 1024;
+    let upload_body_limit = routes::uploads::upload_body_limit(&state.uploads);
     let mut app = Router::new()
         .route("/", get(page))
         .route("/healthz", get(routes::health::healthz))

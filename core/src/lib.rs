@@ -10,6 +10,7 @@ pub mod errors;
 pub mod hosts;
 pub mod ids;
 pub mod imaging;
+pub mod memory;
 pub mod objects;
 pub mod output_options;
 pub mod queue;

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::db::{Db, DbError};
+use crate::memory::MemoryBudget;
 use crate::objects::ObjectWriter;
 use crate::queue::{JobQueue, JobQueueError};
 use crate::storage::{self, EmbeddedS3, ObjectStore, StorageError};
@@ -41,6 +42,8 @@ pub struct Services {
     pub store: ObjectStore,
     /// The one way to write an object: its row first, then the bytes, then the state.
     pub objects: ObjectWriter,
+    /// What upload bodies, decodes and renders of this process may hold at once.
+    pub memory: MemoryBudget,
     embedded_s3: Option<Arc<EmbeddedS3>>,
 }
 
@@ -69,7 +72,8 @@ impl Services {
         };
         store.ensure_bucket().await?;
         let objects = ObjectWriter::new(db.clone(), store.clone(), config.lifetimes.clone());
-        Ok(Services { db, queue, store, objects, embedded_s3 })
+        let memory = MemoryBudget::new(config.memory_budget);
+        Ok(Services { db, queue, store, objects, memory, embedded_s3 })
     }
 
     /// Stops the in-process S3 server (if any) and closes the pools.

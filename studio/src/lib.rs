@@ -22,11 +22,12 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use image::{DynamicImage, ImageFormat};
+use image::{DynamicImage, ImageFormat, RgbImage};
 
 use petportrait_core::config::UploadLimits;
 use petportrait_core::domain::{GenerationKind, find_style};
-use petportrait_core::imaging;
+use petportrait_core::imaging::{self, DecodePlan, Target};
+use petportrait_core::memory::{MemoryBudget, Reservation};
 use petportrait_core::output_options::{OutputFormat, OutputOptions};
 
 /// The input of one generation.
@@ -35,6 +36,9 @@ pub struct RenderRequest {
     pub kind: GenerationKind,
     pub style: String,
     pub input: bytes::Bytes,
+    /// The orientation recorded at upload (the stored photo has no EXIF any more);
+    /// `None`: the file's own, for uploads stored before metadata was stripped.
+    pub orientation: Option<imaging::Orientation>,
     /// The file the user asked for (longest side, format).
     pub options: OutputOptions,
     /// Unique per attempt of a generation (the worker uses `{generation}-a{attempt}`):
@@ -55,11 +59,19 @@ pub struct RenderedFile {
 pub struct RenderContext {
     progress: Box<dyn Fn(u8, &'static str) + Send + Sync>,
     cancel: Arc<AtomicBool>,
+    memory: MemoryBudget,
 }
 
 impl RenderContext {
+    /// A context whose renders may use any amount of memory; see `with_memory`.
     pub fn new(progress: impl Fn(u8, &'static str) + Send + Sync + 'static, cancel: Arc<AtomicBool>) -> Self {
-        RenderContext { progress: Box::new(progress), cancel }
+        RenderContext { progress: Box::new(progress), cancel, memory: MemoryBudget::unlimited() }
+    }
+
+    /// Renders reserve what they will hold from this budget before decoding, and wait
+    /// for it when it is spent.
+    pub fn with_memory(self, memory: MemoryBudget) -> Self {
+        RenderContext { memory, ..self }
     }
 
     /// A context that reports nowhere and never cancels (tests, benchmarks).
@@ -74,6 +86,10 @@ impl RenderContext {
         }
         (self.progress)(percent, stage);
         Ok(())
+    }
+
+    pub fn memory(&self) -> &MemoryBudget {
+        &self.memory
     }
 
     /// Whether cancellation was asked for, without reporting progress.
@@ -144,17 +160,43 @@ pub trait Studio: Send + Sync + 'static {
     fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError>;
 }
 
+/// Working memory of a style per pixel of its picture: a few RGB and floating-point
+/// planes at the output size, and the encoded file. An allowance, not a measurement of
+/// each style.
+const RENDER_BYTES_PER_PIXEL: u64 = 48;
+
+/// A photo decoded for a render, with the memory it and the render may hold.
+pub(crate) struct LoadedPhoto {
+    pub photo: RgbImage,
+    /// Held until the render ends.
+    pub _memory: Reservation,
+}
+
 /// Decodes an upload (checked again: a studio trusts nothing it did not check itself),
-/// upright per its EXIF orientation, no larger than `max_side` on its longest side (a
-/// smaller photo is not enlarged). Shared by the local studio and the remote one.
-pub(crate) fn load_photo(input: &[u8], limits: &UploadLimits, max_side: u32) -> Result<DynamicImage, StudioError> {
+/// upright, no larger than `max_side` on its longest side (a smaller photo is not
+/// enlarged), decoded straight to about that size where the format allows. Reserves the
+/// input, the decode and the render's working memory from the budget first. Shared by
+/// the local studio and the remote one.
+pub(crate) fn load_photo(
+    request: &RenderRequest,
+    limits: &UploadLimits,
+    max_side: u32,
+    memory: &MemoryBudget,
+) -> Result<LoadedPhoto, StudioError> {
+    let input = &request.input[..];
     let info = imaging::inspect(input, limits).map_err(StudioError::InvalidInput)?;
-    let photo = imaging::decode(input, &info).map_err(StudioError::InvalidInput)?;
-    Ok(if photo.width().max(photo.height()) > max_side {
-        photo.resize(max_side, max_side, image::imageops::FilterType::Triangle)
-    } else {
-        photo
-    })
+    let plan = DecodePlan::new(input, &info, Target::Fit { max_side }).map_err(StudioError::InvalidInput)?;
+    let (width, height) = imaging::fit_within(info.width, info.height, max_side);
+    let render = u64::from(width) * u64::from(height) * RENDER_BYTES_PER_PIXEL;
+    let held = memory
+        .reserve_blocking(input.len() as u64 + plan.peak_bytes() + render)
+        .map_err(|e| StudioError::InvalidInput(e.into()))?;
+    let orientation = match request.orientation {
+        Some(orientation) => orientation,
+        None => imaging::orientation(input, &info).map_err(StudioError::InvalidInput)?,
+    };
+    let photo = plan.run(input).map_err(StudioError::InvalidInput)?;
+    Ok(LoadedPhoto { photo: imaging::apply_orientation(photo, orientation), _memory: held })
 }
 
 /// The built-in studio.
@@ -169,9 +211,14 @@ impl LocalStudio {
     }
 
     /// `load_photo` between two checkpoints (progress, and a chance to stop).
-    fn load_photo(&self, input: &[u8], max_side: u32, ctx: &RenderContext) -> Result<DynamicImage, StudioError> {
+    fn load_photo(
+        &self,
+        request: &RenderRequest,
+        max_side: u32,
+        ctx: &RenderContext,
+    ) -> Result<LoadedPhoto, StudioError> {
         ctx.checkpoint(5, "decoding")?;
-        let photo = load_photo(input, &self.limits, max_side)?;
+        let photo = load_photo(request, &self.limits, max_side, ctx.memory())?;
         ctx.checkpoint(15, "preparing")?;
         Ok(photo)
     }
@@ -184,8 +231,8 @@ impl Studio for LocalStudio {
         }
         match request.kind {
             GenerationKind::Portrait => {
-                let photo = self.load_photo(&request.input, request.options.max_side, ctx)?;
-                let art = portrait::render(&request.style, photo.to_rgb8(), ctx)?;
+                let loaded = self.load_photo(request, request.options.max_side, ctx)?;
+                let art = portrait::render(&request.style, loaded.photo, ctx)?;
                 ctx.checkpoint(90, "encoding")?;
                 let format = request.options.format;
                 let bytes = encode(DynamicImage::ImageRgb8(art), format)?;
@@ -196,8 +243,8 @@ impl Studio for LocalStudio {
                 }])
             }
             GenerationKind::Music => {
-                let photo = self.load_photo(&request.input, 512, ctx)?;
-                let piece = music::compose(&photo.to_rgb8(), ctx)?;
+                let loaded = self.load_photo(request, 512, ctx)?;
+                let piece = music::compose(&loaded.photo, ctx)?;
                 tracing::info!(
                     key = %piece.key,
                     tempo_bpm = piece.tempo_bpm,
@@ -212,8 +259,8 @@ impl Studio for LocalStudio {
                 }])
             }
             GenerationKind::Sculpture => {
-                let photo = self.load_photo(&request.input, 512, ctx)?;
-                let sculpture = sculpture::sculpt(&photo.to_rgb8(), ctx)?;
+                let loaded = self.load_photo(request, 512, ctx)?;
+                let sculpture = sculpture::sculpt(&loaded.photo, ctx)?;
                 tracing::debug!(triangles = sculpture.triangles, size_mm = ?sculpture.size_mm, "sculpture built");
                 Ok(vec![
                     RenderedFile {
@@ -266,6 +313,7 @@ mod tests {
         let studio = LocalStudio::new(limits());
         for style in petportrait_core::domain::CATALOGUE.iter().filter(|s| s.kind == GenerationKind::Portrait) {
             let req = RenderRequest {
+                orientation: None,
                 kind: GenerationKind::Portrait,
                 style: style.id.into(),
                 input: photo(),
@@ -289,6 +337,7 @@ mod tests {
         for (format, expected) in [(OutputFormat::Png, ImageFormat::Png), (OutputFormat::Webp, ImageFormat::WebP)] {
             let options = OutputOptions { max_side: 320, format };
             let req = RenderRequest {
+                orientation: None,
                 kind: GenerationKind::Portrait,
                 style: "oil_paint".into(),
                 input: input.clone().into(),
@@ -308,6 +357,7 @@ mod tests {
     fn sculpture_renders_an_stl_and_a_glb() {
         let studio = LocalStudio::new(limits());
         let req = RenderRequest {
+            orientation: None,
             kind: GenerationKind::Sculpture,
             style: "relief".into(),
             input: photo(),
@@ -330,6 +380,7 @@ mod tests {
         let cancel = Arc::new(AtomicBool::new(true));
         let ctx = RenderContext::new(|_, _| {}, cancel);
         let req = RenderRequest {
+            orientation: None,
             kind: GenerationKind::Portrait,
             style: "watercolor".into(),
             input: photo(),
@@ -343,6 +394,7 @@ mod tests {
     fn the_pet_theme_is_one_wav() {
         let studio = LocalStudio::new(limits());
         let req = RenderRequest {
+            orientation: None,
             kind: GenerationKind::Music,
             style: "pet_theme".into(),
             input: photo(),
@@ -379,6 +431,7 @@ mod tests {
     fn text_is_invalid_input() {
         let studio = LocalStudio::new(limits());
         let req = RenderRequest {
+            orientation: None,
             kind: GenerationKind::Portrait,
             style: "watercolor".into(),
             input: "not an image".into(),

@@ -21,6 +21,7 @@ both_modes!(unsupported_image_format, unsupported_image_format);
 both_modes!(empty_upload, empty_upload);
 both_modes!(motion_photo_accepted, motion_photo_accepted);
 both_modes!(upload_too_large, upload_too_large);
+both_modes!(decode_over_the_memory_budget, decode_over_the_memory_budget);
 both_modes!(unknown_kind, unknown_kind);
 both_modes!(unknown_style, unknown_style);
 both_modes!(upload_not_found, upload_not_found);
@@ -186,13 +187,36 @@ async fn motion_photo_accepted(mode: Mode) {
     let response = ann.upload(motion_photo, "PXL_motion.jpg", "image/jpeg").await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let upload: serde_json::Value = response.json().await.expect("json");
-    assert_eq!(upload["bytes"].as_u64(), Some(photo.len() as u64), "{upload}");
     let (_, me) = ann.get("/v1/me").await;
     let prefix = format!("u/{}/", me["id"].as_str().expect("user id"));
     let stored = app.services.store.list(&prefix).await.expect("list");
     assert_eq!(stored.len(), 1);
     let kept = app.services.store.get(&stored[0]).await.expect("get").expect("the object");
-    assert_eq!(kept.as_ref(), photo.as_slice(), "the video was not stored");
+    assert_eq!(upload["bytes"].as_u64(), Some(kept.len() as u64), "{upload}");
+    // The picture's own segments at most (its metadata is stripped too), not the video.
+    assert!(kept.len() <= photo.len(), "the video was not stored");
+    assert!(!kept.windows(4).any(|w| w == b"ftyp"), "the video was not stored");
+    let decoded = |bytes: &[u8]| image::load_from_memory(bytes).expect("decodes").to_rgb8();
+    assert!(decoded(&kept) == decoded(&photo), "the picture is stored pixel for pixel");
+    app.stop().await;
+}
+
+/// A small file whose decode needs more than the process's whole memory budget: a
+/// 4,000 x 4,000 WebP (decoded whole: 64 MB of pixels and the decoder's planes) against
+/// a 40 MB budget. Refused before anything is allocated, nothing stored.
+async fn decode_over_the_memory_budget(mode: Mode) {
+    let overrides = [("UPLOAD_MAX_BYTES", "2000000"), ("MEMORY_BUDGET", "40000000")];
+    let app = TestApp::spawn(mode, &overrides).await;
+    let ann = app.user("Ann").await;
+    let flat = image::RgbImage::from_pixel(4_000, 4_000, image::Rgb([200, 120, 60]));
+    let webp = petportrait_tests::fixtures::encode(&flat, image::ImageFormat::WebP);
+    assert!(webp.len() < 100_000, "a few KB on disk: {}", webp.len());
+    let response = ann.upload(webp, "flat.webp", "image/webp").await;
+    assert_problem_response(response, StatusCode::UNPROCESSABLE_ENTITY, "image_too_large").await;
+    assert_nothing_stored(&app, &ann).await;
+    // The budget is whole again: an ordinary photo goes through.
+    ann.upload_ok(chelsea_jpeg()).await;
+    assert_eq!(app.services.memory.available_bytes(), app.services.memory.total_bytes());
     app.stop().await;
 }
 

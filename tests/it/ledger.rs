@@ -38,6 +38,7 @@ async fn user_with_upload(app: &TestApp, credits: i64) -> (UserId, String) {
         content_type: "image/jpeg".into(),
         width: 1,
         height: 1,
+        orientation: Some(1),
         bytes: 1,
         created_at: now_ms(),
         expires_at: now_ms() + 60_000,

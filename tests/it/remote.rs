@@ -36,6 +36,7 @@ fn portrait(idempotency_key: &str) -> RenderRequest {
         kind: GenerationKind::Portrait,
         style: "watercolor".into(),
         input: pet_jpeg().into(),
+        orientation: None,
         options: OutputOptions::default(),
         idempotency_key: idempotency_key.into(),
     }

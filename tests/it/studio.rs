@@ -213,8 +213,9 @@ fn style_claims(style: &str, photo: &RgbImage, out: &RgbImage) {
 both_modes!(orientation_is_honoured_and_metadata_never_served, orientation_is_honoured_and_metadata_never_served);
 
 /// A photo stored sideways with EXIF orientation 6 and GPS coordinates: the upload is
-/// reported upright, the portrait is upright (it matches the one made from the upright
-/// photo), and neither the camera make nor any EXIF block reaches the served file.
+/// reported upright, stored without its metadata (the orientation in its row), the
+/// portrait is upright (it matches the one made from the upright photo), and neither the
+/// camera make nor any EXIF block reaches the stored or the served file.
 async fn orientation_is_honoured_and_metadata_never_served(mode: Mode) {
     use petportrait_tests::fixtures::{FIXTURE_CAMERA_MAKE, chelsea_rotated_gps_jpeg};
     let app = TestApp::spawn(mode, &[("STARTER_CREDITS", "100")]).await;
@@ -225,6 +226,15 @@ async fn orientation_is_honoured_and_metadata_never_served(mode: Mode) {
     assert_eq!(response.status(), StatusCode::CREATED);
     let upload: serde_json::Value = response.json().await.expect("json");
     assert_eq!((upload["width"].as_u64(), upload["height"].as_u64()), (Some(451), Some(300)), "{upload}");
+    // What is stored is the picture only: no EXIF, so no GPS position and no camera;
+    // the orientation lives in the upload's row.
+    let prefix = format!("u/{}/uploads/", ann.user_id().await);
+    let keys = app.services.store.list(&prefix).await.expect("list");
+    let stored = app.services.store.get(&keys[0]).await.expect("get").expect("the upload");
+    assert!(!stored.windows(FIXTURE_CAMERA_MAKE.len()).any(|w| w == FIXTURE_CAMERA_MAKE), "camera make stored");
+    assert!(!stored.windows(6).any(|w| w == b"Exif\0\0"), "an EXIF block was stored");
+    let row = app.services.db.get_upload(upload["id"].as_str().expect("id")).await.expect("db").expect("row");
+    assert_eq!(row.orientation, Some(6));
     let upright = ann.upload_ok(chelsea_jpeg()).await;
 
     let mut portraits = Vec::new();

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use petportrait_core::db::{ChargeOutcome, ClaimOutcome, GenerationRow, OutputRow};
 use petportrait_core::domain::{ObjectState, StoredObjectKind};
 use petportrait_core::ids::{GenerationId, ObjectId, UserId};
+use petportrait_core::imaging::Orientation;
 use petportrait_core::objects::{ObjectWriteError, Placement, Source};
 use petportrait_core::output_options::OutputOptions;
 use petportrait_core::queue::{Dispatch, GenerationJob, JobOutcome, backoff_delay};
@@ -162,11 +163,11 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
     }
 
     let options = OutputOptions::parse_stored(&row.options).map_err(JobError::abort("corrupt_row"))?;
-    let input = load_upload(state, &row.upload_id).await?;
+    let (input, orientation) = load_upload(state, &row.upload_id).await?;
     // One key per attempt: a retried call to a remote model within this attempt is the
     // same prediction, the next attempt a new one.
     let idempotency_key = format!("{id}-a{}", row.attempts);
-    let request = RenderRequest { kind, style: row.style.clone(), input, options, idempotency_key };
+    let request = RenderRequest { kind, style: row.style.clone(), input, orientation, options, idempotency_key };
     let files = render_with_progress(state, id, owner, request).await?;
 
     let run = OutputRun { user: &user, generation: id, attempt: row.attempts, now: now_ms() };
@@ -196,7 +197,8 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
 }
 
 /// The bytes of the photo, if the upload still exists.
-async fn load_upload(state: &WorkerState, upload_id: &str) -> Result<Bytes, JobError> {
+/// The upload's stored bytes and the orientation recorded with them.
+async fn load_upload(state: &WorkerState, upload_id: &str) -> Result<(Bytes, Option<Orientation>), JobError> {
     let db = &state.services.db;
     let gone =
         || JobError::Abort { code: "upload_expired", source: "the upload expired before the work started".into() };
@@ -209,7 +211,18 @@ async fn load_upload(state: &WorkerState, upload_id: &str) -> Result<Bytes, JobE
     if !object.is_available(now_ms()) {
         return Err(gone());
     }
-    state.services.store.get(&object.object_key).await.map_err(JobError::retry("storage"))?.ok_or_else(gone)
+    let orientation = match upload.orientation {
+        None => None,
+        Some(n) => Some(
+            u8::try_from(n)
+                .ok()
+                .and_then(Orientation::from_exif)
+                .ok_or_else(|| JobError::Abort { code: "corrupt_row", source: format!("orientation {n}").into() })?,
+        ),
+    };
+    let bytes =
+        state.services.store.get(&object.object_key).await.map_err(JobError::retry("storage"))?.ok_or_else(gone)?;
+    Ok((bytes, orientation))
 }
 
 /// Runs the studio on a blocking thread while this task records its progress and
@@ -227,7 +240,8 @@ async fn render_with_progress(
             let _ = progress_tx.send((percent, stage));
         },
         cancel.clone(),
-    );
+    )
+    .with_memory(state.services.memory.clone());
     let studio = state.studio.clone();
     // The job's span (generation id, attempt) follows the render onto its thread.
     let span = tracing::Span::current();

@@ -2,12 +2,13 @@
 
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use petportrait_core::config::UploadLimits;
 use petportrait_core::db::UploadRow;
 use petportrait_core::ids::UploadId;
-use petportrait_core::imaging::{self, ImageInfo, ImageRejection};
+use petportrait_core::imaging::{self, ImageRejection};
 use petportrait_core::objects::{Placement, Source};
 use petportrait_core::time::now_ms;
 
@@ -29,8 +30,9 @@ fn too_large(max: usize) -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", format!("uploads are limited to {max} bytes"))
 }
 
-/// Reads the part named `file`; the body limit is enforced while reading.
-async fn read_file_part(multipart: &mut Multipart, max: usize) -> ApiResult<Bytes> {
+/// Reads the part named `file` into one buffer of at most `max` bytes, allocated once
+/// (the body's size is reserved from the memory budget before this runs).
+async fn read_file_part(multipart: &mut Multipart, max: usize, expected: usize) -> ApiResult<Bytes> {
     let multipart_error = |e: axum::extract::multipart::MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large(max)
@@ -38,13 +40,16 @@ async fn read_file_part(multipart: &mut Multipart, max: usize) -> ApiResult<Byte
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_multipart", e.body_text())
         }
     };
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
         if field.name() == Some("file") {
-            let bytes = field.bytes().await.map_err(multipart_error)?;
-            if bytes.len() > max {
-                return Err(too_large(max));
+            let mut bytes = BytesMut::with_capacity(expected.min(max));
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                if bytes.len() + chunk.len() > max {
+                    return Err(too_large(max));
+                }
+                bytes.extend_from_slice(&chunk);
             }
-            return Ok(bytes);
+            return Ok(bytes.freeze());
         }
     }
     Err(ApiError::unprocessable("missing_file", "send the image as a multipart part named \"file\""))
@@ -53,43 +58,57 @@ async fn read_file_part(multipart: &mut Multipart, max: usize) -> ApiResult<Byte
 pub async fn create_upload(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
     let mut multipart = multipart.map_err(|rejection| {
         ApiError::new(rejection.status(), "invalid_multipart", "send the image as multipart/form-data, part \"file\"")
     })?;
     let limits = state.uploads.clone();
+    let memory = state.services.memory.clone();
+    // The body is held whole, so its size comes out of the memory budget first: the
+    // declared length when there is one (the body limit refuses more), else the most an
+    // upload may be. While the budget is spent, uploads wait their turn.
+    let body_limit = upload_body_limit(&limits);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .map_or(body_limit, |n| n.min(body_limit));
+    let _body = tokio::time::timeout(state.body_timeout, memory.reserve(declared as u64))
+        .await
+        .map_err(|_| ApiError::busy("the server is busy with other uploads; try again shortly"))?
+        .map_err(|e| ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()))?;
     // A client trickling its upload must not hold a connection and a buffer for ever.
-    let bytes = tokio::time::timeout(state.body_timeout, read_file_part(&mut multipart, limits.max_bytes))
+    let bytes = tokio::time::timeout(state.body_timeout, read_file_part(&mut multipart, limits.max_bytes, declared))
         .await
         .map_err(|_| ApiError::body_timeout(state.body_timeout))??;
-    // Header checks first (cheap, refuses bombs), then a full decode under a memory
-    // limit so that truncated or corrupt files are refused now rather than in the worker.
-    // Decodes take turns: each may need hundreds of megabytes.
-    // The permit moves into the blocking task, so a client that hangs up does not free it
-    // while the decode still runs.
+    // The header first (cheap, refuses bombs), then every pixel under the budget, so
+    // truncated or corrupt files are refused now rather than in the worker. What is
+    // stored is the image without its metadata, and without whatever followed it (a
+    // phone's motion-photo video); the orientation its EXIF gave goes into the row.
+    // Decodes take turns, one per core: more would only share the cores. The permit
+    // moves into the blocking task, so a client that hangs up does not free it while
+    // the decode still runs.
     let turn = state.decode_slots.clone().acquire_owned().await?;
-    let checked = bytes.clone();
-    // The size reported is the upright picture's, after its EXIF orientation.
-    // Only the image's own bytes are stored: a phone's motion-photo video after it is not.
-    let (info, width, height, image_length): (ImageInfo, u32, u32, usize) = tokio::task::spawn_blocking(move || {
+    let prepared = tokio::task::spawn_blocking(move || {
         let _turn = turn;
-        let info = imaging::inspect(&checked, &limits)?;
-        let (upright, image_length) = imaging::decode_with_length(&checked, &info)?;
-        Ok::<_, ImageRejection>((info, upright.width(), upright.height(), image_length))
+        imaging::prepare_upload(&bytes, &limits, &memory)
     })
     .await?
     .map_err(rejection)?;
 
     let user_id = user.user_id();
     let id = UploadId::generate();
-    let content_type = info.format.content_type();
-    let placement = Placement::Upload { upload: &id, extension: info.format.extension() };
+    let content_type = prepared.info.format.content_type();
+    let placement = Placement::Upload { upload: &id, extension: prepared.info.format.extension() };
+    let (width, height) = (prepared.width, prepared.height);
+    let orientation = prepared.orientation.to_exif();
     let db = &state.services.db;
+    let stored = Bytes::from(prepared.stored);
     let upload = state
         .services
         .objects
-        .write(&user_id, placement, content_type, Source::Bytes(bytes.slice(..image_length)), now_ms(), |object| {
+        .write(&user_id, placement, content_type, Source::Bytes(stored), now_ms(), |object| {
             let upload = UploadRow {
                 id: id.to_string(),
                 user_id: user_id.to_string(),
@@ -97,6 +116,7 @@ pub async fn create_upload(
                 content_type: content_type.to_owned(),
                 width: i64::from(width),
                 height: i64::from(height),
+                orientation: Some(i64::from(orientation)),
                 bytes: object.bytes,
                 created_at: object.created_at,
                 expires_at: object.expires_at,
@@ -105,8 +125,13 @@ pub async fn create_upload(
         })
         .await?;
     let size = upload.bytes;
-    tracing::info!(upload.id = %id, bytes = size, width, height, "upload stored");
+    tracing::info!(upload.id = %id, bytes = size, width, height, orientation, "upload stored");
     Ok((StatusCode::CREATED, axum::Json(UploadView::from_row(&upload))).into_response())
+}
+
+/// The largest body `POST /v1/uploads` accepts: the file and its multipart framing.
+pub fn upload_body_limit(limits: &UploadLimits) -> usize {
+    limits.max_bytes + 64 * 1024
 }
 
 pub async fn get_upload(

@@ -35,6 +35,7 @@ fn main() -> anyhow::Result<()> {
             kind,
             style: style.to_owned(),
             input: input.clone(),
+            orientation: None,
             options: OutputOptions::default(),
             idempotency_key: format!("bench-{style}"),
         };

@@ -35,6 +35,9 @@ pub struct Config {
     pub starter_credits: i64,
     pub lifetimes: ObjectLifetimes,
     pub uploads: UploadLimits,
+    /// Bytes that upload bodies, image decodes and renders of this process may hold at
+    /// once (`MEMORY_BUDGET`); see `memory::MemoryBudget`.
+    pub memory_budget: u64,
     pub worker: WorkerConfig,
     pub scheduler: SchedulerConfig,
     pub log: LogConfig,
@@ -120,6 +123,10 @@ pub struct ObjectLifetimes {
     pub output_ttl: Duration,
     pub export_ttl: Duration,
 }
+
+/// 1 GiB: a whole 40-megapixel WebP decode (the most expensive upload there is) with
+/// room beside it for the uploads and renders of a 2-core machine.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
 
 #[derive(Clone, Debug)]
 pub struct UploadLimits {
@@ -378,6 +385,15 @@ impl Config {
             max_pixels: r.parsed("UPLOAD_MAX_PIXELS", default_limits.max_pixels, "a number of pixels"),
             max_side: r.parsed("UPLOAD_MAX_SIDE", default_limits.max_side, "a number of pixels"),
         };
+        let memory_budget: u64 = r.parsed("MEMORY_BUDGET", DEFAULT_MEMORY_BUDGET, "a number of bytes");
+        // An upload's body and its stripped copy must fit at once, or every upload fails.
+        let least_budget = (uploads.max_bytes as u64).saturating_mul(2).saturating_add(16 << 20);
+        if memory_budget < least_budget {
+            r.problem(
+                "MEMORY_BUDGET",
+                format!("must be at least {least_budget} bytes (twice UPLOAD_MAX_BYTES and 16 MiB)"),
+            );
+        }
 
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let worker = WorkerConfig {
@@ -439,6 +455,7 @@ impl Config {
             starter_credits,
             lifetimes,
             uploads,
+            memory_budget,
             worker,
             scheduler,
             log,

@@ -198,3 +198,13 @@ fn database_and_redis_passwords_are_never_printed() {
     assert_eq!(without_password("sqlite://./data/p.db?mode=rwc"), "sqlite://./data/p.db?mode=rwc");
     assert_eq!(without_password("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
 }
+
+#[test]
+fn the_memory_budget_must_hold_an_upload_and_its_copy() {
+    assert_eq!(parse(&[]).expect("defaults").memory_budget, 1 << 30);
+    let err = parse(&[("MEMORY_BUDGET", "30000000")]).expect_err("less than two 20 MiB uploads");
+    assert_eq!(err.problems[0].variable, "MEMORY_BUDGET");
+    let c = parse(&[("MEMORY_BUDGET", "30000000"), ("UPLOAD_MAX_BYTES", "5000000")]).expect("enough");
+    assert_eq!(c.memory_budget, 30_000_000);
+    assert_eq!(parse(&[("MEMORY_BUDGET", "1GiB")]).expect_err("bytes only").problems[0].variable, "MEMORY_BUDGET");
+}

@@ -122,8 +122,9 @@ impl Db {
 
     pub async fn insert_upload(&self, upload: &UploadRow) -> DbResult<()> {
         sqlx::query(
-            "INSERT INTO uploads (id, user_id, object_id, content_type, width, height, bytes, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO uploads \
+             (id, user_id, object_id, content_type, width, height, orientation, bytes, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&upload.id)
         .bind(&upload.user_id)
@@ -131,6 +132,7 @@ impl Db {
         .bind(&upload.content_type)
         .bind(upload.width)
         .bind(upload.height)
+        .bind(upload.orientation)
         .bind(upload.bytes)
         .bind(upload.created_at)
         .bind(upload.expires_at)
@@ -142,7 +144,7 @@ impl Db {
     /// An upload of this user; `None` for another user's or an unknown id.
     pub async fn get_upload_of_user(&self, id: &str, user: &UserId) -> DbResult<Option<UploadRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, user_id, object_id, content_type, width, height, bytes, created_at, expires_at \
+            "SELECT id, user_id, object_id, content_type, width, height, orientation, bytes, created_at, expires_at \
              FROM uploads WHERE id = $1 AND user_id = $2",
         )
         .bind(id)
@@ -153,7 +155,7 @@ impl Db {
 
     pub async fn get_upload(&self, id: &str) -> DbResult<Option<UploadRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, user_id, object_id, content_type, width, height, bytes, created_at, expires_at \
+            "SELECT id, user_id, object_id, content_type, width, height, orientation, bytes, created_at, expires_at \
              FROM uploads WHERE id = $1",
         )
         .bind(id)

@@ -53,6 +53,9 @@ pub struct UploadRow {
     pub content_type: String,
     pub width: i64,
     pub height: i64,
+    /// The EXIF orientation (1-8) of the stored pixels; `None` when the stored file
+    /// still carries its own (uploads from before metadata was stripped).
+    pub orientation: Option<i64>,
     pub bytes: i64,
     pub created_at: Millis,
     pub expires_at: Millis,

@@ -10,6 +10,8 @@
 //! phones and cameras write (further JPEGs of a multi-picture file, a motion photo's
 //! video, Samsung's records) and are simply left out.
 
+use std::ops::Range;
+
 use super::{AcceptedFormat, ImageRejection};
 
 /// Texts that mark a web page, script or PDF hidden in an image's text metadata or
@@ -17,22 +19,66 @@ use super::{AcceptedFormat, ImageRejection};
 /// chance in real metadata or in a phone's trailer (a video's bytes included).
 const FOREIGN_MARKERS: [&[u8]; 6] = [b"<script", b"<html", b"<!doctype", b"<?php", b"<svg", b"%pdf-"];
 
-/// Where the image of `bytes` ends, and the byte ranges of its text metadata (XMP,
-/// comments, PNG text chunks). Binary metadata (EXIF with its thumbnail, ICC profiles)
-/// is not searched for markup: its bytes can spell anything by chance.
+/// Where the image of `bytes` ends, the byte ranges of its text metadata (XMP,
+/// comments, PNG text chunks), and the ranges a decoder needs (`kept`). Binary metadata
+/// (EXIF with its thumbnail, ICC profiles) is not searched for markup: its bytes can
+/// spell anything by chance. It is not kept either.
 struct Walk {
     end: usize,
-    text: Vec<std::ops::Range<usize>>,
+    text: Vec<Range<usize>>,
+    kept: Vec<Range<usize>>,
 }
+
+/// A whole image, checked.
+#[derive(Debug)]
+pub struct Checked {
+    format: AcceptedFormat,
+    /// How many leading bytes of the file are its (first) image.
+    pub end: usize,
+    kept: Vec<Range<usize>>,
+}
+
+impl Checked {
+    /// The image with only what its pixels need: JPEG's tables, frame and scans; PNG's
+    /// header, palette, transparency, colour space and data chunks; WebP's bitstreams.
+    /// Segments are dropped, never re-encoded, so the pixels are exactly those of the
+    /// file: EXIF (GPS, camera serials, thumbnails), XMP, comments, text chunks, ICC
+    /// profiles and private chunks go, and with them anything hidden in them.
+    pub fn stripped(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.end);
+        if self.format == AcceptedFormat::Webp {
+            out.extend_from_slice(b"RIFF\0\0\0\0WEBP");
+        }
+        for range in &self.kept {
+            let at = out.len();
+            out.extend_from_slice(&bytes[range.clone()]);
+            if self.format == AcceptedFormat::Webp && &bytes[range.start..range.start + 4] == b"VP8X" {
+                // The extended header's flags say which chunks follow: no ICC, EXIF or XMP now.
+                out[at + 8] &= !(VP8X_ICC | VP8X_EXIF | VP8X_XMP);
+            }
+        }
+        if self.format == AcceptedFormat::Webp {
+            let riff_size = u32::try_from(out.len() - 8).unwrap_or(u32::MAX);
+            out[4..8].copy_from_slice(&riff_size.to_le_bytes());
+        }
+        out
+    }
+}
+
+const VP8X_ICC: u8 = 0x20;
+const VP8X_EXIF: u8 = 0x08;
+const VP8X_XMP: u8 = 0x04;
 
 /// Checks that the file is one whole image and not also another document, and answers
 /// how many of its bytes are the image (the caller keeps only those).
-pub fn check(bytes: &[u8], format: AcceptedFormat) -> Result<usize, ImageRejection> {
+pub fn check(bytes: &[u8], format: AcceptedFormat) -> Result<Checked, ImageRejection> {
     let mut walk = match format {
         AcceptedFormat::Jpeg => walk_jpeg(bytes),
         AcceptedFormat::Png => walk_png(bytes),
         AcceptedFormat::Webp => walk_webp(bytes),
     }?;
+    let kept = std::mem::take(&mut walk.kept);
+    let image_end = walk.end;
     // Phones append further JPEGs after the first one's end (MPF: the gain map of an
     // Ultra HDR photo, a depth map). Each must be whole and is checked like the first.
     if matches!(format, AcceptedFormat::Jpeg) {
@@ -61,7 +107,7 @@ pub fn check(bytes: &[u8], format: AcceptedFormat) -> Result<usize, ImageRejecti
             });
         }
     }
-    Ok(walk.end)
+    Ok(Checked { format, end: image_end, kept })
 }
 
 /// A ZIP archive in a trailer: a local file header where the trailer starts, or the
@@ -91,6 +137,9 @@ fn walk_jpeg(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         return Err(malformed("a JPEG must start with SOI"));
     }
     let mut text = Vec::new();
+    // SOI.
+    let mut kept = Vec::new();
+    kept.push(0..2);
     let mut i = 2;
     loop {
         if i >= bytes.len() {
@@ -106,7 +155,10 @@ fn walk_jpeg(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         let Some(&marker) = bytes.get(i) else { return Err(ImageRejection::Truncated) };
         i += 1;
         match marker {
-            0xD9 => return Ok(Walk { end: i, text }),
+            0xD9 => {
+                kept.push(i - 2..i);
+                return Ok(Walk { end: i, text, kept });
+            }
             // Markers without a length: restart markers and TEM.
             0xD0..=0xD7 | 0x01 => continue,
             _ => {}
@@ -124,12 +176,30 @@ fn walk_jpeg(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         // Text metadata: comments (COM) and XMP packets (APP1 with Adobe's namespace).
         let segment = i + 2..i + length;
         if marker == 0xFE || (marker == 0xE1 && bytes[segment.clone()].starts_with(b"http://ns.adobe.com/xap/1.0/")) {
-            text.push(segment);
+            text.push(segment.clone());
         }
+        // The segment from its marker (fill bytes left out) to its end, and for a scan
+        // the entropy-coded data after it.
+        let start = i - 2;
         i += length;
         if marker == 0xDA {
             i = skip_entropy_coded_data(bytes, i)?;
         }
+        if jpeg_segment_is_kept(marker, &bytes[segment]) {
+            kept.push(start..i);
+        }
+    }
+}
+
+/// What a decoder needs: the frame (SOF0–SOF15), Huffman and arithmetic tables, the
+/// quantisation tables, the restart interval, the scans and DNL; and Adobe's APP14 of
+/// exactly its fixed size, which says whether three components are RGB or YCbCr.
+fn jpeg_segment_is_kept(marker: u8, data: &[u8]) -> bool {
+    match marker {
+        0xC0..=0xCF => marker != 0xC8, // 0xC8 (JPG) is reserved
+        0xDA..=0xDD => true,           // SOS, DQT, DNL, DRI
+        0xEE => data.len() == 12 && data.starts_with(b"Adobe"),
+        _ => false,
     }
 }
 
@@ -155,6 +225,8 @@ fn walk_png(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         return Err(malformed("a PNG must start with its signature"));
     }
     let mut text = Vec::new();
+    let mut kept = Vec::new();
+    kept.push(0..SIGNATURE.len());
     let mut i = SIGNATURE.len();
     loop {
         let Some(header) = bytes.get(i..i + 8) else { return Err(ImageRejection::Truncated) };
@@ -172,9 +244,14 @@ fn walk_png(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         if matches!(&kind, b"tEXt" | b"iTXt") {
             text.push(data.clone());
         }
+        // The pixels and how to read their colours; every other chunk (text, EXIF,
+        // ICC, time, animation, private chunks) is metadata.
+        if matches!(&kind, b"IHDR" | b"PLTE" | b"tRNS" | b"IDAT" | b"IEND" | b"gAMA" | b"cHRM" | b"sRGB") {
+            kept.push(i..data.end + 4);
+        }
         i = data.end + 4;
         if &kind == b"IEND" {
-            return Ok(Walk { end: i, text });
+            return Ok(Walk { end: i, text, kept });
         }
     }
 }
@@ -189,6 +266,7 @@ fn walk_webp(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         return Err(ImageRejection::Truncated);
     }
     let mut text = Vec::new();
+    let mut kept = Vec::new();
     let mut i = 12;
     while i < end {
         let Some(header) = bytes.get(i..i + 8).filter(|_| i + 8 <= end) else {
@@ -202,10 +280,19 @@ fn walk_webp(bytes: &[u8]) -> Result<Walk, ImageRejection> {
         if &header[0..4] == b"XMP " {
             text.push(data.clone());
         }
+        // The bitstreams, their alpha, animation frames and the extended header (whose
+        // flags `Checked::stripped` corrects); not ICCP, EXIF, XMP or unknown chunks.
+        let padded_end = (data.end + (length & 1)).min(end);
+        if matches!(&header[0..4], b"VP8 " | b"VP8L" | b"VP8X" | b"ALPH" | b"ANIM" | b"ANMF") {
+            if &header[0..4] == b"VP8X" && length < 10 {
+                return Err(malformed("a WebP VP8X chunk is shorter than its fields"));
+            }
+            kept.push(i..padded_end);
+        }
         // Chunks are padded to an even length.
         i = data.end + (length & 1);
     }
-    Ok(Walk { end, text })
+    Ok(Walk { end, text, kept })
 }
 
 #[cfg(test)]
@@ -302,7 +389,7 @@ mod tests {
             [mp4_box(b"ftyp", b""), b"\x00\x00\x00\x01mdat\xff\xff\xff\xff\xff\xff\xff\xf8".to_vec()].concat();
         for trailer in [video.clone(), records, hostile_sizes, vec![0; 16]] {
             let file = [image.clone(), trailer].concat();
-            assert_eq!(check(&file, AcceptedFormat::Jpeg).expect("a phone photo"), image.len());
+            assert_eq!(check(&file, AcceptedFormat::Jpeg).expect("a phone photo").end, image.len());
         }
     }
 

@@ -2,15 +2,25 @@
 //!
 //! The format is sniffed from the bytes, never taken from a file name or header, and
 //! the dimensions are read from the image header before anything is decoded, so a
-//! decompression bomb is refused after reading a few bytes.
+//! decompression bomb is refused after reading a few bytes. Decodes reserve their memory
+//! from the process's budget first (`decode.rs` says what each holds) and produce the
+//! size that is needed, not the file's. What is stored keeps only the pixels' container
+//! (`container.rs`); the orientation is recorded beside it.
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
+use image::{DynamicImage, ImageFormat, ImageReader, RgbImage};
 
 use crate::config::UploadLimits;
+use crate::memory::{MemoryBudget, OverBudget};
 
 mod container;
+mod decode;
+mod shrink;
+
+pub use decode::{DecodePlan, Target, orientation};
+pub use image::metadata::Orientation;
+pub use shrink::fit_within;
 
 /// The formats we accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +75,9 @@ pub enum ImageRejection {
     /// document in its metadata.
     #[error("the file is not only an image: {reason} (at byte {offset})")]
     Polyglot { reason: &'static str, offset: usize },
+    /// Decoding it would need more memory than this process may use at all.
+    #[error("decoding the image needs more memory than the server allows")]
+    OverBudget(#[from] OverBudget),
 }
 
 impl ImageRejection {
@@ -72,7 +85,7 @@ impl ImageRejection {
     pub fn code(&self) -> &'static str {
         match self {
             ImageRejection::UnsupportedFormat => "unsupported_media_type",
-            ImageRejection::TooManyPixels { .. } => "image_too_large",
+            ImageRejection::TooManyPixels { .. } | ImageRejection::OverBudget(_) => "image_too_large",
             ImageRejection::UnreadableHeader(_) => "image_corrupt",
             ImageRejection::Corrupt(_) | ImageRejection::Malformed(_) => "image_corrupt",
             ImageRejection::Truncated => "image_truncated",
@@ -116,83 +129,57 @@ pub fn inspect(bytes: &[u8], limits: &UploadLimits) -> Result<ImageInfo, ImageRe
     Ok(ImageInfo { format, width, height })
 }
 
-/// Decodes a checked image under a memory limit, honouring its EXIF orientation.
-/// CPU-heavy: call it from a blocking thread.
-pub fn decode(bytes: &[u8], info: &ImageInfo) -> Result<DynamicImage, ImageRejection> {
-    decode_with_length(bytes, info).map(|(image, _)| image)
+/// An upload made ready to store: its bytes without metadata, verified whole, and
+/// the orientation its EXIF gave (the stored bytes no longer carry it).
+#[derive(Debug)]
+pub struct PreparedUpload {
+    pub info: ImageInfo,
+    pub stored: Vec<u8>,
+    pub orientation: Orientation,
+    /// The upright picture's size, after the orientation.
+    pub width: u32,
+    pub height: u32,
 }
 
-/// `decode`, also answering how many leading bytes of the file are its image: what
-/// follows (zero padding, a phone's motion-photo video or records) is not kept.
-pub fn decode_with_length(bytes: &[u8], info: &ImageInfo) -> Result<(DynamicImage, usize), ImageRejection> {
-    let image_length = container::check(bytes, info.format)?;
-    let bytes = &bytes[..image_length];
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), info.format.image_format());
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(info.width);
-    limits.max_image_height = Some(info.height);
-    // Four bytes a pixel for the decoded image plus the decoder's own buffers.
-    limits.max_alloc = Some(u64::from(info.width) * u64::from(info.height) * 4 * 2 + (16 << 20));
-    reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(ImageRejection::Corrupt)?;
-    let orientation = decoder.orientation().map_err(ImageRejection::Corrupt)?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(ImageRejection::Corrupt)?;
+/// Checks an upload whole (container, then every pixel) within the memory budget and
+/// strips its metadata. CPU-heavy: call it from a blocking thread.
+pub fn prepare_upload(
+    bytes: &[u8],
+    limits: &UploadLimits,
+    budget: &MemoryBudget,
+) -> Result<PreparedUpload, ImageRejection> {
+    let info = inspect(bytes, limits)?;
+    let checked = container::check(bytes, info.format)?;
+    let original = &bytes[..checked.end];
+    let orientation = orientation(original, &info)?;
+    let plan = DecodePlan::new(original, &info, Target::Verify)?;
+    // The stripped copy and the decode that proves it whole.
+    let _held = budget.reserve_blocking(checked.end as u64 + plan.peak_bytes())?;
+    let stored = checked.stripped(bytes);
+    plan.run(&stored)?;
+    let (width, height) = upright_size(info.width, info.height, orientation);
+    Ok(PreparedUpload { info, stored, orientation, width, height })
+}
+
+/// The size of a picture of `width × height` once `orientation` is applied.
+pub fn upright_size(width: u32, height: u32, orientation: Orientation) -> (u32, u32) {
+    match orientation {
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH => {
+            (height, width)
+        }
+        _ => (width, height),
+    }
+}
+
+/// `image` turned upright.
+pub fn apply_orientation(image: RgbImage, orientation: Orientation) -> RgbImage {
+    if orientation == Orientation::NoTransforms {
+        return image;
+    }
+    let mut image = DynamicImage::ImageRgb8(image);
     image.apply_orientation(orientation);
-    Ok((image, image_length))
+    image.into_rgb8()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> UploadLimits {
-        UploadLimits { max_bytes: 1 << 20, max_pixels: 1_000_000, max_side: 2_000 }
-    }
-
-    fn png(width: u32, height: u32) -> Vec<u8> {
-        let img = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([x as u8, y as u8, 7]));
-        let mut out = Vec::new();
-        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png).expect("encode");
-        out
-    }
-
-    #[test]
-    fn accepts_a_real_png_and_reads_its_size() {
-        let bytes = png(40, 30);
-        let info = inspect(&bytes, &limits()).expect("accepted");
-        assert_eq!((info.format, info.width, info.height), (AcceptedFormat::Png, 40, 30));
-        let decoded = decode(&bytes, &info).expect("decodes");
-        assert_eq!((decoded.width(), decoded.height()), (40, 30));
-    }
-
-    #[test]
-    fn refuses_text_and_gif() {
-        assert_eq!(inspect(b"hello, this is text", &limits()).unwrap_err().code(), "unsupported_media_type");
-        assert_eq!(inspect(b"GIF89a\x01\x00\x01\x00", &limits()).unwrap_err().code(), "unsupported_media_type");
-    }
-
-    #[test]
-    fn refuses_too_many_pixels_from_the_header() {
-        let err = inspect(&png(1_500, 1_000), &limits()).unwrap_err();
-        assert_eq!(err.code(), "image_too_large");
-    }
-
-    #[test]
-    fn a_truncated_jpeg_is_refused() {
-        let img = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]));
-        let mut bytes = Vec::new();
-        img.write_to(&mut Cursor::new(&mut bytes), ImageFormat::Jpeg).expect("encode");
-        let info = inspect(&bytes, &limits()).expect("accepted");
-        assert!(decode(&bytes, &info).is_ok());
-        let cut = &bytes[..bytes.len() - 100];
-        assert_eq!(decode(cut, &info).unwrap_err().code(), "image_truncated");
-    }
-
-    #[test]
-    fn a_truncated_image_fails_to_decode() {
-        let bytes = png(64, 64);
-        let cut = &bytes[..bytes.len() / 2];
-        let info = inspect(cut, &limits()).expect("header is intact");
-        assert_eq!(decode(cut, &info).unwrap_err().code(), "image_truncated");
-    }
-}
+mod tests;

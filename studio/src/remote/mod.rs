@@ -420,7 +420,7 @@ impl Studio for RemoteStudio {
             return Err(StudioError::UnknownStyle(request.style.clone()));
         }
         ctx.checkpoint(2, "preparing")?;
-        let photo = photo_data_uri(&request.input, &self.limits)?;
+        let photo = photo_data_uri(request, &self.limits, ctx)?;
         let input = json!({
             "image": photo,
             "kind": request.kind.as_str(),
@@ -478,11 +478,11 @@ fn failed(prediction: &Prediction) -> StudioError {
 
 /// The photo as the provider gets it: checked, upright, bounded, re-encoded as JPEG
 /// (which drops its metadata), as a data URI.
-fn photo_data_uri(input: &[u8], limits: &UploadLimits) -> Result<String, StudioError> {
-    let photo = super::load_photo(input, limits, INPUT_MAX_SIDE)?;
+fn photo_data_uri(request: &RenderRequest, limits: &UploadLimits, ctx: &RenderContext) -> Result<String, StudioError> {
+    let loaded = super::load_photo(request, limits, INPUT_MAX_SIDE, ctx.memory())?;
     let mut jpeg = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), 90);
-    photo.to_rgb8().write_with_encoder(encoder).map_err(StudioError::Encode)?;
+    loaded.photo.write_with_encoder(encoder).map_err(StudioError::Encode)?;
     Ok(format!("data:image/jpeg;base64,{}", BASE64.encode(&jpeg)))
 }
 

@@ -56,28 +56,31 @@ fn requested_host(request: &Request) -> Option<String> {
     Some(authority_host(value.trim()).to_owned())
 }
 
-/// Refuses requests for another host (421) or naming none (400), except the probes.
+/// Refuses requests for another host (421) or naming none (400), except the probes;
+/// adds the security headers to every response, refusals included.
 pub async fn check_host(State(policy): State<HostPolicy>, request: Request, next: Next) -> Response {
-    if !ANY_HOST_PATHS.contains(&request.uri().path()) {
-        match requested_host(&request) {
-            None => {
-                return ApiError::new(StatusCode::BAD_REQUEST, "missing_host", "the request names no host")
-                    .into_response();
-            }
-            Some(host) if !policy.allows(&host) => {
-                return ApiError::new(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "misdirected_request",
-                    "this server does not serve that host",
-                )
-                .into_response();
-            }
-            Some(_) => {}
-        }
-    }
-    let mut response = next.run(request).await;
+    let mut response = match refusal(&policy, &request) {
+        Some(refusal) => refusal.into_response(),
+        None => next.run(request).await,
+    };
     add_security_headers(response.headers_mut(), policy.https);
     response
+}
+
+/// Why a request may not be served here, if it may not.
+fn refusal(policy: &HostPolicy, request: &Request) -> Option<ApiError> {
+    if ANY_HOST_PATHS.contains(&request.uri().path()) {
+        return None;
+    }
+    match requested_host(request) {
+        None => Some(ApiError::new(StatusCode::BAD_REQUEST, "missing_host", "the request names no host")),
+        Some(host) if !policy.allows(&host) => Some(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            "this server does not serve that host",
+        )),
+        Some(_) => None,
+    }
 }
 
 fn add_security_headers(headers: &mut HeaderMap, https: bool) {

@@ -36,6 +36,9 @@ async fn a_rebinding_page_cannot_sign_in(mode: Mode) {
     assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
     assert!(response.headers().get(SET_COOKIE).is_none(), "no session for a foreign host");
     assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
+    // The refusal is a response like any other: no sniffing, no referrer.
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["referrer-policy"], "no-referrer");
     let problem: Value = response.json().await.expect("problem+json");
     assert_eq!(problem["code"], "misdirected_request");
 

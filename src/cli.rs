@@ -25,6 +25,8 @@ pub enum Command {
     Scheduler,
     /// Apply database migrations and exit (the Procfile's `release` step)
     Migrate,
+    /// Reseal every account's personal fields under the newest ENCRYPTION_KEY (after a rotation)
+    Reencrypt,
     /// Serve DATA_DIR/objects as a stand-alone S3-compatible server
     S3Server {
         /// The port to listen on (on HOST)

@@ -52,13 +52,35 @@ pub async fn schedule(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Procfile's `release` step: the only process of the distributed mode that migrates.
+/// The Procfile's `release` step: the only process of the distributed mode that
+/// migrates. Rows written before encryption at rest are sealed right after.
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
-    prepare_data_dir(&config)?;
+    let accounts = connect_accounts(&config).await?;
+    let report = accounts.reseal_all().await.context("sealing accounts")?;
+    println!("migrations applied; {} of {} accounts sealed anew", report.resealed, report.examined);
+    Ok(())
+}
+
+/// After a key rotation (`ENCRYPTION_KEY` new, the old one in `ENCRYPTION_PREVIOUS_KEYS`):
+/// reseals every account under the newest key. The old key can be dropped after it.
+pub async fn reencrypt(config: Config) -> anyhow::Result<()> {
+    let accounts = connect_accounts(&config).await?;
+    let report = accounts.reseal_all().await.context("resealing accounts")?;
+    println!(
+        "{} accounts examined, {} resealed under key {}",
+        report.examined,
+        report.resealed,
+        accounts.keyring().newest_key_id()
+    );
+    Ok(())
+}
+
+async fn connect_accounts(config: &Config) -> anyhow::Result<petportrait_core::accounts::Accounts> {
+    prepare_data_dir(config)?;
     let db = petportrait_core::db::Db::connect(&config.database).await.context("connecting to the database")?;
     db.migrate().await.context("applying migrations")?;
-    println!("migrations applied");
-    Ok(())
+    let keyring = petportrait_core::services::load_keyring(config).context("loading the encryption keys")?;
+    Ok(petportrait_core::accounts::Accounts::new(db, std::sync::Arc::new(keyring)))
 }
 
 /// DATA_DIR/objects as an S3-compatible server, for a distributed mode on one machine.

@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use petportrait_core::accounts::{Profile, Subject};
 use petportrait_core::db::UserRow;
 use petportrait_core::time::now_ms;
 use rand::RngCore;
@@ -119,7 +120,10 @@ pub async fn dev_login(
         return Err(ApiError::unprocessable("invalid_name", "name must be 1 to 100 characters"));
     }
     let now = now_ms();
-    let (user, created) = state.services.db.find_or_create_user(&email, name, state.starter_credits, now).await?;
+    let subject = Subject::Dev { email: email.clone() };
+    let profile = Profile { name: name.to_owned(), email, picture_url: None };
+    let (user, created) =
+        state.services.accounts.find_or_create(&subject, &profile, state.starter_credits, now).await?;
     if created {
         tracing::info!(user.id = %user.id, "account created through dev sign-in");
     }

@@ -83,6 +83,8 @@ internal_errors!(
     petportrait_core::storage::StorageError,
     petportrait_core::objects::ObjectWriteError,
     petportrait_core::queue::JobQueueError,
+    petportrait_core::accounts::AccountError,
+    petportrait_core::sealing::SealError,
     tokio::task::JoinError,
     tokio::sync::AcquireError,
     axum::http::header::InvalidHeaderValue,

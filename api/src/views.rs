@@ -1,6 +1,7 @@
 //! Response bodies of the API, built from database rows. Field names are fixed by the
 //! API contract.
 
+use petportrait_core::accounts::Profile;
 use petportrait_core::db::{GenerationRow, OutputRow, UploadRow, UserRow};
 use petportrait_core::domain::{GenerationError, GenerationKind, GenerationStatus, ObjectState};
 use petportrait_core::time::rfc3339;
@@ -31,12 +32,12 @@ pub struct MeView {
 }
 
 impl MeView {
-    pub fn from_row(user: &UserRow) -> MeView {
+    pub fn new(user: &UserRow, profile: Profile) -> MeView {
         MeView {
             id: user.id.clone(),
-            name: user.name.clone(),
-            email: user.email.clone(),
-            picture_url: user.picture_url.clone(),
+            name: profile.name,
+            email: profile.email,
+            picture_url: profile.picture_url,
             preferences: serde_json::from_str(&user.preferences).unwrap_or_else(|_| serde_json::json!({})),
             credits: CreditsView { balance: user.credits_balance, held: user.credits_held },
             // Policy versions and acceptance arrive with the privacy work; nothing is recorded yet.

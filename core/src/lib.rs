@@ -3,6 +3,7 @@
 //! store (`storage`) and untrusted-image checks (`imaging`). The studio is a crate of its
 //! own (`petportrait-studio`), which the API and the scheduler never link.
 
+pub mod accounts;
 pub mod config;
 pub mod db;
 pub mod domain;
@@ -14,6 +15,7 @@ pub mod memory;
 pub mod objects;
 pub mod output_options;
 pub mod queue;
+pub mod sealing;
 pub mod services;
 pub mod shutdown;
 pub mod storage;

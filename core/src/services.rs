@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use crate::accounts::{AccountError, Accounts};
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::memory::MemoryBudget;
 use crate::objects::ObjectWriter;
 use crate::queue::{JobQueue, JobQueueError};
+use crate::sealing::{Keyring, SealError};
 use crate::storage::{self, EmbeddedS3, ObjectStore, StorageError};
 
 /// Why the services could not be reached.
@@ -23,6 +25,10 @@ pub enum ServicesError {
     Storage(#[from] StorageError),
     #[error("cannot bind the in-process S3 server")]
     Bind(#[source] std::io::Error),
+    #[error("cannot load the encryption keys")]
+    Keys(#[from] SealError),
+    #[error("cannot seal the accounts written before encryption at rest")]
+    Reseal(#[from] AccountError),
 }
 
 /// Whether this process applies migrations or expects them applied.
@@ -44,6 +50,8 @@ pub struct Services {
     pub objects: ObjectWriter,
     /// What upload bodies, decodes and renders of this process may hold at once.
     pub memory: MemoryBudget,
+    /// Accounts, with their personal fields sealed under the key ring.
+    pub accounts: Accounts,
     embedded_s3: Option<Arc<EmbeddedS3>>,
 }
 
@@ -51,8 +59,12 @@ impl Services {
     pub async fn connect(config: &Config, schema: SchemaPolicy) -> Result<Services, ServicesError> {
         config.prepare_data_dir().map_err(|e| ServicesError::Storage(StorageError::Embedded(Box::new(e))))?;
         let db = Db::connect(&config.database).await?;
+        let accounts = Accounts::new(db.clone(), Arc::new(load_keyring(config)?));
         match schema {
-            SchemaPolicy::Migrate => db.migrate().await?,
+            SchemaPolicy::Migrate => {
+                db.migrate().await?;
+                accounts.reseal_all().await?;
+            }
             SchemaPolicy::RequireCurrent => db.ensure_schema_current().await?,
         }
         let queue = JobQueue::connect(config).await?;
@@ -73,7 +85,7 @@ impl Services {
         store.ensure_bucket().await?;
         let objects = ObjectWriter::new(db.clone(), store.clone(), config.lifetimes.clone());
         let memory = MemoryBudget::new(config.memory_budget);
-        Ok(Services { db, queue, store, objects, memory, embedded_s3 })
+        Ok(Services { db, queue, store, objects, memory, accounts, embedded_s3 })
     }
 
     /// Stops the in-process S3 server (if any) and closes the pools.
@@ -83,5 +95,15 @@ impl Services {
         }
         self.queue.close().await;
         self.db.close().await;
+    }
+}
+
+/// The key ring of the configuration: `ENCRYPTION_KEY` (and the previous keys), or in
+/// embedded mode the key generated once into `DATA_DIR`.
+pub fn load_keyring(config: &Config) -> Result<Keyring, SealError> {
+    let keys = &config.encryption;
+    match &keys.current {
+        Some(current) => Keyring::from_base64(current, &keys.previous),
+        None => Keyring::from_key_file(&config.data_dir, &keys.previous),
     }
 }

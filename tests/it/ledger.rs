@@ -2,6 +2,7 @@
 //! each mode, exercised concurrently where a race could break them.
 
 use futures::future::join_all;
+use petportrait_core::accounts::{Profile, Subject};
 use petportrait_core::db::{ChargeOutcome, ClaimOutcome, CreateOutcome, NewGeneration, NewObject, UploadRow};
 use petportrait_core::domain::{GenerationKind, StoredObjectKind};
 use petportrait_core::ids::{GenerationId, UploadId, UserId};
@@ -17,8 +18,10 @@ const NOTHING: petportrait::Roles = petportrait::Roles { web: false, worker: fal
 /// A user with `credits` and one upload, straight through the database.
 async fn user_with_upload(app: &TestApp, credits: i64) -> (UserId, String) {
     let db = &app.services.db;
+    let email = format!("ledger{}example.org", '@');
+    let profile = Profile { name: "Ledger".into(), email: email.clone(), picture_url: None };
     let (user, _) =
-        db.find_or_create_user(&format!("ledger{}example.org", '@'), "Ledger", credits, now_ms()).await.expect("user");
+        app.services.accounts.find_or_create(&Subject::Dev { email }, &profile, credits, now_ms()).await.expect("user");
     let user_id = user.user_id();
     let upload = UploadId::generate();
     let key = format!("u/{user_id}/uploads/{upload}.jpg");

@@ -19,6 +19,7 @@ macro_rules! both_modes {
     };
 }
 
+mod accounts;
 mod bad_input;
 mod cancel;
 mod crash;

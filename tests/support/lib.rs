@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use petportrait_core::config::Config;
 use petportrait_core::services::{SchemaPolicy, Services};
 use petportrait_studio::Studio;
@@ -51,6 +52,11 @@ pub struct Isolation {
 }
 
 impl Isolation {
+    /// The PostgreSQL URL of a distributed test; `None` in embedded mode.
+    pub fn database_url(&self) -> Option<String> {
+        self.vars.iter().find(|(k, _)| k == "DATABASE_URL").map(|(_, v)| v.clone())
+    }
+
     /// A fresh data folder and, in distributed mode, a fresh PostgreSQL database,
     /// Redis key prefix and bucket.
     pub async fn new(mode: Mode) -> Isolation {
@@ -77,10 +83,21 @@ impl Isolation {
             let redis = redis_url();
             check_redis(&redis).await;
             vars.push(("REDIS_URL".into(), redis));
+            // Outside embedded mode the key is given, never generated: a key per test.
+            let key: [u8; 32] = rand_key();
+            vars.push(("ENCRYPTION_KEY".into(), base64::engine::general_purpose::STANDARD.encode(key)));
             database = Some(name);
         }
         Isolation { tag, data_dir, vars, database }
     }
+}
+
+fn rand_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    for chunk in key.chunks_mut(16) {
+        chunk.copy_from_slice(&ulid::Ulid::generate().0.to_le_bytes());
+    }
+    key
 }
 
 async fn connect_admin(url: &str) -> sqlx::AnyConnection {
@@ -228,6 +245,62 @@ impl TestApp {
             }
         }
         self.services.close().await;
+    }
+}
+
+impl TestApp {
+    /// Everything the database holds, as text a test can search: the SQLite file (and
+    /// its write-ahead log) byte for byte, or every row of every PostgreSQL table as
+    /// JSON. Test-only SQL, reading what the app wrote without the app's code.
+    pub async fn raw_database_text(&self) -> String {
+        use sqlx::Connection;
+        match self.isolation.database_url() {
+            None => {
+                let mut text = String::new();
+                for suffix in ["", "-wal"] {
+                    let path = self.isolation.data_dir.join(format!("petportrait.db{suffix}"));
+                    if let Ok(bytes) = std::fs::read(&path) {
+                        text.push_str(&String::from_utf8_lossy(&bytes));
+                    }
+                }
+                assert!(!text.is_empty(), "the SQLite file was not found");
+                text
+            }
+            Some(url) => {
+                let mut conn = sqlx::AnyConnection::connect(&url).await.expect("connect to the test database");
+                let tables: Vec<String> = sqlx::query_scalar(
+                    "SELECT table_name::text FROM information_schema.tables \
+                     WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .expect("list tables");
+                let mut text = String::new();
+                for table in tables {
+                    let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                        "SELECT row_to_json(t)::text FROM \"{table}\" t"
+                    )))
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("read rows");
+                    text.push_str(&rows.join("\n"));
+                }
+                text
+            }
+        }
+    }
+
+    /// Runs one statement on the app's database behind its back (test-only SQL, to set
+    /// up states the app itself never writes).
+    pub async fn raw_execute(&self, sql: &str, binds: &[&str]) {
+        use sqlx::Connection;
+        let mut conn =
+            sqlx::AnyConnection::connect(self.config.database.url()).await.expect("connect to the test database");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+        for value in binds {
+            query = query.bind(value.to_string());
+        }
+        query.execute(&mut conn).await.expect("raw statement");
     }
 }
 

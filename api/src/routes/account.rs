@@ -15,8 +15,9 @@ use crate::extract::Query;
 use crate::pagination::{PageRequest, split_page};
 use crate::views::{MeView, Page};
 
-pub async fn get_me(CurrentUser(user): CurrentUser) -> Json<MeView> {
-    Json(MeView::from_row(&user))
+pub async fn get_me(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<MeView>> {
+    let profile = state.services.accounts.profile(&user)?;
+    Ok(Json(MeView::new(&user, profile)))
 }
 
 #[derive(Serialize)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 mod http;
 mod models;
 
+use base64::Engine;
 pub use http::HttpLimits;
 use http::read_http;
 pub use models::{ModelBackend, ModelsConfig, ProviderConfig, Secret};
@@ -32,6 +33,8 @@ pub struct Config {
     pub s3: S3Config,
     pub dev_login: bool,
     pub google_client_id: Option<String>,
+    /// The keys that seal personal fields (`ENCRYPTION_KEY`, `ENCRYPTION_PREVIOUS_KEYS`).
+    pub encryption: EncryptionKeys,
     pub starter_credits: i64,
     pub lifetimes: ObjectLifetimes,
     pub uploads: UploadLimits,
@@ -90,6 +93,32 @@ impl fmt::Debug for QueueLocation {
     }
 }
 
+/// `ENCRYPTION_KEY` (required outside embedded mode) and `ENCRYPTION_PREVIOUS_KEYS`,
+/// each a base64 32-byte key.
+fn read_encryption_keys(r: &mut Reader<'_>, embedded: bool) -> EncryptionKeys {
+    let is_key =
+        |text: &str| base64::engine::general_purpose::STANDARD.decode(text.trim()).is_ok_and(|bytes| bytes.len() == 32);
+    let current = r.raw("ENCRYPTION_KEY").map(Secret::new);
+    match &current {
+        Some(key) if !is_key(key.expose()) => {
+            r.problem("ENCRYPTION_KEY", "must be 32 random bytes in base64 (openssl rand -base64 32)")
+        }
+        None if !embedded => r.problem(
+            "ENCRYPTION_KEY",
+            "is required outside embedded mode (32 random bytes in base64: openssl rand -base64 32)",
+        ),
+        _ => {}
+    }
+    let previous: Vec<Secret> = r
+        .raw("ENCRYPTION_PREVIOUS_KEYS")
+        .map(|list| list.split(',').map(str::trim).filter(|k| !k.is_empty()).map(Secret::new).collect())
+        .unwrap_or_default();
+    if previous.iter().any(|k| !is_key(k.expose())) {
+        r.problem("ENCRYPTION_PREVIOUS_KEYS", "must be a comma-separated list of base64 32-byte keys");
+    }
+    EncryptionKeys { current, previous }
+}
+
 /// A URL with the password of its user info replaced, for logs and debug output.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
@@ -113,6 +142,16 @@ pub struct S3Config {
     /// The access key id and its secret (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
     pub credentials: Option<(String, Secret)>,
     pub force_path_style: bool,
+}
+
+/// Where the key ring comes from. `Debug` prints no key.
+#[derive(Clone, Debug)]
+pub struct EncryptionKeys {
+    /// `ENCRYPTION_KEY`; `None` in embedded mode, where the key is generated once into
+    /// `DATA_DIR` (`sealing::KEY_FILE`).
+    pub current: Option<Secret>,
+    /// `ENCRYPTION_PREVIOUS_KEYS`: keys that still open values sealed before a rotation.
+    pub previous: Vec<Secret>,
 }
 
 /// How long each kind of object lives before the purge deletes it (`UPLOAD_TTL`,
@@ -369,6 +408,8 @@ impl Config {
             r.problem("DEV_LOGIN", "refused: Google sign-in is configured");
         }
 
+        let encryption = read_encryption_keys(&mut r, embedded);
+
         let starter_credits: i64 = r.parsed("STARTER_CREDITS", 10, "a whole number of credits");
         if starter_credits < 0 {
             r.problem("STARTER_CREDITS", "must not be negative");
@@ -452,6 +493,7 @@ impl Config {
             s3: S3Config { endpoint, bucket, region, credentials, force_path_style },
             dev_login,
             google_client_id,
+            encryption,
             starter_credits,
             lifetimes,
             uploads,

@@ -1,6 +1,9 @@
 use super::*;
 use crate::domain::GenerationKind;
 
+/// A valid `ENCRYPTION_KEY`, required outside embedded mode.
+const KEY: (&str, &str) = ("ENCRYPTION_KEY", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=");
+
 fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
     Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
 }
@@ -36,7 +39,8 @@ fn every_problem_is_reported_at_once() {
 fn postgres_needs_redis_and_disables_dev_login() {
     let err = parse(&[("DATABASE_URL", "postgres://localhost/x")]).expect_err("no redis");
     assert_eq!(err.problems[0].variable, "REDIS_URL");
-    let c = parse(&[("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1")]).expect("valid");
+    let c =
+        parse(&[("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1"), KEY]).expect("valid");
     assert!(!c.is_embedded());
     assert!(!c.dev_login);
 }
@@ -167,9 +171,9 @@ fn dev_sign_in_is_refused_with_google_sign_in_or_off_loopback() {
     assert_eq!(err.problems[0].variable, "DEV_LOGIN");
     assert!(!parse(&[("HOST", "0.0.0.0"), public, ("DEV_LOGIN", "false")]).expect("valid").dev_login);
     // Distributed mode: off by default, and on only when asked on loopback.
-    let distributed = [("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1")];
+    let distributed = [("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1"), KEY];
     assert!(!parse(&distributed).expect("valid").dev_login);
-    assert!(parse(&[distributed[0], distributed[1], ("DEV_LOGIN", "true")]).expect("valid").dev_login);
+    assert!(parse(&[distributed[0], distributed[1], KEY, ("DEV_LOGIN", "true")]).expect("valid").dev_login);
 }
 
 #[test]
@@ -189,6 +193,7 @@ fn database_and_redis_passwords_are_never_printed() {
     let c = parse(&[
         ("DATABASE_URL", "postgres://app:pg-supersecret@db.internal:5432/pets?sslmode=require"),
         ("REDIS_URL", "redis://:redis-supersecret@cache.internal:6379/0"),
+        KEY,
     ])
     .expect("valid");
     let text = format!("{c:?}");
@@ -207,4 +212,30 @@ fn the_memory_budget_must_hold_an_upload_and_its_copy() {
     let c = parse(&[("MEMORY_BUDGET", "30000000"), ("UPLOAD_MAX_BYTES", "5000000")]).expect("enough");
     assert_eq!(c.memory_budget, 30_000_000);
     assert_eq!(parse(&[("MEMORY_BUDGET", "1GiB")]).expect_err("bytes only").problems[0].variable, "MEMORY_BUDGET");
+}
+
+#[test]
+fn the_encryption_key_is_required_outside_embedded_mode_and_checked() {
+    let distributed = [("DATABASE_URL", "postgres://localhost/x"), ("REDIS_URL", "redis://127.0.0.1")];
+    let err = parse(&distributed).expect_err("no key");
+    assert_eq!(err.problems[0].variable, "ENCRYPTION_KEY");
+    // Embedded mode generates its key into DATA_DIR when none is given.
+    assert!(parse(&[]).expect("embedded").encryption.current.is_none());
+    for bad in ["short", "AQEBAQEBAQEBAQEBAQEBAQ=="] {
+        let err = parse(&[("ENCRYPTION_KEY", bad)]).expect_err("not 32 bytes");
+        assert_eq!(err.problems[0].variable, "ENCRYPTION_KEY", "{bad}");
+    }
+    let err = parse(&[KEY, ("ENCRYPTION_PREVIOUS_KEYS", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=,nope")])
+        .expect_err("bad old key");
+    assert_eq!(err.problems[0].variable, "ENCRYPTION_PREVIOUS_KEYS");
+    let c =
+        parse(&[KEY, ("ENCRYPTION_PREVIOUS_KEYS", " AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI= , ")]).expect("valid");
+    assert_eq!(c.encryption.previous.len(), 1);
+}
+
+#[test]
+fn the_encryption_keys_are_never_printed() {
+    let c = parse(&[KEY, ("ENCRYPTION_PREVIOUS_KEYS", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=")]).expect("valid");
+    let text = format!("{c:?}");
+    assert!(!text.contains("AQEBAQEB") && !text.contains("AgICAgIC"), "{text}");
 }

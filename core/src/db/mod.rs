@@ -30,6 +30,7 @@ pub use objects::{DueObject, NewObject};
 pub use rows::*;
 pub use runs::{ChargeOutcome, ClaimOutcome};
 pub use sweep::StalledGeneration;
+pub use users::{NewUser, SealedUserFields};
 
 use crate::config::DatabaseTarget;
 
@@ -101,6 +102,9 @@ impl Db {
                     conn.execute("PRAGMA synchronous = FULL").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    // Deleted and overwritten content is zeroed, so the file keeps no copy
+                    // of a value once it is rewritten (a legacy plaintext, a deleted account).
+                    conn.execute("PRAGMA secure_delete = ON").await?;
                     Ok(())
                 })
             })

@@ -5,12 +5,17 @@ use crate::domain::{GenerationError, GenerationKind, GenerationStatus, LedgerKin
 use crate::ids::UserId;
 use crate::time::Millis;
 
+/// An account as stored: its personal fields sealed (`sealing::Keyring::open` with the
+/// row's id), so a `Debug` of the row shows ciphertext only.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct UserRow {
     pub id: String,
-    pub email: String,
-    pub name: String,
-    pub picture_url: Option<String>,
+    #[sqlx(rename = "email")]
+    pub sealed_email: String,
+    #[sqlx(rename = "name")]
+    pub sealed_name: String,
+    #[sqlx(rename = "picture_url")]
+    pub sealed_picture: Option<String>,
     pub preferences: String,
     pub credits_balance: i64,
     pub credits_held: i64,

@@ -1,4 +1,5 @@
-//! Users and their sessions.
+//! Users and their sessions. Personal fields arrive here sealed (`crate::accounts`
+//! seals and opens them); accounts are found by blind indexes.
 
 use crate::domain::LedgerKind;
 use crate::ids::UserId;
@@ -7,65 +8,129 @@ use crate::time::Millis;
 use super::credits::insert_ledger_entry;
 use super::{Db, DbResult, UserRow};
 
+const USER_COLUMNS: &str =
+    "u.id, u.email, u.name, u.picture_url, u.preferences, u.credits_balance, u.credits_held, u.created_at";
+
+/// A new account's sealed fields and indexes, all computed for its id.
+pub struct NewUser<'a> {
+    pub id: &'a UserId,
+    pub sealed_email: &'a str,
+    pub sealed_name: &'a str,
+    pub sealed_picture: Option<&'a str>,
+    pub sealed_subject: &'a str,
+    pub subject_index: &'a str,
+    pub email_index: &'a str,
+}
+
+/// What the re-encryption reads and rewrites of one account.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct SealedUserFields {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub picture_url: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// `$from, $from+1, …` for an `IN` list of `count` values.
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
 impl Db {
-    /// Finds the user with this e-mail or creates one with `starter_credits`, granted
-    /// through the ledger in the same transaction. Returns the user and whether it is new.
-    pub async fn find_or_create_user(
-        &self,
-        email: &str,
-        name: &str,
-        starter_credits: i64,
-        now: Millis,
-    ) -> DbResult<(UserRow, bool)> {
-        if let Some(user) = self.find_user_by_email(email).await? {
-            return Ok((user, false));
+    /// The account whose subject index is one of `subject_indexes` (one per key of the ring).
+    pub async fn find_user_by_subject(&self, subject_indexes: &[String]) -> DbResult<Option<UserRow>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.subject_index IN ({})",
+            placeholders(1, subject_indexes.len())
+        );
+        // Safe: only our column list and numbered placeholders are formatted in.
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for index in subject_indexes {
+            query = query.bind(index);
         }
-        let id = UserId::generate();
+        Ok(query.fetch_optional(&self.pool).await?)
+    }
+
+    /// Creates the account with `starter_credits`, granted through the ledger in the same
+    /// transaction. `false` when an account with the same subject index exists already
+    /// (another request created it first); nothing is written then.
+    pub async fn insert_user(&self, user: &NewUser<'_>, starter_credits: i64, now: Millis) -> DbResult<bool> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO users (id, email, name, credits_balance, credits_held, created_at) \
-             VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (email) DO NOTHING",
+            "INSERT INTO users (id, email, name, picture_url, subject, subject_index, email_index, \
+             credits_balance, credits_held, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9) \
+             ON CONFLICT (subject_index) DO NOTHING",
         )
-        .bind(id.as_str())
-        .bind(email)
-        .bind(name)
+        .bind(user.id.as_str())
+        .bind(user.sealed_email)
+        .bind(user.sealed_name)
+        .bind(user.sealed_picture)
+        .bind(user.sealed_subject)
+        .bind(user.subject_index)
+        .bind(user.email_index)
         .bind(starter_credits)
         .bind(now)
         .execute(&mut *tx)
         .await?
         .rows_affected();
         if inserted == 0 {
-            // Another request created the same user between our read and our insert.
             tx.rollback().await?;
-            let user = self.find_user_by_email(email).await?;
-            return user.map(|u| (u, false)).ok_or_else(|| super::DbError::Corrupt("user vanished".into()));
+            return Ok(false);
         }
         if starter_credits > 0 {
-            insert_ledger_entry(&mut tx, id.as_str(), LedgerKind::Grant, starter_credits, None, now).await?;
+            insert_ledger_entry(&mut tx, user.id.as_str(), LedgerKind::Grant, starter_credits, None, now).await?;
         }
         tx.commit().await?;
-        let user = self.get_user(&id).await?;
-        user.map(|u| (u, true)).ok_or_else(|| super::DbError::Corrupt("user vanished".into()))
-    }
-
-    pub async fn find_user_by_email(&self, email: &str) -> DbResult<Option<UserRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, email, name, picture_url, preferences, credits_balance, credits_held, created_at \
-             FROM users WHERE email = $1",
-        )
-        .bind(email)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(true)
     }
 
     pub async fn get_user(&self, id: &UserId) -> DbResult<Option<UserRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, email, name, picture_url, preferences, credits_balance, credits_held, created_at \
-             FROM users WHERE id = $1",
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = $1")))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Accounts after `after_id` (in id order) whose sealed fields the re-encryption reads.
+    pub async fn list_sealed_user_fields(&self, after_id: &str, limit: i64) -> DbResult<Vec<SealedUserFields>> {
+        Ok(sqlx::query_as("SELECT id, email, name, picture_url, subject FROM users WHERE id > $1 ORDER BY id LIMIT $2")
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Rewrites one account's sealed fields and indexes, only if its e-mail is still the
+    /// value that was read (a concurrent change wins; the next run reseals it).
+    pub async fn reseal_user(&self, read: &SealedUserFields, new: &NewUser<'_>) -> DbResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE users SET email = $1, name = $2, picture_url = $3, subject = $4, subject_index = $5, \
+             email_index = $6 WHERE id = $7 AND email = $8 AND name = $9",
         )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?)
+        .bind(new.sealed_email)
+        .bind(new.sealed_name)
+        .bind(new.sealed_picture)
+        .bind(new.sealed_subject)
+        .bind(new.subject_index)
+        .bind(new.email_index)
+        .bind(&read.id)
+        .bind(&read.email)
+        .bind(&read.name)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
+    /// After rewriting values that must leave no trace: SQLite's write-ahead log still
+    /// holds the pages as they were until a checkpoint truncates it. Dialect-specific
+    /// (PostgreSQL keeps dead row versions until VACUUM, which a dump never shows).
+    pub async fn forget_overwritten_values(&self) -> DbResult<()> {
+        if self.dialect() == super::Dialect::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
+        }
+        Ok(())
     }
 
     /// Stores a session under the hash of its secret.
@@ -88,11 +153,10 @@ impl Db {
 
     /// The user of a live session.
     pub async fn find_session_user(&self, token_hash: &str, now: Millis) -> DbResult<Option<UserRow>> {
-        Ok(sqlx::query_as(
-            "SELECT u.id, u.email, u.name, u.picture_url, u.preferences, u.credits_balance, u.credits_held, u.created_at \
-             FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2",
-        )
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2"
+        )))
         .bind(token_hash)
         .bind(now)
         .fetch_optional(&self.pool)

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use petportrait_core::config::{Config, UploadLimits};
+use petportrait_core::config::{Config, SessionConfig, UploadLimits};
 use petportrait_core::services::Services;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -37,6 +37,8 @@ pub struct AppState {
     pub decode_slots: Arc<Semaphore>,
     /// A request body must have arrived whole within this (`HTTP_BODY_TIMEOUT`).
     pub body_timeout: Duration,
+    /// Idle and absolute session timeouts.
+    pub sessions: SessionConfig,
 }
 
 impl AppState {
@@ -47,6 +49,7 @@ impl AppState {
             starter_credits: config.starter_credits,
             uploads: config.uploads.clone(),
             body_timeout: config.http.body_timeout,
+            sessions: config.sessions.clone(),
             decode_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
         }
     }
@@ -60,7 +63,10 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/logout-all", post(auth::logout_all))
         .route("/v1/me", get(routes::account::get_me))
+        .route("/v1/me/tokens", post(routes::tokens::create_token).get(routes::tokens::list_tokens))
+        .route("/v1/me/tokens/{id}", delete(routes::tokens::delete_token))
         .route("/v1/styles", get(routes::catalogue::list_styles))
         .route("/v1/quote", get(routes::catalogue::quote))
         .route("/v1/credits", get(routes::account::get_credits))

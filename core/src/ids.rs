@@ -87,6 +87,9 @@ id_type!(
 id_type!(
     /// A credit ledger entry.
     LedgerEntryId, "led");
+id_type!(
+    /// A personal API token (its id, not its secret).
+    ApiTokenId, "tok");
 
 #[cfg(test)]
 mod tests {

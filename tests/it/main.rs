@@ -30,6 +30,7 @@ mod ledger;
 mod remote;
 mod retention;
 mod retries;
+mod sessions;
 mod slow_clients;
 mod studio;
 mod sweep;

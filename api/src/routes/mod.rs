@@ -6,4 +6,5 @@ pub mod files;
 pub mod gallery;
 pub mod generations;
 pub mod health;
+pub mod tokens;
 pub mod uploads;

@@ -32,3 +32,26 @@ pub(super) fn read_http(r: &mut Reader<'_>) -> HttpLimits {
     }
     limits
 }
+
+/// How long a signed-in browser stays signed in.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// A session unused this long ends (`SESSION_IDLE_TIMEOUT`).
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, used or not (`SESSION_MAX_AGE`).
+    pub max_age: Duration,
+}
+
+pub(super) fn read_sessions(r: &mut Reader<'_>) -> SessionConfig {
+    let sessions = SessionConfig {
+        idle_timeout: r.duration("SESSION_IDLE_TIMEOUT", Duration::from_secs(7 * 86_400)),
+        max_age: r.duration("SESSION_MAX_AGE", Duration::from_secs(30 * 86_400)),
+    };
+    if sessions.idle_timeout > sessions.max_age {
+        r.problem("SESSION_IDLE_TIMEOUT", "must not be longer than SESSION_MAX_AGE");
+    }
+    if sessions.idle_timeout < Duration::from_secs(60) {
+        r.problem("SESSION_IDLE_TIMEOUT", "must be at least 1m (use is recorded once a minute)");
+    }
+    sessions
+}

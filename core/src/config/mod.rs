@@ -15,8 +15,8 @@ mod http;
 mod models;
 
 use base64::Engine;
-pub use http::HttpLimits;
-use http::read_http;
+pub use http::{HttpLimits, SessionConfig};
+use http::{read_http, read_sessions};
 pub use models::{ModelBackend, ModelsConfig, ProviderConfig, Secret};
 use models::{backend_text, read_models};
 
@@ -46,6 +46,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Slow clients, connection cap, shutdown deadline.
     pub http: HttpLimits,
+    /// Idle and absolute session timeouts.
+    pub sessions: SessionConfig,
     /// Which model makes each kind, and the remote provider when one is used.
     pub models: ModelsConfig,
 }
@@ -467,6 +469,7 @@ impl Config {
 
         let models = read_models(&mut r, &worker);
         let http = read_http(&mut r);
+        let sessions = read_sessions(&mut r);
 
         let log = LogConfig {
             filter: r.string("RUST_LOG", "info"),
@@ -503,6 +506,7 @@ impl Config {
             log,
             models,
             http,
+            sessions,
         })
     }
 

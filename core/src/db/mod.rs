@@ -15,6 +15,7 @@ mod leases;
 mod objects;
 mod rows;
 mod runs;
+mod sessions;
 mod sweep;
 mod users;
 
@@ -29,6 +30,7 @@ pub use generations::{CreateOutcome, GenerationFilter, NewGeneration};
 pub use objects::{DueObject, NewObject};
 pub use rows::*;
 pub use runs::{ChargeOutcome, ClaimOutcome};
+pub use sessions::{ApiTokenRow, SessionUser, TokenUser};
 pub use sweep::StalledGeneration;
 pub use users::{NewUser, SealedUserFields};
 

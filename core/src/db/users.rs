@@ -1,4 +1,4 @@
-//! Users and their sessions. Personal fields arrive here sealed (`crate::accounts`
+//! Users. Personal fields arrive here sealed (`crate::accounts`
 //! seals and opens them); accounts are found by blind indexes.
 
 use crate::domain::LedgerKind;
@@ -8,7 +8,7 @@ use crate::time::Millis;
 use super::credits::insert_ledger_entry;
 use super::{Db, DbResult, UserRow};
 
-const USER_COLUMNS: &str =
+pub(super) const USER_COLUMNS: &str =
     "u.id, u.email, u.name, u.picture_url, u.preferences, u.credits_balance, u.credits_held, u.created_at";
 
 /// A new account's sealed fields and indexes, all computed for its id.
@@ -131,53 +131,5 @@ impl Db {
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await?;
         }
         Ok(())
-    }
-
-    /// Stores a session under the hash of its secret.
-    pub async fn insert_session(
-        &self,
-        token_hash: &str,
-        user: &UserId,
-        now: Millis,
-        expires_at: Millis,
-    ) -> DbResult<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(token_hash)
-            .bind(user.as_str())
-            .bind(now)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// The user of a live session.
-    pub async fn find_session_user(&self, token_hash: &str, now: Millis) -> DbResult<Option<UserRow>> {
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2"
-        )))
-        .bind(token_hash)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    pub async fn delete_session(&self, token_hash: &str) -> DbResult<()> {
-        sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(token_hash).execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Removes expired sessions, at most `limit` of them; returns how many.
-    pub async fn delete_expired_sessions(&self, now: Millis, limit: i64) -> DbResult<u64> {
-        Ok(sqlx::query(
-            "DELETE FROM sessions WHERE token_hash IN \
-             (SELECT token_hash FROM sessions WHERE expires_at <= $1 LIMIT $2)",
-        )
-        .bind(now)
-        .bind(limit)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
     }
 }

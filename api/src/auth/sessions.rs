@@ -1,0 +1,110 @@
+//! Browser sessions: an opaque 256-bit cookie whose hash is the session row. A new id at
+//! every sign-in (the session the browser held before is ended), idle and absolute
+//! timeouts, sign-out here or everywhere. Over https the cookie is `__Host-` prefixed,
+//! so no other site or subdomain can set or shadow it.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use petportrait_core::db::UserRow;
+use petportrait_core::ids::UserId;
+use petportrait_core::time::now_ms;
+
+use super::{CurrentUser, TOUCH_EVERY_MS, check_same_origin, hash_secret, random_secret};
+use crate::AppState;
+use crate::error::ApiResult;
+
+const PLAIN_NAME: &str = "pp_session";
+const HOST_ONLY_NAME: &str = "__Host-pp_session";
+
+/// The session cookie's name: `__Host-` prefixed when the service is reached over https
+/// (browsers accept that prefix only on Secure cookies).
+pub fn cookie_name(public_url: &str) -> &'static str {
+    if public_url.starts_with("https://") { HOST_ONLY_NAME } else { PLAIN_NAME }
+}
+
+fn cookie(public_url: &str, value: &str, max_age_secs: i64) -> String {
+    let secure = if public_url.starts_with("https://") { "; Secure" } else { "" };
+    format!("{}={value}; HttpOnly; SameSite=Lax; Path=/; Max-Age={max_age_secs}{secure}", cookie_name(public_url))
+}
+
+fn presented_token(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// Starts a session for `user` and returns its `Set-Cookie`. A session the request
+/// carried is ended first: a sign-in always gets a new id, so a planted cookie is useless.
+pub async fn start_session(state: &AppState, user: &UserId, request: &HeaderMap) -> ApiResult<HeaderValue> {
+    if let Some(old) = presented_token(request, cookie_name(&state.public_url)) {
+        state.services.db.delete_session(&hash_secret(&old)).await?;
+    }
+    let token = random_secret();
+    let now = now_ms();
+    let max_age_ms = i64::try_from(state.sessions.max_age.as_millis())?;
+    state.services.db.insert_session(&hash_secret(&token), user, now, now + max_age_ms).await?;
+    Ok(HeaderValue::from_str(&cookie(&state.public_url, &token, max_age_ms / 1000))?)
+}
+
+/// The user of the request's session cookie, if it names a live session.
+pub(super) async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<UserRow>> {
+    let Some(token) = presented_token(headers, cookie_name(&state.public_url)) else { return Ok(None) };
+    let hash = hash_secret(&token);
+    let now = now_ms();
+    let idle_since = now - i64::try_from(state.sessions.idle_timeout.as_millis())?;
+    let Some(found) = state.services.db.find_session_user(&hash, now, idle_since).await? else { return Ok(None) };
+    if now - found.last_seen_at >= TOUCH_EVERY_MS {
+        state.services.db.touch_session(&hash, now).await?;
+    }
+    Ok(Some(found.user))
+}
+
+fn ended(state: &AppState) -> ApiResult<Response> {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie(&state.public_url, "", 0))?);
+    Ok(response)
+}
+
+/// `POST /auth/logout`: ends this session.
+pub async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(token) = presented_token(&headers, cookie_name(&state.public_url)) {
+        check_same_origin(&method, &headers, &state.public_url)?;
+        state.services.db.delete_session(&hash_secret(&token)).await?;
+    }
+    ended(&state)
+}
+
+/// `POST /auth/logout-all`: ends every session and revokes every API token of the user.
+pub async fn logout_all(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Response> {
+    let (sessions, tokens) = state.services.db.sign_out_everywhere(&user.user_id()).await?;
+    tracing::info!(user.id = %user.id, sessions, tokens, "signed out everywhere");
+    ended(&state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_session_cookie_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; pp_session=abc; b=2"));
+        assert_eq!(presented_token(&headers, PLAIN_NAME).as_deref(), Some("abc"));
+        assert_eq!(presented_token(&headers, HOST_ONLY_NAME), None);
+    }
+
+    #[test]
+    fn over_https_the_cookie_is_host_only_and_secure() {
+        let set = cookie("https://pets.example.org", "abc", 60);
+        assert!(set.starts_with("__Host-pp_session=abc;"), "{set}");
+        assert!(set.contains("; Secure") && set.contains("; Path=/") && !set.contains("Domain"), "{set}");
+        let plain = cookie("http://127.0.0.1:8080", "abc", 60);
+        assert!(plain.starts_with("pp_session=abc;") && !plain.contains("Secure"), "{plain}");
+    }
+}

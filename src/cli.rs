@@ -25,6 +25,11 @@ pub enum Command {
     Scheduler,
     /// Apply database migrations and exit (the Procfile's `release` step)
     Migrate,
+    /// Publish a new version of the privacy policy, or list the published ones
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Reseal every account's personal fields under the newest ENCRYPTION_KEY (after a rotation)
     Reencrypt,
     /// Serve DATA_DIR/objects as a stand-alone S3-compatible server
@@ -41,6 +46,23 @@ pub enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Publish VERSION, in force from --effective-at (users are asked to accept it then)
+    Publish {
+        /// The version's name, e.g. 2027-01-15
+        version: String,
+        /// When it takes effect, RFC 3339 (e.g. 2027-01-15T00:00:00Z); it is not served before
+        #[arg(long)]
+        effective_at: String,
+        /// Where its text is: a path under PUBLIC_URL or a full https URL
+        #[arg(long, default_value = "/privacy")]
+        url: String,
+    },
+    /// Every published version, the newest date first
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@ use petportrait_core::config::Config;
 use petportrait_core::queue::JobQueue;
 use serde_json::json;
 
-use crate::cli::QueueCommand;
+use crate::cli::{PolicyCommand, QueueCommand};
 use crate::commands::prepare_data_dir;
 
 pub async fn queue_command(config: Config, command: QueueCommand, json: bool) -> anyhow::Result<()> {
@@ -15,6 +15,40 @@ pub async fn queue_command(config: Config, command: QueueCommand, json: bool) ->
     let result = run(&queue, command, json).await;
     queue.close().await;
     result
+}
+
+/// `petportrait policy publish|list`.
+pub async fn policy_command(config: Config, command: PolicyCommand) -> anyhow::Result<()> {
+    use petportrait_core::time::{now_ms, parse_rfc3339, rfc3339};
+    prepare_data_dir(&config)?;
+    let db = petportrait_core::db::Db::connect(&config.database).await.context("connecting to the database")?;
+    db.ensure_schema_current().await.context("checking the schema (run `petportrait migrate` first)")?;
+    match command {
+        PolicyCommand::Publish { version, effective_at, url } => {
+            let at = parse_rfc3339(&effective_at)
+                .with_context(|| format!("--effective-at {effective_at:?} is not RFC 3339 (2027-01-15T00:00:00Z)"))?;
+            anyhow::ensure!(
+                !version.trim().is_empty() && version.len() <= 64,
+                "the version must be 1 to 64 characters"
+            );
+            anyhow::ensure!(
+                url.starts_with('/') || url.starts_with("https://"),
+                "--url must be a path under PUBLIC_URL or an https URL"
+            );
+            anyhow::ensure!(
+                db.publish_policy(version.trim(), at, &url, now_ms()).await?,
+                "version {version} is published already; a published version never changes"
+            );
+            println!("policy {version} published, in force from {}", rfc3339(at));
+        }
+        PolicyCommand::List => {
+            for p in db.list_policies().await? {
+                println!("{}\tin force from {}\t{}", p.version, rfc3339(p.effective_at), p.url);
+            }
+        }
+    }
+    db.close().await;
+    Ok(())
 }
 
 async fn run(queue: &JobQueue, command: QueueCommand, json: bool) -> anyhow::Result<()> {

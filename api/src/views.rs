@@ -32,7 +32,7 @@ pub struct MeView {
 }
 
 impl MeView {
-    pub fn new(user: &UserRow, profile: Profile) -> MeView {
+    pub fn new(user: &UserRow, profile: Profile, policy: PolicyStatusView) -> MeView {
         MeView {
             id: user.id.clone(),
             name: profile.name,
@@ -40,8 +40,7 @@ impl MeView {
             picture_url: profile.picture_url,
             preferences: serde_json::from_str(&user.preferences).unwrap_or_else(|_| serde_json::json!({})),
             credits: CreditsView { balance: user.credits_balance, held: user.credits_held },
-            // Policy versions and acceptance arrive with the privacy work; nothing is recorded yet.
-            policy: PolicyStatusView { accepted_version: None, current_version: None },
+            policy,
             created_at: rfc3339(user.created_at),
         }
     }

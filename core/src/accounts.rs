@@ -115,6 +115,19 @@ impl Accounts {
         })
     }
 
+    /// The user's correction of their profile: a new name (sealed, and from now on kept
+    /// over the identity provider's at sign-in) and/or new preferences (JSON text).
+    pub async fn correct(
+        &self,
+        user: &UserRow,
+        name: Option<&str>,
+        preferences: Option<&str>,
+        now: Millis,
+    ) -> Result<bool, AccountError> {
+        let sealed_name = name.map(|n| self.keyring.seal(USER_NAME, &user.id, n));
+        Ok(self.db.update_user_profile(&user.user_id(), sealed_name.as_deref(), preferences, now).await?)
+    }
+
     /// Reseals every account not sealed under the newest key: rows of an older key after
     /// a rotation, and rows written in plaintext before encryption at rest (their
     /// subject is their e-mail, since dev sign-in was the only way in then).

@@ -24,9 +24,21 @@ pub fn rfc3339(ms: Millis) -> String {
     chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Parses RFC 3339 text (any offset) into milliseconds; `None` when it is not RFC 3339.
+pub fn parse_rfc3339(text: &str) -> Option<Millis> {
+    chrono::DateTime::parse_from_rfc3339(text.trim()).ok().map(|t| t.timestamp_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_rfc3339_with_any_offset() {
+        assert_eq!(parse_rfc3339("2026-11-18T11:06:40.123Z"), Some(1_795_000_000_123));
+        assert_eq!(parse_rfc3339("2026-11-18T12:06:40.123+01:00"), Some(1_795_000_000_123));
+        assert_eq!(parse_rfc3339("tomorrow"), None);
+    }
 
     #[test]
     fn formats_rfc3339_in_utc() {

@@ -27,6 +27,7 @@ mod flow;
 mod gallery;
 mod hosts;
 mod ledger;
+mod profile;
 mod remote;
 mod retention;
 mod retries;

@@ -6,5 +6,6 @@ pub mod files;
 pub mod gallery;
 pub mod generations;
 pub mod health;
+pub mod policy;
 pub mod tokens;
 pub mod uploads;

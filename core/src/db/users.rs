@@ -92,6 +92,28 @@ impl Db {
             .await?)
     }
 
+    /// The user's correction: a new sealed name (remembered as edited, so a sign-in does
+    /// not overwrite it) and/or new preferences (JSON). `false` when the user is gone.
+    pub async fn update_user_profile(
+        &self,
+        id: &UserId,
+        sealed_name: Option<&str>,
+        preferences: Option<&str>,
+        now: Millis,
+    ) -> DbResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE users SET name = COALESCE($2, name), preferences = COALESCE($3, preferences),              name_edited_at = CASE WHEN $2 IS NULL THEN name_edited_at ELSE $4 END WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(sealed_name)
+        .bind(preferences)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
     /// Accounts after `after_id` (in id order) whose sealed fields the re-encryption reads.
     pub async fn list_sealed_user_fields(&self, after_id: &str, limit: i64) -> DbResult<Vec<SealedUserFields>> {
         Ok(sqlx::query_as("SELECT id, email, name, picture_url, subject FROM users WHERE id > $1 ORDER BY id LIMIT $2")

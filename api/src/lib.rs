@@ -6,6 +6,7 @@ mod error;
 mod extract;
 mod guards;
 mod json;
+mod oidc;
 mod pagination;
 mod routes;
 mod serve;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Idle and absolute session timeouts.
     pub sessions: SessionConfig,
+    /// Google sign-in, when configured.
+    pub oidc: Option<Arc<oidc::Oidc>>,
 }
 
 impl AppState {
@@ -50,6 +53,13 @@ impl AppState {
             uploads: config.uploads.clone(),
             body_timeout: config.http.body_timeout,
             sessions: config.sessions.clone(),
+            oidc: config.google.as_ref().and_then(|google| match oidc::Oidc::new(google, &config.public_url) {
+                Ok(client) => Some(Arc::new(client)),
+                Err(problem) => {
+                    tracing::error!(problem = %problem, "Google sign-in is configured but cannot be set up; it is off");
+                    None
+                }
+            }),
             decode_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
         }
     }
@@ -64,6 +74,9 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
+        .route("/auth/google/start", get(auth::google::start))
+        .route("/auth/google/callback", get(auth::google::callback))
+        .route("/auth/age", post(auth::google::age))
         .route("/privacy", get(routes::policy::privacy_page))
         .route("/v1/policy", get(routes::policy::get_policy))
         .route("/v1/policy/accept", post(routes::policy::accept_policy))

@@ -96,6 +96,23 @@ impl Accounts {
         Ok((user, created))
     }
 
+    /// A returning user's sign-in: the provider's e-mail and picture replace ours, and
+    /// its name too unless the user corrected theirs (`PATCH /v1/me`).
+    pub async fn refresh(&self, user: &UserRow, profile: &Profile) -> Result<(), AccountError> {
+        let ring = &self.keyring;
+        let id = &user.id;
+        self.db
+            .refresh_user_profile(
+                &user.user_id(),
+                &ring.seal(USER_EMAIL, id, &profile.email),
+                &ring.index(IndexPurpose::Email, &profile.email),
+                &ring.seal(USER_NAME, id, &profile.name),
+                profile.picture_url.as_deref().map(|p| ring.seal(USER_PICTURE, id, p)).as_deref(),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// The account of `subject`, if there is one.
     pub async fn find(&self, subject: &Subject) -> Result<Option<UserRow>, AccountError> {
         let indexes = self.keyring.indexes(IndexPurpose::Subject, &subject.canonical());

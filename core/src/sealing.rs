@@ -39,6 +39,8 @@ pub struct Column {
 pub const USER_EMAIL: Column = Column { table: "users", column: "email" };
 pub const USER_NAME: Column = Column { table: "users", column: "name" };
 pub const USER_PICTURE: Column = Column { table: "users", column: "picture_url" };
+/// The pending sign-up cookie: a new user's verified claims until the age question.
+pub const PENDING_SIGN_UP: Column = Column { table: "cookies", column: "pending_sign_up" };
 pub const USER_SUBJECT: Column = Column { table: "users", column: "subject" };
 
 /// What a blind index is for: the same value indexes differently per purpose.

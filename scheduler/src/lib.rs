@@ -82,7 +82,8 @@ pub async fn tick(
     }
     let objects_purged = purge_expired_objects(services, now, i64::from(config.scheduler.purge_batch)).await?;
     let idle_since = now - duration_ms(config.sessions.idle_timeout);
-    let sessions_deleted = services.db.delete_expired_sessions(now, idle_since, 1_000).await?;
+    let sessions_deleted = services.db.delete_expired_sessions(now, idle_since, 1_000).await?
+        + services.db.delete_expired_sign_in_attempts(now, 1_000).await?;
     let generations_redispatched =
         redispatch_stalled(services, now, now - duration_ms(config.scheduler.stalled_after)).await?;
     Ok(TickReport { ran: true, objects_purged, sessions_deleted, generations_redispatched })

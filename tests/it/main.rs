@@ -25,6 +25,7 @@ mod cancel;
 mod crash;
 mod flow;
 mod gallery;
+mod google;
 mod hosts;
 mod ledger;
 mod profile;

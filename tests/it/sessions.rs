@@ -35,6 +35,7 @@ impl Raw {
             request = request.header(COOKIE, cookie);
         }
         let response = request.send().await.expect("dev-login");
+        petportrait_tests::cookies::observe(response.headers());
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
         response.headers()[SET_COOKIE].to_str().expect("ascii").to_owned()
     }

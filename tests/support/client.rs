@@ -23,6 +23,7 @@ impl Client {
             .send()
             .await
             .expect("dev-login request");
+        crate::cookies::observe(response.headers());
         assert_eq!(response.status(), StatusCode::NO_CONTENT, "dev-login: {:?}", response.text().await);
         Client { base: base.to_owned(), http, email }
     }

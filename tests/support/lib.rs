@@ -8,9 +8,12 @@
 //! `PETPORTRAIT_REQUIRE_SERVICES=1` (set by CI), in which case the servers are mandatory.
 
 pub mod client;
+pub mod cookies;
 pub mod fake_provider;
 pub mod fixtures;
+pub mod logs;
 pub mod media;
+pub mod oidc_provider;
 pub mod studios;
 
 use std::future::Future;
@@ -235,6 +238,7 @@ impl TestApp {
     /// Stops every role, waits for them to drain, and fails the test if a role had
     /// stopped with an error or does not drain in time.
     pub async fn stop(mut self) {
+        cookies::check_all_seen();
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             match tokio::time::timeout(Duration::from_secs(15), task).await {

@@ -4,6 +4,7 @@
 //! never adds that header on its own). Dev sign-in lives in `dev_login.rs`.
 
 mod dev_login;
+pub mod google;
 mod sessions;
 mod tokens;
 

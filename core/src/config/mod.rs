@@ -32,7 +32,8 @@ pub struct Config {
     pub queue: QueueLocation,
     pub s3: S3Config,
     pub dev_login: bool,
-    pub google_client_id: Option<String>,
+    /// Google sign-in (OpenID Connect), when `GOOGLE_CLIENT_ID` and `_SECRET` are set.
+    pub google: Option<GoogleSignIn>,
     /// The keys that seal personal fields (`ENCRYPTION_KEY`, `ENCRYPTION_PREVIOUS_KEYS`).
     pub encryption: EncryptionKeys,
     pub starter_credits: i64,
@@ -144,6 +145,36 @@ pub struct S3Config {
     /// The access key id and its secret (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
     pub credentials: Option<(String, Secret)>,
     pub force_path_style: bool,
+}
+
+/// The OpenID Connect client of Google sign-in (or another issuer's, for tests and
+/// self-hosted providers). `Debug` hides the secret.
+#[derive(Clone, Debug)]
+pub struct GoogleSignIn {
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `OIDC_ISSUER_URL`, without a trailing slash: discovery is at
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer_url: String,
+}
+
+fn read_google(r: &mut Reader<'_>) -> Option<GoogleSignIn> {
+    let issuer_url = r.string("OIDC_ISSUER_URL", "https://accounts.google.com").trim_end_matches('/').to_owned();
+    let issuer_ok =
+        issuer_url.starts_with("https://") || (issuer_url.starts_with("http://") && url_host_is_loopback(&issuer_url));
+    if !issuer_ok {
+        r.problem("OIDC_ISSUER_URL", "must be an https URL (plain http only on a loopback host)");
+    }
+    match (r.raw("GOOGLE_CLIENT_ID"), r.raw("GOOGLE_CLIENT_SECRET")) {
+        (Some(id), Some(secret)) => {
+            Some(GoogleSignIn { client_id: id.to_owned(), client_secret: Secret::new(secret), issuer_url })
+        }
+        (None, None) => None,
+        _ => {
+            r.problem("GOOGLE_CLIENT_SECRET", "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET must be set together");
+            None
+        }
+    }
 }
 
 /// Where the key ring comes from. `Debug` prints no key.
@@ -396,10 +427,8 @@ impl Config {
         }
         let force_path_style = r.boolean("S3_FORCE_PATH_STYLE", true);
 
-        let google_client_id = r.raw("GOOGLE_CLIENT_ID").map(str::to_owned);
-        if google_client_id.is_some() != r.raw("GOOGLE_CLIENT_SECRET").is_some() {
-            r.problem("GOOGLE_CLIENT_SECRET", "GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET must be set together");
-        }
+        let google = read_google(&mut r);
+        let google_client_id = google.as_ref().map(|g| g.client_id.clone());
         let dev_login = r.boolean("DEV_LOGIN", embedded && google_client_id.is_none());
         if dev_login && !host.is_loopback() {
             r.problem("DEV_LOGIN", format!("refused: the API binds {host}, which is not a loopback address"));
@@ -495,7 +524,7 @@ impl Config {
             queue: QueueLocation { redis_url, prefix: queue_prefix },
             s3: S3Config { endpoint, bucket, region, credentials, force_path_style },
             dev_login,
-            google_client_id,
+            google,
             encryption,
             starter_credits,
             lifetimes,

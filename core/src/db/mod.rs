@@ -32,7 +32,7 @@ pub use objects::{DueObject, NewObject};
 pub use policy::PolicyVersionRow;
 pub use rows::*;
 pub use runs::{ChargeOutcome, ClaimOutcome};
-pub use sessions::{ApiTokenRow, SessionUser, TokenUser};
+pub use sessions::{ApiTokenRow, SessionUser, SignInAttempt, TokenUser};
 pub use sweep::StalledGeneration;
 pub use users::{NewUser, SealedUserFields};
 

@@ -33,7 +33,62 @@ pub struct ApiTokenRow {
     pub last_used_at: Option<Millis>,
 }
 
+/// A Google sign-in in progress.
+#[derive(Clone, sqlx::FromRow)]
+pub struct SignInAttempt {
+    pub state: String,
+    pub nonce: String,
+    pub pkce_verifier: String,
+}
+
 impl Db {
+    pub async fn insert_sign_in_attempt(
+        &self,
+        id_hash: &str,
+        attempt: &SignInAttempt,
+        expires_at: Millis,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "INSERT INTO sign_in_attempts (id_hash, state, nonce, pkce_verifier, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id_hash)
+        .bind(&attempt.state)
+        .bind(&attempt.nonce)
+        .bind(&attempt.pkce_verifier)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes (deletes and returns) a sign-in attempt that has not expired: each is used once.
+    pub async fn take_sign_in_attempt(&self, id_hash: &str, now: Millis) -> DbResult<Option<SignInAttempt>> {
+        let taken: Option<(String, String, String, Millis)> = sqlx::query_as(
+            "DELETE FROM sign_in_attempts WHERE id_hash = $1 RETURNING state, nonce, pkce_verifier, expires_at",
+        )
+        .bind(id_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.filter(|(.., expires_at)| *expires_at > now).map(|(state, nonce, pkce_verifier, _)| SignInAttempt {
+            state,
+            nonce,
+            pkce_verifier,
+        }))
+    }
+
+    /// Removes abandoned sign-in attempts, at most `limit`; returns how many.
+    pub async fn delete_expired_sign_in_attempts(&self, now: Millis, limit: i64) -> DbResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM sign_in_attempts WHERE id_hash IN \
+             (SELECT id_hash FROM sign_in_attempts WHERE expires_at <= $1 LIMIT $2)",
+        )
+        .bind(now)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// Stores a session under the hash of its secret.
     pub async fn insert_session(
         &self,

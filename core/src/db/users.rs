@@ -114,6 +114,30 @@ impl Db {
             == 1)
     }
 
+    /// A sign-in's fresh copy of the provider's fields: e-mail (and its index) and
+    /// picture always, the name only while the user has not corrected it.
+    pub async fn refresh_user_profile(
+        &self,
+        id: &UserId,
+        sealed_email: &str,
+        email_index: &str,
+        sealed_name: &str,
+        sealed_picture: Option<&str>,
+    ) -> DbResult<()> {
+        sqlx::query(
+            "UPDATE users SET email = $2, email_index = $3, picture_url = $5, \
+             name = CASE WHEN name_edited_at IS NULL THEN $4 ELSE name END WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(sealed_email)
+        .bind(email_index)
+        .bind(sealed_name)
+        .bind(sealed_picture)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Accounts after `after_id` (in id order) whose sealed fields the re-encryption reads.
     pub async fn list_sealed_user_fields(&self, after_id: &str, limit: i64) -> DbResult<Vec<SealedUserFields>> {
         Ok(sqlx::query_as("SELECT id, email, name, picture_url, subject FROM users WHERE id > $1 ORDER BY id LIMIT $2")

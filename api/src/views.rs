@@ -32,12 +32,13 @@ pub struct MeView {
 }
 
 impl MeView {
-    pub fn new(user: &UserRow, profile: Profile, policy: PolicyStatusView) -> MeView {
+    /// `public_url` makes the picture's URL: our copy, never the provider's.
+    pub fn new(user: &UserRow, profile: Profile, policy: PolicyStatusView, public_url: &str) -> MeView {
         MeView {
             id: user.id.clone(),
             name: profile.name,
             email: profile.email,
-            picture_url: profile.picture_url,
+            picture_url: user.picture_object_id.as_ref().map(|id| format!("{public_url}/v1/files/{id}")),
             preferences: serde_json::from_str(&user.preferences).unwrap_or_else(|_| serde_json::json!({})),
             credits: CreditsView { balance: user.credits_balance, held: user.credits_held },
             policy,

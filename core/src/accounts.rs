@@ -96,8 +96,8 @@ impl Accounts {
         Ok((user, created))
     }
 
-    /// A returning user's sign-in: the provider's e-mail and picture replace ours, and
-    /// its name too unless the user corrected theirs (`PATCH /v1/me`).
+    /// A returning user's sign-in: the provider's e-mail replaces ours, and its name too
+    /// unless the user corrected theirs (`PATCH /v1/me`). The picture is copied apart.
     pub async fn refresh(&self, user: &UserRow, profile: &Profile) -> Result<(), AccountError> {
         let ring = &self.keyring;
         let id = &user.id;
@@ -107,7 +107,6 @@ impl Accounts {
                 &ring.seal(USER_EMAIL, id, &profile.email),
                 &ring.index(IndexPurpose::Email, &profile.email),
                 &ring.seal(USER_NAME, id, &profile.name),
-                profile.picture_url.as_deref().map(|p| ring.seal(USER_PICTURE, id, p)).as_deref(),
             )
             .await?;
         Ok(())

@@ -84,6 +84,8 @@ text_enum! {
         Output = "output",
         /// A copy of a generated file in the user's gallery.
         Gallery = "gallery",
+        /// The user's profile picture, copied from the identity provider at sign-in.
+        Picture = "picture",
     }
 }
 

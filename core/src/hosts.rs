@@ -24,8 +24,60 @@ pub fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether an address is on the public internet: not private, loopback, link-local
+/// (cloud metadata lives there), unspecified, broadcast, multicast, CGNAT or unique
+/// local, including IPv4 addresses mapped into IPv6. Outbound requests to users' or
+/// providers' URLs go only to these.
+pub fn is_public_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.octets()[0] == 0
+                || (v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_ip(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || first & 0xfe00 == 0xfc00
+                || first & 0xffc0 == 0xfe80)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn public_means_reachable_from_the_internet_only() {
+        for public in ["8.8.8.8", "142.250.74.14", "2a00:1450:4001::200e"] {
+            assert!(is_public_ip(public.parse().expect("ip")), "{public}");
+        }
+        for internal in [
+            "10.0.0.7",
+            "172.16.1.1",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public_ip(internal.parse().expect("ip")), "{internal}");
+        }
+    }
+
     use super::*;
 
     #[test]

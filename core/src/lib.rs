@@ -13,6 +13,7 @@ pub mod ids;
 pub mod imaging;
 pub mod memory;
 pub mod objects;
+pub mod outbound;
 pub mod output_options;
 pub mod queue;
 pub mod sealing;

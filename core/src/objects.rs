@@ -32,6 +32,8 @@ pub enum Placement<'a> {
     Output { generation: &'a GenerationId, attempt: i64, position: usize, filename: &'a str },
     /// A gallery copy, keyed by its item: saving never overwrites anything.
     Gallery { item: &'a GalleryItemId },
+    /// A profile picture; each fetch gets a key of its own (`version`, a fresh ULID).
+    Picture { version: &'a str },
 }
 
 impl Placement<'_> {
@@ -40,6 +42,7 @@ impl Placement<'_> {
             Placement::Upload { .. } => StoredObjectKind::Upload,
             Placement::Output { .. } => StoredObjectKind::Output,
             Placement::Gallery { .. } => StoredObjectKind::Gallery,
+            Placement::Picture { .. } => StoredObjectKind::Picture,
         }
     }
 
@@ -51,6 +54,7 @@ impl Placement<'_> {
                 format!("u/{user}/generated/{generation}/a{attempt}-{position}-{filename}")
             }
             Placement::Gallery { item } => format!("u/{user}/gallery/{item}"),
+            Placement::Picture { version } => format!("u/{user}/profile/{version}"),
         }
     }
 
@@ -58,7 +62,9 @@ impl Placement<'_> {
     fn expires_at(&self, lifetimes: &ObjectLifetimes, now: Millis) -> Millis {
         match self {
             Placement::Upload { .. } => now + duration_ms(lifetimes.upload_ttl),
-            Placement::Output { .. } | Placement::Gallery { .. } => now + PROVISIONAL_TTL_MS,
+            Placement::Output { .. } | Placement::Gallery { .. } | Placement::Picture { .. } => {
+                now + PROVISIONAL_TTL_MS
+            }
         }
     }
 }
@@ -173,7 +179,7 @@ fn lasting_expiry(lifetimes: &ObjectLifetimes, kind: StoredObjectKind, now: Mill
     match kind {
         StoredObjectKind::Upload => Some(now + duration_ms(lifetimes.upload_ttl)),
         StoredObjectKind::Output => Some(now + duration_ms(lifetimes.output_ttl)),
-        StoredObjectKind::Gallery => None,
+        StoredObjectKind::Gallery | StoredObjectKind::Picture => None,
     }
 }
 

@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::memory::MemoryBudget;
 use crate::objects::ObjectWriter;
+use crate::outbound::Outbound;
 use crate::queue::{JobQueue, JobQueueError};
 use crate::sealing::{Keyring, SealError};
 use crate::storage::{self, EmbeddedS3, ObjectStore, StorageError};
@@ -52,6 +53,8 @@ pub struct Services {
     pub memory: MemoryBudget,
     /// Accounts, with their personal fields sealed under the key ring.
     pub accounts: Accounts,
+    /// The one client for URLs from outside: public addresses only.
+    pub outbound: Outbound,
     embedded_s3: Option<Arc<EmbeddedS3>>,
 }
 
@@ -85,7 +88,8 @@ impl Services {
         store.ensure_bucket().await?;
         let objects = ObjectWriter::new(db.clone(), store.clone(), config.lifetimes.clone());
         let memory = MemoryBudget::new(config.memory_budget);
-        Ok(Services { db, queue, store, objects, memory, accounts, embedded_s3 })
+        let outbound = Outbound::new(config.outbound_allow_private);
+        Ok(Services { db, queue, store, objects, memory, accounts, outbound, embedded_s3 })
     }
 
     /// Stops the in-process S3 server (if any) and closes the pools.

@@ -233,3 +233,92 @@ async fn a_rotated_signing_key_is_fetched_once(mode: Mode) {
     assert_eq!(provider.jwks_fetches(), 2, "each forged token fetched the keys again");
     app.stop().await;
 }
+
+both_modes!(the_profile_picture_is_copied_once_and_served_by_us, the_profile_picture_is_copied_once_and_served_by_us);
+both_modes!(a_picture_on_an_internal_address_is_not_fetched, a_picture_on_an_internal_address_is_not_fetched);
+
+/// Our copy of the picture, fetched from where the app really listens.
+async fn download_picture(app: &TestApp, browser: &Browser, picture_url: &str) -> reqwest::Response {
+    let path = picture_url.strip_prefix(app.config.public_url.as_str()).expect("a URL of ours");
+    browser.get(&format!("{}{path}", app.base_url)).await
+}
+
+async fn the_profile_picture_is_copied_once_and_served_by_us(mode: Mode) {
+    let mut someone = person("google-sub-picture", "Pictured");
+    let provider = FakeOidc::start(someone.clone()).await;
+    someone.picture = Some(format!("{}/picture.png", provider.issuer));
+    provider.set_person(someone.clone());
+    let mut overrides = provider.app_overrides();
+    // The provider runs on loopback; outside tests only public addresses are fetched.
+    overrides.push(("OUTBOUND_ALLOW_PRIVATE", "true".to_owned()));
+    let overrides: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let app = TestApp::spawn(mode, &overrides).await;
+
+    let browser = Browser::new(&app.base_url);
+    browser.sign_in().await;
+    assert_eq!(browser.answer_age(1990, 1).await.status(), StatusCode::NO_CONTENT);
+    let (_, me) = browser.me().await;
+    let picture_url = me["picture_url"].as_str().expect("a picture").to_owned();
+    assert!(picture_url.starts_with(&format!("{}/v1/files/obj_", app.config.public_url)), "{picture_url}");
+    assert!(!picture_url.contains(&provider.issuer), "the provider's URL is handed out");
+    let response = download_picture(&app, &browser, &picture_url).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let served = image::load_from_memory(&response.bytes().await.expect("bytes")).expect("a PNG").to_rgb8();
+    let original = image::load_from_memory(&FakeOidc::picture_png()).expect("a PNG").to_rgb8();
+    assert_eq!(served, original);
+    assert_eq!(provider.picture_fetches(), 1);
+
+    // Signing in again with the same picture fetches nothing.
+    let again = Browser::new(&app.base_url);
+    assert_eq!(again.sign_in().await.headers()[LOCATION], "/");
+    assert_eq!(provider.picture_fetches(), 1, "the picture was fetched again");
+    assert_eq!(again.me().await.1["picture_url"], picture_url.as_str());
+    // Another browser's session cannot read it.
+    let stranger_status = download_picture(&app, &Browser::new(&app.base_url), &picture_url).await.status();
+    assert_eq!(stranger_status, StatusCode::UNAUTHORIZED);
+
+    // A new picture at the provider: copied once more, the old copy due for the purge.
+    someone.picture = Some(format!("{}/picture.png?v=2", provider.issuer));
+    provider.set_person(someone.clone());
+    let third = Browser::new(&app.base_url);
+    third.sign_in().await;
+    assert_eq!(provider.picture_fetches(), 2);
+    let new_url = third.me().await.1["picture_url"].as_str().expect("a picture").to_owned();
+    assert_ne!(new_url, picture_url);
+    let old_id = picture_url.rsplit('/').next().expect("id");
+    let user_id = third.me().await.1["id"].as_str().expect("id").to_owned();
+    let old = app
+        .services
+        .db
+        .get_object_of_user(old_id, &petportrait_core::ids::UserId::from_db(user_id))
+        .await
+        .expect("read")
+        .expect("the old row");
+    assert!(old.expires_at.is_some_and(|at| at <= petportrait_core::time::now_ms()), "the old copy lives on");
+
+    // A picture URL that answers something else than an image leaves the picture as it is.
+    someone.picture = Some(format!("{}/picture.html", provider.issuer));
+    provider.set_person(someone);
+    let fourth = Browser::new(&app.base_url);
+    assert_eq!(fourth.sign_in().await.headers()[LOCATION], "/");
+    assert_eq!(fourth.me().await.1["picture_url"], new_url.as_str());
+    app.stop().await;
+}
+
+async fn a_picture_on_an_internal_address_is_not_fetched(mode: Mode) {
+    let mut someone = person("google-sub-ssrf", "Internal");
+    let provider = FakeOidc::start(someone.clone()).await;
+    // An ID token naming a loopback URL as the picture: a server-side request forgery.
+    someone.picture = Some(format!("{}/picture.png", provider.issuer));
+    provider.set_person(someone);
+    let app = spawn(mode, &provider).await;
+    let browser = Browser::new(&app.base_url);
+    browser.sign_in().await;
+    assert_eq!(browser.answer_age(1990, 1).await.status(), StatusCode::NO_CONTENT);
+    let (status, me) = browser.me().await;
+    assert_eq!(status, StatusCode::OK, "the sign-in goes on without the picture");
+    assert_eq!(me["picture_url"], serde_json::Value::Null);
+    assert_eq!(provider.picture_fetches(), 0, "an internal address was requested");
+    app.stop().await;
+}

@@ -102,6 +102,7 @@ struct ProviderState {
     unpublished: Key,
     grants: HashMap<String, Grant>,
     jwks_fetches: usize,
+    picture_fetches: usize,
     /// Every access and refresh token handed out, to look for them in our storage.
     issued_tokens: Vec<String>,
 }
@@ -126,6 +127,7 @@ impl FakeOidc {
             unpublished: Key::generate("never-published"),
             grants: HashMap::new(),
             jwks_fetches: 0,
+            picture_fetches: 0,
             issued_tokens: Vec::new(),
         }));
         let app = Router::new()
@@ -133,6 +135,11 @@ impl FakeOidc {
             .route("/jwks", get(jwks))
             .route("/authorize", get(authorize))
             .route("/token", post(token))
+            .route("/picture.png", get(picture))
+            .route(
+                "/picture.html",
+                get(|| async { ([(header::CONTENT_TYPE, "text/html")], "<html>not a picture</html>") }),
+            )
             .with_state(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         FakeOidc { issuer, state }
@@ -172,6 +179,16 @@ impl FakeOidc {
         self.lock().jwks_fetches
     }
 
+    pub fn picture_fetches(&self) -> usize {
+        self.lock().picture_fetches
+    }
+
+    /// The picture the provider serves at `/picture.png`: a 64 x 64 PNG.
+    pub fn picture_png() -> Vec<u8> {
+        let image = image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 128]));
+        crate::fixtures::encode(&image, image::ImageFormat::Png)
+    }
+
     pub fn issued_tokens(&self) -> Vec<String> {
         self.lock().issued_tokens.clone()
     }
@@ -199,6 +216,11 @@ async fn jwks(State(state): Shared) -> Response {
     let mut state = state.lock().expect("state");
     state.jwks_fetches += 1;
     axum::Json(json!({"keys": state.published.iter().map(Key::jwk).collect::<Vec<_>>()})).into_response()
+}
+
+async fn picture(State(state): Shared) -> Response {
+    state.lock().expect("state").picture_fetches += 1;
+    ([(header::CONTENT_TYPE, "image/png")], FakeOidc::picture_png()).into_response()
 }
 
 fn refuse(error: &str) -> Response {

@@ -22,6 +22,7 @@ use petportrait_core::time::now_ms;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use super::picture::copy_picture;
 use super::sessions::{CookieKind, read_cookie, set_cookie};
 use super::{check_same_origin, hash_secret, random_secret, start_session};
 use crate::AppState;
@@ -121,6 +122,7 @@ pub async fn callback(
         Profile { name: identity.name.clone(), email: identity.email.clone(), picture_url: identity.picture.clone() };
     if let Some(user) = state.services.accounts.find(&subject).await? {
         state.services.accounts.refresh(&user, &profile).await?;
+        copy_picture(&state, &user, identity.picture.as_deref()).await;
         let session = start_session(&state, &user.user_id(), &headers).await?;
         tracing::info!(user.id = %user.id, "signed in with Google");
         return Ok(redirect("/", [clear, session]));
@@ -226,12 +228,14 @@ pub async fn age(
         return Ok(with_cookies(under_age().into_response(), [clear_pending, refused]));
     }
     let subject = Subject::Oidc { issuer: pending.iss, subject: pending.sub };
+    let profile_picture = pending.picture.clone();
     let profile = Profile { name: pending.name, email: pending.email, picture_url: pending.picture };
     let (user, created) =
         state.services.accounts.find_or_create(&subject, &profile, state.starter_credits, now_ms()).await?;
     if created {
         tracing::info!(user.id = %user.id, "account created through Google sign-in");
     }
+    copy_picture(&state, &user, profile_picture.as_deref()).await;
     let session = start_session(&state, &user.user_id(), &headers).await?;
     Ok(with_cookies(StatusCode::NO_CONTENT.into_response(), [clear_pending, session]))
 }

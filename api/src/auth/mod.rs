@@ -5,6 +5,7 @@
 
 mod dev_login;
 pub mod google;
+mod picture;
 mod sessions;
 mod tokens;
 

@@ -28,7 +28,7 @@ async fn me_view(state: &AppState, user: &UserRow) -> ApiResult<MeView> {
         accepted_version: state.services.db.accepted_policy(&user.user_id()).await?,
         current_version: state.services.db.policy_in_force(now_ms()).await?.map(|p| p.version),
     };
-    Ok(MeView::new(user, profile, policy))
+    Ok(MeView::new(user, profile, policy, &state.public_url))
 }
 
 /// What a user may set as preferences; any other key is refused.

@@ -14,8 +14,11 @@ pub struct UserRow {
     pub sealed_email: String,
     #[sqlx(rename = "name")]
     pub sealed_name: String,
+    /// The provider's picture URL it was copied from (sealed).
     #[sqlx(rename = "picture_url")]
     pub sealed_picture: Option<String>,
+    /// Our copy of the picture (a `picture` stored object), served at `/v1/files/{id}`.
+    pub picture_object_id: Option<String>,
     pub preferences: String,
     pub credits_balance: i64,
     pub credits_held: i64,

@@ -8,8 +8,8 @@ use crate::time::Millis;
 use super::credits::insert_ledger_entry;
 use super::{Db, DbResult, UserRow};
 
-pub(super) const USER_COLUMNS: &str =
-    "u.id, u.email, u.name, u.picture_url, u.preferences, u.credits_balance, u.credits_held, u.created_at";
+pub(super) const USER_COLUMNS: &str = "u.id, u.email, u.name, u.picture_url, u.picture_object_id, u.preferences, \
+     u.credits_balance, u.credits_held, u.created_at";
 
 /// A new account's sealed fields and indexes, all computed for its id.
 pub struct NewUser<'a> {
@@ -114,27 +114,63 @@ impl Db {
             == 1)
     }
 
-    /// A sign-in's fresh copy of the provider's fields: e-mail (and its index) and
-    /// picture always, the name only while the user has not corrected it.
+    /// A sign-in's fresh copy of the provider's fields: the e-mail (and its index)
+    /// always, the name only while the user has not corrected it. The picture has its
+    /// own write (`set_user_picture`), once our copy of it is stored.
     pub async fn refresh_user_profile(
         &self,
         id: &UserId,
         sealed_email: &str,
         email_index: &str,
         sealed_name: &str,
-        sealed_picture: Option<&str>,
     ) -> DbResult<()> {
         sqlx::query(
-            "UPDATE users SET email = $2, email_index = $3, picture_url = $5, \
+            "UPDATE users SET email = $2, email_index = $3, \
              name = CASE WHEN name_edited_at IS NULL THEN $4 ELSE name END WHERE id = $1",
         )
         .bind(id.as_str())
         .bind(sealed_email)
         .bind(email_index)
         .bind(sealed_name)
-        .bind(sealed_picture)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Makes `object_id` (a `picture` object just written) the user's profile picture,
+    /// copied from the provider's `sealed_source` URL: it no longer expires, and the
+    /// picture it replaces is due for the purge at once. One transaction.
+    pub async fn set_user_picture(
+        &self,
+        user: &UserId,
+        object_id: &str,
+        sealed_source: &str,
+        lasting_expiry: Option<Millis>,
+        now: Millis,
+    ) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // The write first: SQLite transactions start with their write.
+        sqlx::query(
+            "UPDATE stored_objects SET expires_at = $2 WHERE id = $1 AND kind = 'picture' AND state = 'active'",
+        )
+        .bind(object_id)
+        .bind(lasting_expiry)
+        .execute(&mut *tx)
+        .await?;
+        let previous: Option<Option<String>> = sqlx::query_scalar("SELECT picture_object_id FROM users WHERE id = $1")
+            .bind(user.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE users SET picture_object_id = $2, picture_url = $3 WHERE id = $1")
+            .bind(user.as_str())
+            .bind(object_id)
+            .bind(sealed_source)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(Some(old)) = previous.filter(|old| old.as_deref() != Some(object_id)) {
+            super::objects::set_object_expiry(&mut tx, &old, now).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -14,6 +14,7 @@ use super::breaker::Breaker;
 use super::protocol::excerpt;
 use super::{ProviderError, RemoteSetupError};
 use petportrait_core::config::{ProviderConfig, Secret};
+use petportrait_core::hosts::is_public_ip;
 
 /// The longest `Retry-After` honoured inside one attempt; a provider asking for more
 /// is left alone and the attempt fails as unavailable (the worker's own backoff follows).
@@ -243,34 +244,8 @@ fn allowed_target(url: &Url, local: bool) -> Result<(), String> {
         return Err("a local host".into());
     }
     match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-        Ok(ip) if !is_public(ip) => Err(format!("{ip} is not a public address")),
+        Ok(ip) if !is_public_ip(ip) => Err(format!("{ip} is not a public address")),
         _ => Ok(()),
-    }
-}
-
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.octets()[0] == 0
-                || (v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || first & 0xfe00 == 0xfc00
-                || first & 0xffc0 == 0xfe80)
-        }
     }
 }
 

@@ -239,3 +239,18 @@ fn the_encryption_keys_are_never_printed() {
     let text = format!("{c:?}");
     assert!(!text.contains("AQEBAQEB") && !text.contains("AgICAgIC"), "{text}");
 }
+
+#[test]
+fn the_google_client_secret_is_never_printed() {
+    let c = parse(&[
+        ("GOOGLE_CLIENT_ID", "client.apps.googleusercontent.com"),
+        ("GOOGLE_CLIENT_SECRET", "GOCSPX-supersecret"),
+        ("DEV_LOGIN", "false"),
+    ])
+    .expect("valid");
+    let text = format!("{c:?}");
+    assert!(!text.contains("supersecret"), "{text}");
+    assert_eq!(c.google.expect("configured").issuer_url, "https://accounts.google.com");
+    let err = parse(&[("OIDC_ISSUER_URL", "http://idp.example.org")]).expect_err("plain http off loopback");
+    assert_eq!(err.problems[0].variable, "OIDC_ISSUER_URL");
+}

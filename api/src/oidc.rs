@@ -235,3 +235,25 @@ impl Oidc {
         Ok(Some(keys))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use petportrait_core::config::Secret;
+
+    use super::*;
+
+    fn google(issuer: &str) -> GoogleSignIn {
+        GoogleSignIn { client_id: "id".into(), client_secret: Secret::new("secret"), issuer_url: issuer.into() }
+    }
+
+    #[test]
+    fn google_tokens_may_name_either_issuer_spelling() {
+        let oidc = Oidc::new(&google("https://accounts.google.com"), "https://pets.example.org").expect("client");
+        assert_eq!(oidc.accepted_issuers, ["https://accounts.google.com", "accounts.google.com"]);
+        assert_eq!(oidc.redirect.as_str(), "https://pets.example.org/auth/google/callback");
+        // Any other provider: exactly its own issuer.
+        let other = Oidc::new(&google("https://idp.example.org"), "https://pets.example.org").expect("client");
+        assert_eq!(other.accepted_issuers, ["https://idp.example.org"]);
+        assert!(!format!("{oidc:?}").contains("secret"));
+    }
+}

@@ -225,3 +225,60 @@ async fn over_https_the_session_cookie_is_host_only(mode: Mode) {
     assert_eq!(raw.me(&pair(&set).replace("__Host-pp_session", "pp_session")).await, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }
+
+both_modes!(
+    the_account_routes_refuse_anonymous_and_malformed_calls,
+    the_account_routes_refuse_anonymous_and_malformed_calls
+);
+
+async fn the_account_routes_refuse_anonymous_and_malformed_calls(mode: Mode) {
+    let app = TestApp::spawn(mode, &[]).await;
+    let anonymous = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", app.base_url);
+    let problem = |response: reqwest::Response| async move {
+        let status = response.status();
+        let content_type = response.headers()["content-type"].to_str().expect("ascii").to_owned();
+        let body: Value = response.json().await.expect("problem+json");
+        assert_eq!(content_type, "application/problem+json");
+        (status, body["code"].as_str().unwrap_or_default().to_owned())
+    };
+    for (method, path) in [
+        ("GET", "/v1/me/tokens"),
+        ("POST", "/v1/me/tokens"),
+        ("DELETE", "/v1/me/tokens/tok_01jf00000000000000000000"),
+        ("PATCH", "/v1/me"),
+        ("POST", "/v1/policy/accept"),
+        ("POST", "/auth/logout-all"),
+    ] {
+        let request = anonymous.request(method.parse().expect("method"), url(path)).json(&json!({}));
+        let (status, code) = problem(request.send().await.expect("send")).await;
+        assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"), "{method} {path}");
+    }
+    // Without a pending sign-up the age question has nothing to complete.
+    let response = anonymous.post(url("/auth/age")).json(&json!({"birth_year": 1990, "birth_month": 1})).send();
+    assert_eq!(problem(response.await.expect("send")).await, (StatusCode::BAD_REQUEST, "no_pending_sign_up".into()));
+    // Google sign-in is off here (dev sign-in is on): its routes do not exist.
+    let response = anonymous.get(url("/auth/google/start")).send().await.expect("send");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // Malformed bodies from a signed-in user.
+    let raw = Raw::new(&app);
+    let cookie = pair(&raw.sign_in(&email("malformed"), None).await);
+    for (path, body, code) in [
+        ("/v1/me/tokens", json!({"name": ""}), "invalid_name"),
+        ("/v1/me/tokens", json!({"name": "x", "scope": "all"}), "invalid_body"),
+        ("/v1/policy/accept", json!({}), "invalid_body"),
+    ] {
+        let (status, answer) = raw.post(path, &cookie, &body).await;
+        assert_eq!((status, answer["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{path} {body}");
+    }
+    let response = raw
+        .http
+        .delete(format!("{}/v1/me/tokens/not-a-token-id", raw.base))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    app.stop().await;
+}

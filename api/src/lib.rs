@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
-use petportrait_core::config::{Config, SessionConfig, UploadLimits};
+use petportrait_core::config::{Config, PaymentsConfig, SessionConfig, UploadLimits};
 use petportrait_core::services::Services;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -40,6 +40,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     /// Idle and absolute session timeouts.
     pub sessions: SessionConfig,
+    /// Credit packs for sale; purchases need `payments.stripe`.
+    pub payments: PaymentsConfig,
     /// Google sign-in, when configured.
     pub oidc: Option<Arc<oidc::Oidc>>,
 }
@@ -53,6 +55,7 @@ impl AppState {
             uploads: config.uploads.clone(),
             body_timeout: config.http.body_timeout,
             sessions: config.sessions.clone(),
+            payments: config.payments.clone(),
             oidc: config.google.as_ref().and_then(|google| match oidc::Oidc::new(google, &config.public_url) {
                 Ok(client) => Some(Arc::new(client)),
                 Err(problem) => {

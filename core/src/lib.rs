@@ -20,5 +20,6 @@ pub mod sealing;
 pub mod services;
 pub mod shutdown;
 pub mod storage;
+pub mod stripe;
 pub mod telemetry;
 pub mod time;

@@ -28,6 +28,7 @@ mod gallery;
 mod google;
 mod hosts;
 mod ledger;
+mod payments;
 mod profile;
 mod remote;
 mod retention;

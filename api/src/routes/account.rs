@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
+use petportrait_core::config::CreditPack;
 use petportrait_core::db::UserRow;
 use petportrait_core::domain::{CATALOGUE, GenerationKind, LedgerKind, find_style};
 use petportrait_core::time::{now_ms, rfc3339};
@@ -101,12 +102,13 @@ pub async fn patch_me(
 pub struct CreditsResponse {
     balance: i64,
     held: i64,
-    /// Purchases arrive with payments; until then credits come from grants only.
-    packs: Vec<serde_json::Value>,
+    /// The packs for sale (`CREDIT_PACKS`); empty while purchases are off (no Stripe keys).
+    packs: Vec<CreditPack>,
 }
 
-pub async fn get_credits(CurrentUser(user): CurrentUser) -> Json<CreditsResponse> {
-    Json(CreditsResponse { balance: user.credits_balance, held: user.credits_held, packs: Vec::new() })
+pub async fn get_credits(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> Json<CreditsResponse> {
+    let packs = if state.payments.stripe.is_some() { state.payments.packs.clone() } else { Vec::new() };
+    Json(CreditsResponse { balance: user.credits_balance, held: user.credits_held, packs })
 }
 
 #[derive(Serialize)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 mod accounts;
 mod http;
 mod models;
+mod payments;
 
 pub use accounts::{EncryptionKeys, GoogleSignIn};
 use accounts::{read_encryption_keys, read_google};
@@ -21,6 +22,8 @@ pub use http::{HttpLimits, SessionConfig};
 use http::{read_http, read_sessions};
 pub use models::{ModelBackend, ModelsConfig, ProviderConfig, Secret};
 use models::{backend_text, read_models};
+use payments::read_payments;
+pub use payments::{CreditPack, PaymentsConfig, StripeConfig};
 
 /// Everything the processes need to know, already parsed and validated.
 #[derive(Clone, Debug)]
@@ -42,6 +45,8 @@ pub struct Config {
     /// The keys that seal personal fields (`ENCRYPTION_KEY`, `ENCRYPTION_PREVIOUS_KEYS`).
     pub encryption: EncryptionKeys,
     pub starter_credits: i64,
+    /// Credit packs for sale and the Stripe account (`CREDIT_PACKS`, `STRIPE_*`).
+    pub payments: PaymentsConfig,
     pub lifetimes: ObjectLifetimes,
     pub uploads: UploadLimits,
     /// Bytes that upload bodies, image decodes and renders of this process may hold at
@@ -386,6 +391,8 @@ impl Config {
             r.problem("STARTER_CREDITS", "must not be negative");
         }
 
+        let payments = read_payments(&mut r);
+
         let lifetimes = ObjectLifetimes {
             upload_ttl: r.duration("UPLOAD_TTL", Duration::from_secs(24 * 3600)),
             output_ttl: r.duration("OUTPUT_TTL", Duration::from_secs(7 * 86_400)),
@@ -468,6 +475,7 @@ impl Config {
             encryption,
             outbound_allow_private,
             starter_credits,
+            payments,
             lifetimes,
             uploads,
             memory_budget,

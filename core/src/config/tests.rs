@@ -254,3 +254,22 @@ fn the_google_client_secret_is_never_printed() {
     let err = parse(&[("OIDC_ISSUER_URL", "http://idp.example.org")]).expect_err("plain http off loopback");
     assert_eq!(err.problems[0].variable, "OIDC_ISSUER_URL");
 }
+
+#[test]
+fn credit_packs_and_stripe_keys() {
+    let c = parse(&[]).expect("defaults");
+    assert_eq!(c.payments.packs.len(), 3);
+    assert!(c.payments.stripe.is_none(), "purchases are off without Stripe keys");
+    let err = parse(&[("CREDIT_PACKS", "one:10:100:usd,one:20:200:usd")]).expect_err("duplicate id");
+    assert_eq!(err.problems[0].variable, "CREDIT_PACKS");
+    let err = parse(&[("STRIPE_SECRET_KEY", "sk_test_x")]).expect_err("half of Stripe");
+    assert_eq!(err.problems[0].variable, "STRIPE_WEBHOOK_SECRET");
+    let c = parse(&[
+        ("STRIPE_SECRET_KEY", "sk_test_supersecret"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_supersecret1, whsec_supersecret2"),
+    ])
+    .expect("valid");
+    let stripe = c.payments.stripe.as_ref().expect("configured");
+    assert_eq!((stripe.webhook_secrets.len(), stripe.api_base.as_str()), (2, "https://api.stripe.com"));
+    assert!(!format!("{c:?}").contains("supersecret"), "a Stripe key is printed");
+}

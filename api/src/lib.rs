@@ -90,6 +90,12 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .route("/v1/quote", get(routes::catalogue::quote))
         .route("/v1/credits", get(routes::account::get_credits))
         .route("/v1/credits/ledger", get(routes::account::list_ledger))
+        .route("/v1/payments", get(routes::payments::list_payments))
+        .route(
+            "/webhooks/stripe",
+            post(routes::payments::stripe_webhook)
+                .layer(DefaultBodyLimit::max(routes::payments::STRIPE_EVENT_MAX_BYTES)),
+        )
         .route("/v1/uploads", post(routes::uploads::create_upload).layer(DefaultBodyLimit::max(upload_body_limit)))
         .route("/v1/uploads/{id}", get(routes::uploads::get_upload))
         .route(

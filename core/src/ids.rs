@@ -88,6 +88,9 @@ id_type!(
     /// A credit ledger entry.
     LedgerEntryId, "led");
 id_type!(
+    /// A payment record (one paid Checkout Session).
+    PaymentId, "pay");
+id_type!(
     /// A personal API token (its id, not its secret).
     ApiTokenId, "tok");
 

@@ -32,3 +32,117 @@ async fn the_packs_for_sale_are_listed_once_purchases_are_on(mode: Mode) {
     );
     on.stop().await;
 }
+
+both_modes!(stripe_events_grant_each_purchase_once, stripe_events_grant_each_purchase_once);
+
+const WEBHOOK_SECRET: &str = "whsec_petportrait_tests";
+
+/// A `Stripe-Signature` header as Stripe makes it: `t=…,v1=hex(HMAC-SHA256("{t}.{body}"))`.
+fn stripe_signature(body: &str, secret: &str, at: i64) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(format!("{at}.{body}").as_bytes());
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={at},v1={hex}")
+}
+
+fn session_event(event_id: &str, kind: &str, session: &str, user: &str, paid: bool, amount: i64) -> String {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "type": kind,
+        "data": {"object": {
+            "id": session,
+            "object": "checkout.session",
+            "client_reference_id": user,
+            "metadata": {"pack_id": "mini"},
+            "amount_total": amount,
+            "currency": "eur",
+            "payment_status": if paid { "paid" } else { "unpaid" },
+            "payment_intent": "pi_test_1",
+        }},
+    })
+    .to_string()
+}
+
+async fn post_event(app: &TestApp, body: &str, signature: Option<String>) -> StatusCode {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/webhooks/stripe", app.base_url))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(signature) = signature {
+        request = request.header("stripe-signature", signature);
+    }
+    request.send().await.expect("POST").status()
+}
+
+async fn stripe_events_grant_each_purchase_once(mode: Mode) {
+    let app = TestApp::spawn(
+        mode,
+        &[
+            ("CREDIT_PACKS", "mini:5:199:eur"),
+            ("STRIPE_SECRET_KEY", "sk_test_events"),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ],
+    )
+    .await;
+    let buyer = app.user("Payer").await;
+    let user = buyer.user_id().await;
+    let now = petportrait_core::time::now_ms() / 1000;
+    let signed = |body: &str| Some(stripe_signature(body, WEBHOOK_SECRET, now));
+    let balance = || async { buyer.get("/v1/credits").await.1["balance"].as_i64().expect("balance") };
+    assert_eq!(balance().await, 10);
+
+    // Forged, stale and unsigned events are refused and grant nothing.
+    let paid = session_event("evt_paid_1", "checkout.session.completed", "cs_test_1", &user, true, 199);
+    let forged = Some(stripe_signature(&paid, "whsec_somebody_else", now));
+    let stale = Some(stripe_signature(&paid, WEBHOOK_SECRET, now - 600));
+    for (signature, what) in [(forged, "forged"), (stale, "stale"), (None, "unsigned")] {
+        assert_eq!(post_event(&app, &paid, signature).await, StatusCode::BAD_REQUEST, "{what}");
+    }
+    let tampered = paid.replace("\"amount_total\":199", "\"amount_total\":1");
+    assert_eq!(
+        post_event(&app, &tampered, signed(&paid)).await,
+        StatusCode::BAD_REQUEST,
+        "a body changed after signing"
+    );
+    assert_eq!(balance().await, 10);
+
+    // The same event ten times at once, then again: one grant.
+    let copies = (0..10).map(|_| post_event(&app, &paid, signed(&paid)));
+    for status in futures::future::join_all(copies).await {
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(post_event(&app, &paid, signed(&paid)).await, StatusCode::OK);
+    assert_eq!(balance().await, 15);
+    let ledger = buyer.ledger().await;
+    assert_eq!(ledger.iter().filter(|e| e["kind"] == "purchase").count(), 1, "{ledger:?}");
+
+    // An unpaid completion grants nothing; its async success grants once, even if a
+    // second event for the same session follows.
+    let unpaid = session_event("evt_unpaid_2", "checkout.session.completed", "cs_test_2", &user, false, 199);
+    assert_eq!(post_event(&app, &unpaid, signed(&unpaid)).await, StatusCode::OK);
+    assert_eq!(balance().await, 15);
+    let succeeded =
+        session_event("evt_async_2", "checkout.session.async_payment_succeeded", "cs_test_2", &user, true, 199);
+    assert_eq!(post_event(&app, &succeeded, signed(&succeeded)).await, StatusCode::OK);
+    let late = session_event("evt_late_2", "checkout.session.completed", "cs_test_2", &user, true, 199);
+    assert_eq!(post_event(&app, &late, signed(&late)).await, StatusCode::OK);
+    assert_eq!(balance().await, 20);
+
+    // What was paid decides: a session paid at another amount grants nothing.
+    let cheap = session_event("evt_cheap_3", "checkout.session.completed", "cs_test_3", &user, true, 1);
+    assert_eq!(post_event(&app, &cheap, signed(&cheap)).await, StatusCode::OK);
+    assert_eq!(balance().await, 20);
+    // Types we do not handle are acknowledged.
+    let other = json!({"id": "evt_other", "type": "customer.created", "data": {"object": {}}}).to_string();
+    assert_eq!(post_event(&app, &other, signed(&other)).await, StatusCode::OK);
+
+    // The payment records: two purchases, no card data.
+    let (status, payments) = buyer.get("/v1/payments").await;
+    assert_eq!(status, StatusCode::OK);
+    let data = payments["data"].as_array().expect("data");
+    assert_eq!(data.len(), 2, "{payments}");
+    assert!(data.iter().all(|p| p["amount"] == 199 && p["currency"] == "eur" && p["status"] == "paid"));
+    app.stop().await;
+}

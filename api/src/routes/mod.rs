@@ -6,6 +6,7 @@ pub mod files;
 pub mod gallery;
 pub mod generations;
 pub mod health;
+pub mod payments;
 pub mod policy;
 pub mod tokens;
 pub mod uploads;

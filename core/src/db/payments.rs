@@ -1,0 +1,152 @@
+//! Stripe events applied once, and the purchases they fulfil.
+
+use crate::domain::LedgerKind;
+use crate::ids::{PaymentId, UserId};
+use crate::time::Millis;
+
+use super::credits::insert_ledger_entry;
+use super::{Db, DbResult};
+
+/// A paid Checkout Session as Stripe reported it, for a pack of ours.
+pub struct Purchase<'a> {
+    /// `client_reference_id`: the user who started the checkout.
+    pub user_id: &'a str,
+    pub pack_id: &'a str,
+    pub credits: i64,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub checkout_session_id: &'a str,
+    pub payment_intent_id: Option<&'a str>,
+}
+
+/// What applying an event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The event was applied now (for a purchase: the credits granted).
+    Applied,
+    /// The event was applied before; nothing changed.
+    Duplicate,
+    /// New event, but its session had been fulfilled by another event already.
+    AlreadyFulfilled,
+    /// New event for a user that no longer exists: recorded, nothing granted.
+    NoSuchUser,
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct PaymentRow {
+    pub id: String,
+    pub pack_id: String,
+    pub credits: i64,
+    pub amount: i64,
+    pub currency: String,
+    pub checkout_session_id: String,
+    pub status: String,
+    pub created_at: Millis,
+}
+
+impl Db {
+    /// Records a Stripe event that changes nothing of ours (an unpaid completion, a
+    /// type we do not handle). `Duplicate` when it was recorded before.
+    pub async fn record_stripe_event(&self, event_id: &str, event_type: &str, now: Millis) -> DbResult<EventOutcome> {
+        let inserted = sqlx::query(
+            "INSERT INTO stripe_events (event_id, event_type, received_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(event_type)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(if inserted == 1 { EventOutcome::Applied } else { EventOutcome::Duplicate })
+    }
+
+    /// Applies the event `event_id` that says `purchase` was paid: in one transaction
+    /// the event is recorded, the payment inserted (once per Checkout Session) and the
+    /// credits granted through a `purchase` ledger entry. Concurrent deliveries of the
+    /// same event, or two events for one session, grant once.
+    pub async fn apply_purchase(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        purchase: &Purchase<'_>,
+        now: Millis,
+    ) -> DbResult<EventOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let new_event = sqlx::query(
+            "INSERT INTO stripe_events (event_id, event_type, received_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(event_type)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !new_event {
+            tx.rollback().await?;
+            return Ok(EventOutcome::Duplicate);
+        }
+        let credited = sqlx::query("UPDATE users SET credits_balance = credits_balance + $2 WHERE id = $1")
+            .bind(purchase.user_id)
+            .bind(purchase.credits)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        let owner = credited.then_some(purchase.user_id);
+        let inserted = sqlx::query(
+            "INSERT INTO payments (id, user_id, pack_id, credits, amount, currency, checkout_session_id, \
+             payment_intent_id, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'paid', $9) \
+             ON CONFLICT (checkout_session_id) DO NOTHING",
+        )
+        .bind(PaymentId::generate().as_str())
+        .bind(owner)
+        .bind(purchase.pack_id)
+        .bind(purchase.credits)
+        .bind(purchase.amount)
+        .bind(purchase.currency)
+        .bind(purchase.checkout_session_id)
+        .bind(purchase.payment_intent_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            // Fulfilled by another event already: keep only this event's record.
+            tx.rollback().await?;
+            self.record_stripe_event(event_id, event_type, now).await?;
+            return Ok(EventOutcome::AlreadyFulfilled);
+        }
+        if !credited {
+            tx.commit().await?;
+            return Ok(EventOutcome::NoSuchUser);
+        }
+        insert_ledger_entry(&mut tx, purchase.user_id, LedgerKind::Purchase, purchase.credits, None, now).await?;
+        tx.commit().await?;
+        Ok(EventOutcome::Applied)
+    }
+
+    /// The user's payments, newest first, after the cursor.
+    pub async fn list_payments(
+        &self,
+        user: &UserId,
+        after: Option<(Millis, &str)>,
+        limit: i64,
+    ) -> DbResult<Vec<PaymentRow>> {
+        let (after_at, after_id) = after.unwrap_or((Millis::MAX, ""));
+        Ok(sqlx::query_as(
+            "SELECT id, pack_id, credits, amount, currency, checkout_session_id, status, created_at FROM payments \
+             WHERE user_id = $1 AND (created_at < $2 OR (created_at = $2 AND id < $3)) \
+             ORDER BY created_at DESC, id DESC LIMIT $4",
+        )
+        .bind(user.as_str())
+        .bind(after_at)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

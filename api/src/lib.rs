@@ -42,6 +42,8 @@ pub struct AppState {
     pub sessions: SessionConfig,
     /// Credit packs for sale; purchases need `payments.stripe`.
     pub payments: PaymentsConfig,
+    /// Stripe's API, when purchases are on.
+    pub stripe: Option<petportrait_core::stripe::StripeClient>,
     /// Google sign-in, when configured.
     pub oidc: Option<Arc<oidc::Oidc>>,
 }
@@ -56,6 +58,7 @@ impl AppState {
             body_timeout: config.http.body_timeout,
             sessions: config.sessions.clone(),
             payments: config.payments.clone(),
+            stripe: config.payments.stripe.clone().map(petportrait_core::stripe::StripeClient::new),
             oidc: config.google.as_ref().and_then(|google| match oidc::Oidc::new(google, &config.public_url) {
                 Ok(client) => Some(Arc::new(client)),
                 Err(problem) => {
@@ -91,6 +94,7 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .route("/v1/credits", get(routes::account::get_credits))
         .route("/v1/credits/ledger", get(routes::account::list_ledger))
         .route("/v1/payments", get(routes::payments::list_payments))
+        .route("/v1/checkout", post(routes::payments::create_checkout))
         .route(
             "/webhooks/stripe",
             post(routes::payments::stripe_webhook)

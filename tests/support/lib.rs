@@ -10,6 +10,7 @@
 pub mod client;
 pub mod cookies;
 pub mod fake_provider;
+pub mod fake_stripe;
 pub mod fixtures;
 pub mod logs;
 pub mod media;

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use petportrait_core::db::{EventOutcome, Purchase};
-use petportrait_core::stripe::verify_signature;
+use petportrait_core::stripe::{CheckoutRequest, StripeError, verify_signature};
 use petportrait_core::time::{now_ms, rfc3339};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,7 @@ use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
+use crate::json::JsonBody;
 use crate::pagination::{PageRequest, split_page};
 use crate::views::Page;
 
@@ -109,6 +110,78 @@ async fn fulfil(state: &AppState, event_id: &str, kind: &str, session: &Checkout
         payment_intent_id: session.payment_intent.as_deref(),
     };
     Ok(state.services.db.apply_purchase(event_id, kind, &purchase, now_ms()).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequestBody {
+    pack_id: String,
+}
+
+#[derive(Serialize)]
+pub struct CheckoutView {
+    checkout_url: String,
+    session_id: String,
+}
+
+/// `POST /v1/checkout {pack_id}`: a Stripe Checkout Session for one pack. Nothing is
+/// recorded here: credits come only from Stripe's signed events.
+pub async fn create_checkout(
+    State(state): State<AppState>,
+    CurrentUser(user): CurrentUser,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<CheckoutRequestBody>,
+) -> ApiResult<(StatusCode, Json<CheckoutView>)> {
+    let stripe = state.stripe.as_ref().ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "purchases_unavailable", "purchases are not available here")
+    })?;
+    let pack =
+        state.payments.packs.iter().find(|p| p.id == request.pack_id).ok_or_else(|| {
+            ApiError::unprocessable("unknown_pack", "no such credit pack (GET /v1/credits lists them)")
+        })?;
+    // A client's retry with its Idempotency-Key reaches Stripe with the same key, so
+    // Stripe answers with the same session instead of opening a second one.
+    let client_key =
+        headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty() && k.len() <= 255);
+    let idempotency_key = match client_key {
+        Some(key) => format!("checkout-{}-{}-{key}", user.id, pack.id),
+        None => format!("checkout-{}", ulid::Ulid::generate()),
+    };
+    let success_url = format!("{}/?checkout=success&session_id={{CHECKOUT_SESSION_ID}}", state.public_url);
+    let cancel_url = format!("{}/?checkout=canceled", state.public_url);
+    let checkout = CheckoutRequest {
+        user_id: &user.id,
+        pack,
+        success_url: &success_url,
+        cancel_url: &cancel_url,
+        idempotency_key: &idempotency_key,
+    };
+    match stripe.create_checkout_session(&checkout).await {
+        Ok(session) => {
+            tracing::info!(user.id = %user.id, pack.id = %pack.id, stripe.session = %session.id, "checkout started");
+            Ok((StatusCode::CREATED, Json(CheckoutView { checkout_url: session.url, session_id: session.id })))
+        }
+        Err(StripeError::Unavailable(cause)) => {
+            let chain = cause.as_ref().map(|e| petportrait_core::errors::error_chain(e)).unwrap_or_default();
+            tracing::warn!(error = %chain, "Stripe is unavailable");
+            Err(ApiError {
+                retry_after: Some(30),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "payment_provider_unavailable",
+                    "payments are unavailable right now; nothing was charged, try again shortly",
+                )
+            })
+        }
+        Err(error @ StripeError::Refused { .. }) => {
+            tracing::error!(error = %error, "Stripe refused a Checkout Session");
+            Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "payment_provider_error",
+                "the payment provider refused the checkout",
+            ))
+        }
+    }
 }
 
 #[derive(Serialize)]

@@ -1,7 +1,7 @@
 //! `CREDIT_PACKS` and `STRIPE_*`: what can be bought, and through which Stripe account.
 
-use super::Reader;
 use super::models::Secret;
+use super::{Reader, url_host_is_loopback};
 
 /// One pack of credits for sale.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -69,6 +69,9 @@ pub(super) fn read_payments(r: &mut Reader<'_>) -> PaymentsConfig {
         }
     };
     let api_base = r.string("STRIPE_API_BASE", "https://api.stripe.com").trim_end_matches('/').to_owned();
+    if !(api_base.starts_with("https://") || (api_base.starts_with("http://") && url_host_is_loopback(&api_base))) {
+        r.problem("STRIPE_API_BASE", "must be an https URL (plain http only on a loopback host)");
+    }
     let stripe = match (r.raw("STRIPE_SECRET_KEY"), r.raw("STRIPE_WEBHOOK_SECRET")) {
         (Some(key), Some(secrets)) => Some(StripeConfig {
             secret_key: Secret::new(key),

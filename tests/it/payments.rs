@@ -212,3 +212,66 @@ async fn checkout_opens_a_stripe_session_and_records_nothing(mode: Mode) {
     assert_eq!(buyer.get("/v1/payments").await.1["data"], json!([]));
     app.stop().await;
 }
+
+both_modes!(a_refund_takes_the_credits_back_as_far_as_it_can, a_refund_takes_the_credits_back_as_far_as_it_can);
+
+fn refund_event(event_id: &str, intent: &str, refunded: i64) -> String {
+    json!({
+        "id": event_id,
+        "type": "charge.refunded",
+        "data": {"object": {"id": "ch_test", "object": "charge", "payment_intent": intent,
+                            "amount": 1000, "amount_refunded": refunded, "currency": "eur", "refunded": refunded >= 1000}},
+    })
+    .to_string()
+}
+
+async fn a_refund_takes_the_credits_back_as_far_as_it_can(mode: Mode) {
+    let app = TestApp::spawn(
+        mode,
+        &[
+            ("CREDIT_PACKS", "big:40:1000:eur"),
+            ("STARTER_CREDITS", "0"),
+            ("STRIPE_SECRET_KEY", "sk_test_refunds"),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ],
+    )
+    .await;
+    let buyer = app.user("Refunded").await;
+    let user = buyer.user_id().await;
+    let now = petportrait_core::time::now_ms() / 1000;
+    let send = |body: String| {
+        let signature = Some(stripe_signature(&body, WEBHOOK_SECRET, now));
+        let app = &app;
+        async move { post_event(app, &body, signature).await }
+    };
+    let paid = json!({
+        "id": "evt_buy", "type": "checkout.session.completed",
+        "data": {"object": {"id": "cs_refund", "client_reference_id": user, "metadata": {"pack_id": "big"},
+                            "amount_total": 1000, "currency": "eur", "payment_status": "paid", "payment_intent": "pi_refund"}},
+    })
+    .to_string();
+    assert_eq!(send(paid).await, StatusCode::OK);
+    let balance = || async { buyer.get("/v1/credits").await.1["balance"].as_i64().expect("balance") };
+    assert_eq!(balance().await, 40);
+
+    // Half refunded: 20 credits back; the same event again changes nothing.
+    assert_eq!(send(refund_event("evt_refund_1", "pi_refund", 500)).await, StatusCode::OK);
+    assert_eq!(send(refund_event("evt_refund_1", "pi_refund", 500)).await, StatusCode::OK);
+    assert_eq!(balance().await, 20);
+
+    // 15 credits are spent (the balance is lowered behind the app's back to stand for
+    // them), then the rest is refunded: 5 credits can be taken back, 15 cannot.
+    let user_id = petportrait_core::ids::UserId::from_db(user.clone());
+    app.raw_execute("UPDATE users SET credits_balance = credits_balance - 15 WHERE id = $1", &[user_id.as_str()]).await;
+    assert_eq!(send(refund_event("evt_refund_2", "pi_refund", 1000)).await, StatusCode::OK);
+    assert_eq!(balance().await, 0, "the balance went negative or kept refunded credits");
+    let (_, payments) = buyer.get("/v1/payments").await;
+    assert_eq!(payments["data"][0]["status"], "refunded");
+    let ledger = buyer.ledger().await;
+    let taken: Vec<i64> =
+        ledger.iter().filter(|e| e["kind"] == "purchase").map(|e| e["amount"].as_i64().expect("amount")).collect();
+    let mut sorted = taken.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [-20, -5, 40], "{ledger:?}");
+    app.stop().await;
+}

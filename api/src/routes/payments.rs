@@ -49,6 +49,14 @@ struct CheckoutSession {
     payment_intent: Option<String>,
 }
 
+/// The fields of a refunded Charge we read.
+#[derive(Deserialize)]
+struct RefundedCharge {
+    payment_intent: Option<String>,
+    /// Cumulative, in minor units.
+    amount_refunded: i64,
+}
+
 fn bad_request(code: &'static str, detail: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, detail)
 }
@@ -68,6 +76,20 @@ pub async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, b
                 .map_err(|_| bad_request("invalid_event", "the event carries no Checkout Session"))?;
             let paid = session.payment_status.as_deref() == Some("paid");
             if paid { fulfil(&state, &event.id, &event.kind, &session).await? } else { record(&state, &event).await? }
+        }
+        "charge.refunded" => {
+            let charge: RefundedCharge = serde_json::from_value(event.data.object.clone())
+                .map_err(|_| bad_request("invalid_event", "the event carries no charge"))?;
+            match charge.payment_intent.as_deref() {
+                Some(intent) => {
+                    state
+                        .services
+                        .db
+                        .apply_refund(&event.id, &event.kind, intent, charge.amount_refunded, now_ms())
+                        .await?
+                }
+                None => record(&state, &event).await?,
+            }
         }
         // Every other type is acknowledged, so Stripe does not send it again.
         _ => record(&state, &event).await?,

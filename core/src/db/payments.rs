@@ -30,6 +30,8 @@ pub enum EventOutcome {
     AlreadyFulfilled,
     /// New event for a user that no longer exists: recorded, nothing granted.
     NoSuchUser,
+    /// New refund event for a payment we do not know: recorded, nothing taken.
+    NoSuchPayment,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
@@ -42,6 +44,18 @@ pub struct PaymentRow {
     pub checkout_session_id: String,
     pub status: String,
     pub created_at: Millis,
+}
+
+/// What a refund needs to know of the payment it refunds.
+#[derive(sqlx::FromRow)]
+struct RefundState {
+    id: String,
+    user_id: Option<String>,
+    credits: i64,
+    amount: i64,
+    refunded_amount: i64,
+    credits_revoked: i64,
+    credits_unrecovered: i64,
 }
 
 impl Db {
@@ -125,6 +139,94 @@ impl Db {
             return Ok(EventOutcome::NoSuchUser);
         }
         insert_ledger_entry(&mut tx, purchase.user_id, LedgerKind::Purchase, purchase.credits, None, now).await?;
+        tx.commit().await?;
+        Ok(EventOutcome::Applied)
+    }
+
+    /// Applies `charge.refunded` for the payment of `payment_intent_id`: Stripe says
+    /// `refunded_amount` (cumulative, minor units) of it was refunded. The credits that
+    /// amount bought are taken back through a negative `purchase` entry, as far as the
+    /// user's available balance allows; the rest is recorded as unrecovered. Once per
+    /// event; a later, larger refund takes back only the difference.
+    pub async fn apply_refund(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        payment_intent_id: &str,
+        refunded_amount: i64,
+        now: Millis,
+    ) -> DbResult<EventOutcome> {
+        let mut tx = self.pool.begin().await?;
+        let new_event = sqlx::query(
+            "INSERT INTO stripe_events (event_id, event_type, received_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(event_type)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !new_event {
+            tx.rollback().await?;
+            return Ok(EventOutcome::Duplicate);
+        }
+        let payment: Option<RefundState> = sqlx::query_as(
+            "SELECT id, user_id, credits, amount, refunded_amount, credits_revoked, credits_unrecovered \
+             FROM payments WHERE payment_intent_id = $1",
+        )
+        .bind(payment_intent_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(RefundState {
+            id,
+            user_id: user,
+            credits,
+            amount,
+            refunded_amount: already_refunded,
+            credits_revoked: revoked,
+            credits_unrecovered: unrecovered,
+        }) = payment
+        else {
+            tx.commit().await?;
+            return Ok(EventOutcome::NoSuchPayment);
+        };
+        let refunded = refunded_amount.clamp(already_refunded, amount);
+        // Credits the refunded share bought, rounded up: a refund never leaves credits paid back.
+        let owed = (credits * refunded + amount - 1) / amount.max(1);
+        let to_take = (owed - revoked - unrecovered).max(0);
+        let mut taken = 0;
+        if let Some(user) = user.as_deref()
+            && to_take > 0
+        {
+            let available: Option<i64> =
+                sqlx::query_scalar("SELECT credits_balance - credits_held FROM users WHERE id = $1")
+                    .bind(user)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            taken = to_take.min(available.unwrap_or(0).max(0));
+            if taken > 0 {
+                sqlx::query("UPDATE users SET credits_balance = credits_balance - $2 WHERE id = $1")
+                    .bind(user)
+                    .bind(taken)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_ledger_entry(&mut tx, user, LedgerKind::Purchase, -taken, None, now).await?;
+            }
+        }
+        let status = if refunded >= amount { "refunded" } else { "partially_refunded" };
+        sqlx::query(
+            "UPDATE payments SET refunded_amount = $2, credits_revoked = credits_revoked + $3, \
+             credits_unrecovered = credits_unrecovered + $4, status = $5 WHERE id = $1",
+        )
+        .bind(&id)
+        .bind(refunded)
+        .bind(taken)
+        .bind(to_take - taken)
+        .bind(status)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(EventOutcome::Applied)
     }

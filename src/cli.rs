@@ -25,6 +25,11 @@ pub enum Command {
     Scheduler,
     /// Apply database migrations and exit (the Procfile's `release` step)
     Migrate,
+    /// Grant or revoke a user's credits (written to the ledger with a reason), or show them
+    Credits {
+        #[command(subcommand)]
+        command: CreditsCommand,
+    },
     /// Publish a new version of the privacy policy, or list the published ones
     Policy {
         #[command(subcommand)]
@@ -46,6 +51,27 @@ pub enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreditsCommand {
+    /// Give USER (a usr_… id) AMOUNT credits
+    Grant {
+        user: String,
+        amount: u32,
+        /// Why, kept in the ledger
+        #[arg(long)]
+        reason: String,
+    },
+    /// Take AMOUNT credits from USER (never below what running generations hold)
+    Revoke {
+        user: String,
+        amount: u32,
+        #[arg(long)]
+        reason: String,
+    },
+    /// USER's balance, held credits and latest ledger entries
+    Show { user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +122,17 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn credit_adjustments_need_a_reason() {
+        assert!(Cli::try_parse_from(["petportrait", "credits", "grant", "usr_x", "5"]).is_err());
+        let parsed = Cli::try_parse_from(["petportrait", "credits", "revoke", "usr_x", "5", "--reason", "dup"]);
+        assert!(matches!(
+            parsed.expect("parses").command,
+            Some(Command::Credits { command: CreditsCommand::Revoke { amount: 5, .. } })
+        ));
+        assert!(Cli::try_parse_from(["petportrait", "credits", "grant", "usr_x", "-5", "--reason", "x"]).is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Worker => commands::work(config).await,
         Command::Scheduler => commands::schedule(config).await,
         Command::Migrate => commands::migrate(config).await,
+        Command::Credits { command } => ops::credits_command(config, command).await,
         Command::Policy { command } => ops::policy_command(config, command).await,
         Command::Reencrypt => commands::reencrypt(config).await,
         Command::S3Server { port } => commands::s3_server(config, port).await,

@@ -6,7 +6,7 @@ use petportrait_core::config::Config;
 use petportrait_core::queue::JobQueue;
 use serde_json::json;
 
-use crate::cli::{PolicyCommand, QueueCommand};
+use crate::cli::{CreditsCommand, PolicyCommand, QueueCommand};
 use crate::commands::prepare_data_dir;
 
 pub async fn queue_command(config: Config, command: QueueCommand, json: bool) -> anyhow::Result<()> {
@@ -15,6 +15,49 @@ pub async fn queue_command(config: Config, command: QueueCommand, json: bool) ->
     let result = run(&queue, command, json).await;
     queue.close().await;
     result
+}
+
+/// `petportrait credits grant|revoke|show`.
+pub async fn credits_command(config: Config, command: CreditsCommand) -> anyhow::Result<()> {
+    use petportrait_core::db::Adjustment;
+    use petportrait_core::ids::UserId;
+    use petportrait_core::time::{now_ms, rfc3339};
+    prepare_data_dir(&config)?;
+    let db = petportrait_core::db::Db::connect(&config.database).await.context("connecting to the database")?;
+    db.ensure_schema_current().await.context("checking the schema (run `petportrait migrate` first)")?;
+    let parse = |user: &str| UserId::parse(user).with_context(|| format!("{user:?} is not a user id (usr_…)"));
+    let adjust = |user: UserId, amount: i64, reason: String| {
+        let db = db.clone();
+        async move {
+            anyhow::ensure!(!reason.trim().is_empty(), "--reason must say why");
+            match db.adjust_credits(&user, amount, reason.trim(), now_ms()).await? {
+                Adjustment::Applied { balance, held } => println!("{user}: balance {balance}, held {held}"),
+                Adjustment::Insufficient => anyhow::bail!("{user} does not have {} credits free to revoke", -amount),
+                Adjustment::NoSuchUser => anyhow::bail!("no user {user}"),
+            }
+            anyhow::Ok(())
+        }
+    };
+    match command {
+        CreditsCommand::Grant { user, amount, reason } => adjust(parse(&user)?, i64::from(amount), reason).await?,
+        CreditsCommand::Revoke { user, amount, reason } => adjust(parse(&user)?, -i64::from(amount), reason).await?,
+        CreditsCommand::Show { user } => {
+            let user = parse(&user)?;
+            let row = db.get_user(&user).await?.with_context(|| format!("no user {user}"))?;
+            println!("{user}: balance {}, held {}", row.credits_balance, row.credits_held);
+            for entry in db.list_ledger(&user, None, 10).await? {
+                println!(
+                    "{}\t{:?}\t{}\t{}",
+                    rfc3339(entry.created_at),
+                    entry.kind,
+                    entry.amount,
+                    entry.generation_id.unwrap_or_default()
+                );
+            }
+        }
+    }
+    db.close().await;
+    Ok(())
 }
 
 /// `petportrait policy publish|list`.

@@ -275,3 +275,32 @@ async fn a_refund_takes_the_credits_back_as_far_as_it_can(mode: Mode) {
     assert_eq!(sorted, [-20, -5, 40], "{ledger:?}");
     app.stop().await;
 }
+
+both_modes!(an_operator_grants_and_revokes_credits_with_a_reason, an_operator_grants_and_revokes_credits_with_a_reason);
+
+/// `petportrait credits grant|revoke` goes through `Db::adjust_credits`.
+async fn an_operator_grants_and_revokes_credits_with_a_reason(mode: Mode) {
+    use petportrait_core::db::Adjustment;
+    let app = TestApp::spawn(mode, &[]).await;
+    let client = app.user("Adjusted").await;
+    let user = petportrait_core::ids::UserId::from_db(client.user_id().await);
+    let db = &app.services.db;
+    let now = petportrait_core::time::now_ms();
+    assert_eq!(
+        db.adjust_credits(&user, 5, "support: failed upload", now).await.expect("grant"),
+        Adjustment::Applied { balance: 15, held: 0 }
+    );
+    assert_eq!(db.adjust_credits(&user, -16, "too much", now).await.expect("revoke"), Adjustment::Insufficient);
+    assert_eq!(
+        db.adjust_credits(&user, -3, "support: duplicate grant", now).await.expect("revoke"),
+        Adjustment::Applied { balance: 12, held: 0 }
+    );
+    let stranger = petportrait_core::ids::UserId::generate();
+    assert_eq!(db.adjust_credits(&stranger, 1, "nobody", now).await.expect("grant"), Adjustment::NoSuchUser);
+    let ledger = client.ledger().await;
+    let grants: Vec<i64> =
+        ledger.iter().filter(|e| e["kind"] == "grant").map(|e| e["amount"].as_i64().expect("amount")).collect();
+    assert_eq!(grants.iter().sum::<i64>(), 12, "{ledger:?}");
+    assert_eq!(client.get("/v1/credits").await.1["balance"], 12);
+    app.stop().await;
+}

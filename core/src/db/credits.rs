@@ -7,7 +7,56 @@ use crate::time::Millis;
 
 use super::{Db, DbResult, LedgerRow};
 
+/// What an operator's adjustment did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adjustment {
+    /// Applied; the balance and held credits after it.
+    Applied {
+        balance: i64,
+        held: i64,
+    },
+    /// Refused: it would take the balance below the credits held (or below zero).
+    Insufficient,
+    NoSuchUser,
+}
+
 impl Db {
+    /// An operator's grant (`amount` > 0) or revocation (`amount` < 0), written to the
+    /// ledger as a `grant` entry with its reason, with the balance, in one transaction.
+    /// A revocation never takes the balance below what running generations hold.
+    pub async fn adjust_credits(&self, user: &UserId, amount: i64, reason: &str, now: Millis) -> DbResult<Adjustment> {
+        let mut tx = self.pool.begin().await?;
+        let after: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE users SET credits_balance = credits_balance + $2 \
+             WHERE id = $1 AND credits_balance + $2 >= credits_held RETURNING credits_balance, credits_held",
+        )
+        .bind(user.as_str())
+        .bind(amount)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((balance, held)) = after else {
+            tx.rollback().await?;
+            return Ok(if self.get_user(user).await?.is_some() {
+                Adjustment::Insufficient
+            } else {
+                Adjustment::NoSuchUser
+            });
+        };
+        sqlx::query(
+            "INSERT INTO credit_ledger (id, user_id, kind, amount, generation_id, created_at, reason) \
+             VALUES ($1, $2, 'grant', $3, NULL, $4, $5)",
+        )
+        .bind(crate::ids::LedgerEntryId::generate().as_str())
+        .bind(user.as_str())
+        .bind(amount)
+        .bind(now)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Adjustment::Applied { balance, held })
+    }
+
     /// The user's ledger, newest first, resuming strictly after `(created_at, id)`.
     pub async fn list_ledger(
         &self,

@@ -27,6 +27,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
 pub use cancel::CancelOutcome;
+pub use credits::Adjustment;
 pub use gallery::KeepOutcome;
 pub use generations::{CreateOutcome, GenerationFilter, NewGeneration};
 pub use objects::{DueObject, NewObject};

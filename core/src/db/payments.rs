@@ -46,6 +46,25 @@ pub struct PaymentRow {
     pub created_at: Millis,
 }
 
+/// Records a Stripe event by its id; `false` when it was recorded before (a
+/// redelivery), which is how every event is applied once.
+async fn insert_event<'e, E>(executor: E, event_id: &str, event_type: &str, now: Millis) -> DbResult<bool>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(sqlx::query(
+        "INSERT INTO stripe_events (event_id, event_type, received_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(event_id)
+    .bind(event_type)
+    .bind(now)
+    .execute(executor)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
 /// What a refund needs to know of the payment it refunds.
 #[derive(sqlx::FromRow)]
 struct RefundState {
@@ -62,17 +81,8 @@ impl Db {
     /// Records a Stripe event that changes nothing of ours (an unpaid completion, a
     /// type we do not handle). `Duplicate` when it was recorded before.
     pub async fn record_stripe_event(&self, event_id: &str, event_type: &str, now: Millis) -> DbResult<EventOutcome> {
-        let inserted = sqlx::query(
-            "INSERT INTO stripe_events (event_id, event_type, received_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(event_id)
-        .bind(event_type)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(if inserted == 1 { EventOutcome::Applied } else { EventOutcome::Duplicate })
+        let inserted = insert_event(&self.pool, event_id, event_type, now).await?;
+        Ok(if inserted { EventOutcome::Applied } else { EventOutcome::Duplicate })
     }
 
     /// Applies the event `event_id` that says `purchase` was paid: in one transaction
@@ -87,17 +97,7 @@ impl Db {
         now: Millis,
     ) -> DbResult<EventOutcome> {
         let mut tx = self.pool.begin().await?;
-        let new_event = sqlx::query(
-            "INSERT INTO stripe_events (event_id, event_type, received_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(event_id)
-        .bind(event_type)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let new_event = insert_event(&mut *tx, event_id, event_type, now).await?;
         if !new_event {
             tx.rollback().await?;
             return Ok(EventOutcome::Duplicate);
@@ -157,17 +157,7 @@ impl Db {
         now: Millis,
     ) -> DbResult<EventOutcome> {
         let mut tx = self.pool.begin().await?;
-        let new_event = sqlx::query(
-            "INSERT INTO stripe_events (event_id, event_type, received_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(event_id)
-        .bind(event_type)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let new_event = insert_event(&mut *tx, event_id, event_type, now).await?;
         if !new_event {
             tx.rollback().await?;
             return Ok(EventOutcome::Duplicate);

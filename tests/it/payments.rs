@@ -304,3 +304,69 @@ async fn an_operator_grants_and_revokes_credits_with_a_reason(mode: Mode) {
     assert_eq!(client.get("/v1/credits").await.1["balance"], 12);
     app.stop().await;
 }
+
+both_modes!(concurrent_requests_and_cancels_never_overdraw, concurrent_requests_and_cancels_never_overdraw);
+
+/// 40 generation requests at once against one account that can afford 5 of them, each
+/// canceled as soon as it exists, with the workers running: never overdrawn, and
+/// afterwards the balance is what the ledger adds up to and no generation was charged
+/// twice.
+async fn concurrent_requests_and_cancels_never_overdraw(mode: Mode) {
+    let app = TestApp::spawn(mode, &[("STARTER_CREDITS", "20")]).await;
+    let client = app.user("Stressed").await;
+    let upload = client.upload_ok(petportrait_tests::fixtures::pet_jpeg()).await;
+    let create_and_cancel = |_| {
+        let (client, upload) = (&client, upload.clone());
+        async move {
+            let body = json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"});
+            let (status, created) = client.post_json("/v1/generations", &body).await;
+            match status {
+                StatusCode::ACCEPTED => {
+                    let id = created["id"].as_str().expect("id").to_owned();
+                    let (status, _) = client.post_json(&format!("/v1/generations/{id}/cancel"), &json!({})).await;
+                    assert!(status.is_success() || status == StatusCode::CONFLICT, "cancel: {status}");
+                    Some(id)
+                }
+                StatusCode::PAYMENT_REQUIRED => None,
+                other => panic!("create answered {other}: {created}"),
+            }
+        }
+    };
+    let created: Vec<String> =
+        futures::future::join_all((0..40).map(create_and_cancel)).await.into_iter().flatten().collect();
+    assert!(!created.is_empty() && created.len() <= 40);
+    eprintln!("{} of 40 requests were accepted", created.len());
+    for id in &created {
+        client.wait_terminal(id, std::time::Duration::from_secs(60)).await;
+    }
+
+    let (_, credits) = client.get("/v1/credits").await;
+    let (balance, held) = (credits["balance"].as_i64().expect("balance"), credits["held"].as_i64().expect("held"));
+    assert!(balance >= 0 && held == 0, "balance {balance}, held {held} after everything ended");
+    // Every page of the ledger: with cancels releasing holds, more than 100 entries can exist.
+    let mut ledger = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = client.get(&format!("/v1/credits/ledger?limit=100&cursor={cursor}")).await;
+        assert_eq!(status, StatusCode::OK);
+        ledger.extend(page["data"].as_array().cloned().unwrap_or_default());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    let sum = |kind: &str| {
+        ledger.iter().filter(|e| e["kind"] == kind).map(|e| e["amount"].as_i64().expect("amount")).sum::<i64>()
+    };
+    assert_eq!(
+        balance,
+        sum("grant") + sum("purchase") - sum("charge") + sum("refund"),
+        "the balance drifted: {ledger:?}"
+    );
+    assert_eq!(sum("hold"), sum("charge") + sum("release"), "a hold was neither charged nor released");
+    for id in &created {
+        let charges = ledger.iter().filter(|e| e["kind"] == "charge" && e["generation_id"] == id.as_str()).count();
+        assert!(charges <= 1, "{id} charged {charges} times");
+    }
+    app.stop().await;
+}

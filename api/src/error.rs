@@ -31,7 +31,13 @@ impl ApiError {
 
     /// The server is at capacity for now (503 with `Retry-After`).
     pub fn busy(detail: impl Into<String>) -> ApiError {
-        ApiError { retry_after: Some(1), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", detail) }
+        ApiError::unavailable("busy", detail, 1)
+    }
+
+    /// 503 with `Retry-After`: something we depend on (our memory, Google, Stripe) is
+    /// not available now; the same request later may succeed.
+    pub fn unavailable(code: &'static str, detail: impl Into<String>, retry_after_secs: u32) -> ApiError {
+        ApiError { retry_after: Some(retry_after_secs), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, detail) }
     }
 
     pub fn not_found() -> ApiError {

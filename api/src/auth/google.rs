@@ -69,14 +69,11 @@ fn provider_error(error: OidcError) -> ApiError {
     match error {
         OidcError::Unavailable(reason) => {
             tracing::warn!(reason = %reason, "the identity provider is unavailable");
-            ApiError {
-                retry_after: Some(30),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "identity_provider_unavailable",
-                    "Google sign-in is unavailable; try again shortly",
-                )
-            }
+            ApiError::unavailable(
+                "identity_provider_unavailable",
+                "Google sign-in is unavailable; try again shortly",
+                30,
+            )
         }
         OidcError::Rejected(reason) => {
             tracing::warn!(reason = %reason, "a sign-in was refused");

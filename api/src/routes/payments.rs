@@ -186,14 +186,11 @@ pub async fn create_checkout(
         Err(StripeError::Unavailable(cause)) => {
             let chain = cause.as_ref().map(|e| petportrait_core::errors::error_chain(e)).unwrap_or_default();
             tracing::warn!(error = %chain, "Stripe is unavailable");
-            Err(ApiError {
-                retry_after: Some(30),
-                ..ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "payment_provider_unavailable",
-                    "payments are unavailable right now; nothing was charged, try again shortly",
-                )
-            })
+            Err(ApiError::unavailable(
+                "payment_provider_unavailable",
+                "payments are unavailable right now; nothing was charged, try again shortly",
+                30,
+            ))
         }
         Err(error @ StripeError::Refused { .. }) => {
             tracing::error!(error = %error, "Stripe refused a Checkout Session");

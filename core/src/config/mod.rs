@@ -15,6 +15,7 @@ mod accounts;
 mod http;
 mod models;
 mod payments;
+mod stores;
 
 pub use accounts::{EncryptionKeys, GoogleSignIn};
 use accounts::{read_encryption_keys, read_google};
@@ -24,6 +25,10 @@ pub use models::{ModelBackend, ModelsConfig, ProviderConfig, Secret};
 use models::{backend_text, read_models};
 use payments::read_payments;
 pub use payments::{CreditPack, PaymentsConfig, StripeConfig};
+use stores::valid_bucket_name;
+#[cfg(test)]
+use stores::without_password;
+pub use stores::{DatabaseTarget, QueueLocation, S3Config};
 
 /// Everything the processes need to know, already parsed and validated.
 #[derive(Clone, Debug)]
@@ -61,74 +66,6 @@ pub struct Config {
     pub sessions: SessionConfig,
     /// Which model makes each kind, and the remote provider when one is used.
     pub models: ModelsConfig,
-}
-
-/// Which database holds the system of record. `Debug` hides the URL's password.
-#[derive(Clone, PartialEq, Eq)]
-pub enum DatabaseTarget {
-    Sqlite { url: String },
-    Postgres { url: String },
-}
-
-impl DatabaseTarget {
-    pub fn url(&self) -> &str {
-        match self {
-            DatabaseTarget::Sqlite { url } | DatabaseTarget::Postgres { url } => url,
-        }
-    }
-}
-
-/// Where jobs are dispatched from. `Debug` hides the Redis URL's password.
-#[derive(Clone)]
-pub struct QueueLocation {
-    /// `None` keeps the queue in the SQLite database (embedded mode).
-    pub redis_url: Option<String>,
-    /// Prefix of every queue name, so that several deployments or tests share one Redis.
-    pub prefix: String,
-}
-
-impl fmt::Debug for DatabaseTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (dialect, url) = match self {
-            DatabaseTarget::Sqlite { url } => ("Sqlite", url),
-            DatabaseTarget::Postgres { url } => ("Postgres", url),
-        };
-        f.debug_struct(dialect).field("url", &without_password(url)).finish()
-    }
-}
-
-impl fmt::Debug for QueueLocation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("QueueLocation")
-            .field("redis_url", &self.redis_url.as_deref().map(without_password))
-            .field("prefix", &self.prefix)
-            .finish()
-    }
-}
-
-/// A URL with the password of its user info replaced, for logs and debug output.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rsplit_once('@') {
-        Some((user_info, host)) if user_info.contains(':') => {
-            let user = user_info.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:[redacted]@{host}{}", &rest[authority_end..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct S3Config {
-    /// `None` runs the S3 server in-process over `DATA_DIR/objects`.
-    pub endpoint: Option<String>,
-    pub bucket: String,
-    pub region: String,
-    /// `None` in embedded mode: credentials are generated for the in-process server.
-    /// The access key id and its secret (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
-    pub credentials: Option<(String, Secret)>,
-    pub force_path_style: bool,
 }
 
 /// How long each kind of object lives before the purge deletes it (`UPLOAD_TTL`,
@@ -530,11 +467,6 @@ fn socket_text(host: IpAddr, port: u16) -> String {
 /// Whether the host of an `http(s)://host[:port]/...` URL is loopback.
 fn url_host_is_loopback(url: &str) -> bool {
     crate::hosts::is_loopback_host(crate::hosts::url_host(url))
-}
-
-fn valid_bucket_name(name: &str) -> bool {
-    (3..=63).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
 }
 
 #[cfg(test)]

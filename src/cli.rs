@@ -72,6 +72,9 @@ pub enum CreditsCommand {
     },
     /// USER's balance, held credits and latest ledger entries
     Show { user: String },
+    /// Reconcile now: every balance against its ledger, Stripe's paid sessions against
+    /// our payments (missing purchases are applied), as the scheduler does daily
+    Reconcile,
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +136,8 @@ mod tests {
             Some(Command::Credits { command: CreditsCommand::Revoke { amount: 5, .. } })
         ));
         assert!(Cli::try_parse_from(["petportrait", "credits", "grant", "usr_x", "-5", "--reason", "x"]).is_err());
+        let parsed = Cli::try_parse_from(["petportrait", "credits", "reconcile"]).expect("parses");
+        assert!(matches!(parsed.command, Some(Command::Credits { command: CreditsCommand::Reconcile })));
     }
 
     #[test]

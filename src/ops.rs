@@ -41,6 +41,21 @@ pub async fn credits_command(config: Config, command: CreditsCommand) -> anyhow:
     match command {
         CreditsCommand::Grant { user, amount, reason } => adjust(parse(&user)?, i64::from(amount), reason).await?,
         CreditsCommand::Revoke { user, amount, reason } => adjust(parse(&user)?, -i64::from(amount), reason).await?,
+        CreditsCommand::Reconcile => {
+            let stripe = config.payments.stripe.clone().map(petportrait_core::stripe::StripeClient::new);
+            let report = petportrait_scheduler::reconcile(&config, &db, stripe.as_ref(), now_ms()).await?;
+            println!(
+                "accounts checked {}\nbalances differing from their ledger {}\npaid Stripe sessions checked {}\n\
+                 paid sessions applied now {}",
+                report.users_checked, report.balance_differences, report.sessions_checked, report.sessions_applied
+            );
+            if let Some(error) = report.stripe_error {
+                anyhow::bail!("Stripe's sessions could not be listed: {error}");
+            }
+            if report.balance_differences > 0 {
+                anyhow::bail!("balances differ from their ledger (the log names the accounts)");
+            }
+        }
         CreditsCommand::Show { user } => {
             let user = parse(&user)?;
             let row = db.get_user(&user).await?.with_context(|| format!("no user {user}"))?;

@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod extract;
 mod guards;
+mod idempotency;
 mod json;
 mod oidc;
 mod pagination;

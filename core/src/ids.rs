@@ -93,6 +93,9 @@ id_type!(
 id_type!(
     /// A personal API token (its id, not its secret).
     ApiTokenId, "tok");
+id_type!(
+    /// One run of the daily reconciliation.
+    ReconciliationId, "rec");
 
 #[cfg(test)]
 mod tests {

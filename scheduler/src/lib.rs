@@ -2,10 +2,12 @@
 //! a database lease lets one of them work per tick, and the work itself is idempotent,
 //! so a tick that runs twice (a lease that lapsed mid-tick) does no harm.
 
+mod reconcile;
+
 use std::time::Duration;
 
 use petportrait_core::config::Config;
-use petportrait_core::db::{DbError, StalledGeneration};
+use petportrait_core::db::{DbError, ReconciliationRow, StalledGeneration};
 use petportrait_core::errors::error_chain;
 use petportrait_core::ids::GenerationId;
 use petportrait_core::queue::{Dispatch, DispatchId};
@@ -20,6 +22,10 @@ const LEASE_NAME: &str = "maintenance";
 const MAX_BATCHES_PER_TICK: usize = 50;
 /// How many stalled generations one tick dispatches again.
 const STALLED_BATCH: i64 = 200;
+/// `Idempotency-Key`s of checkouts are kept this long (then a retry is a new request).
+const CHECKOUT_KEY_RETENTION_MS: Millis = 24 * 3_600_000;
+
+pub use reconcile::reconcile;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
@@ -37,6 +43,9 @@ pub struct TickReport {
     pub objects_purged: u64,
     pub sessions_deleted: u64,
     pub generations_redispatched: u64,
+    pub checkout_keys_deleted: u64,
+    /// What the reconciliation found, when this tick ran it.
+    pub reconciliation: Option<ReconciliationRow>,
 }
 
 /// Runs a tick every `config.scheduler.tick` until `shutdown`.
@@ -55,6 +64,7 @@ pub async fn run(config: &Config, services: &Services, shutdown: CancellationTok
                 purged = report.objects_purged,
                 sessions = report.sessions_deleted,
                 redispatched = report.generations_redispatched,
+                checkout_keys = report.checkout_keys_deleted,
                 "purge_tick done"
             ),
             Ok(_) => tracing::debug!("purge_tick skipped: another scheduler holds the lease"),
@@ -86,7 +96,16 @@ pub async fn tick(
         + services.db.delete_expired_sign_in_attempts(now, 1_000).await?;
     let generations_redispatched =
         redispatch_stalled(services, now, now - duration_ms(config.scheduler.stalled_after)).await?;
-    Ok(TickReport { ran: true, objects_purged, sessions_deleted, generations_redispatched })
+    let checkout_keys_deleted = services.db.delete_checkout_keys_before(now - CHECKOUT_KEY_RETENTION_MS, 1_000).await?;
+    let reconciliation = reconcile::reconcile_if_due(config, &services.db, now).await?;
+    Ok(TickReport {
+        ran: true,
+        objects_purged,
+        sessions_deleted,
+        generations_redispatched,
+        checkout_keys_deleted,
+        reconciliation,
+    })
 }
 
 /// Deletes expired uploads and outputs in batches: claim rows, delete the objects,

@@ -22,6 +22,7 @@ macro_rules! both_modes {
 mod accounts;
 mod bad_input;
 mod cancel;
+mod checkout;
 mod crash;
 mod flow;
 mod gallery;

@@ -1,5 +1,7 @@
-//! Paying for credits: the packs for sale. (Checkout and Stripe's events come next.)
+//! Paying for credits: the packs for sale, Stripe's events applied once, refunds,
+//! operator adjustments and the ledger under concurrent load. (Checkout: `checkout.rs`.)
 
+use petportrait_tests::fake_stripe::{post_event, signature as stripe_signature};
 use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -35,16 +37,7 @@ async fn the_packs_for_sale_are_listed_once_purchases_are_on(mode: Mode) {
 
 both_modes!(stripe_events_grant_each_purchase_once, stripe_events_grant_each_purchase_once);
 
-const WEBHOOK_SECRET: &str = "whsec_petportrait_tests";
-
-/// A `Stripe-Signature` header as Stripe makes it: `t=…,v1=hex(HMAC-SHA256("{t}.{body}"))`.
-fn stripe_signature(body: &str, secret: &str, at: i64) -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("key");
-    mac.update(format!("{at}.{body}").as_bytes());
-    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    format!("t={at},v1={hex}")
-}
+pub const WEBHOOK_SECRET: &str = "whsec_petportrait_tests";
 
 fn session_event(event_id: &str, kind: &str, session: &str, user: &str, paid: bool, amount: i64) -> String {
     json!({
@@ -63,17 +56,6 @@ fn session_event(event_id: &str, kind: &str, session: &str, user: &str, paid: bo
         }},
     })
     .to_string()
-}
-
-async fn post_event(app: &TestApp, body: &str, signature: Option<String>) -> StatusCode {
-    let mut request = reqwest::Client::new()
-        .post(format!("{}/webhooks/stripe", app.base_url))
-        .header("content-type", "application/json")
-        .body(body.to_owned());
-    if let Some(signature) = signature {
-        request = request.header("stripe-signature", signature);
-    }
-    request.send().await.expect("POST").status()
 }
 
 async fn stripe_events_grant_each_purchase_once(mode: Mode) {
@@ -144,72 +126,6 @@ async fn stripe_events_grant_each_purchase_once(mode: Mode) {
     let data = payments["data"].as_array().expect("data");
     assert_eq!(data.len(), 2, "{payments}");
     assert!(data.iter().all(|p| p["amount"] == 199 && p["currency"] == "eur" && p["status"] == "paid"));
-    app.stop().await;
-}
-
-both_modes!(checkout_opens_a_stripe_session_and_records_nothing, checkout_opens_a_stripe_session_and_records_nothing);
-
-async fn checkout_opens_a_stripe_session_and_records_nothing(mode: Mode) {
-    let stripe = petportrait_tests::fake_stripe::FakeStripe::start().await;
-    let app = TestApp::spawn(
-        mode,
-        &[
-            ("CREDIT_PACKS", "mini:5:199:eur"),
-            ("STRIPE_SECRET_KEY", "sk_test_checkout"),
-            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET),
-            ("STRIPE_API_BASE", &stripe.base_url),
-        ],
-    )
-    .await;
-    let buyer = app.user("Checkout").await;
-    let user = buyer.user_id().await;
-    let checkout = |key: Option<&'static str>, pack: &'static str| {
-        let mut request = buyer.http.post(buyer.url("/v1/checkout")).json(&json!({"pack_id": pack}));
-        if let Some(key) = key {
-            request = request.header("idempotency-key", key);
-        }
-        async move {
-            let response = request.send().await.expect("POST");
-            let status = response.status();
-            let retry_after = response.headers().get("retry-after").map(|v| v.to_str().expect("ascii").to_owned());
-            (status, retry_after, response.json::<serde_json::Value>().await.expect("JSON"))
-        }
-    };
-
-    let (status, _, created) = checkout(Some("buy-1"), "mini").await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let session = created["session_id"].as_str().expect("session").to_owned();
-    assert_eq!(created["checkout_url"], format!("https://checkout.stripe.com/c/pay/{session}"));
-    let sent = stripe.requests().pop().expect("a request");
-    let form = |k: &str| sent.form.get(k).cloned().unwrap_or_default();
-    assert_eq!(form("mode"), "payment");
-    assert_eq!(form("client_reference_id"), user);
-    assert_eq!(form("metadata[pack_id]"), "mini");
-    assert_eq!(form("line_items[0][price_data][unit_amount]"), "199");
-    assert_eq!(form("line_items[0][price_data][currency]"), "eur");
-    assert!(form("success_url").contains("{CHECKOUT_SESSION_ID}"));
-    assert_eq!(sent.authorization.as_deref(), Some("Bearer sk_test_checkout"));
-    assert!(sent.stripe_version.is_some(), "no pinned Stripe-Version");
-    let key = sent.idempotency_key.clone().expect("an idempotency key");
-
-    // The client's retry with the same key reaches Stripe with the same key: one session.
-    let (status, _, again) = checkout(Some("buy-1"), "mini").await;
-    assert_eq!((status, again["session_id"].as_str()), (StatusCode::CREATED, Some(session.as_str())));
-    assert_eq!(stripe.requests().pop().expect("a request").idempotency_key.as_deref(), Some(key.as_str()));
-
-    let (status, _, problem) = checkout(None, "giant").await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_pack")));
-
-    // Stripe down: 503 with Retry-After, and nothing recorded as paid.
-    stripe.fail(true);
-    let (status, retry_after, problem) = checkout(None, "mini").await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("payment_provider_unavailable"))
-    );
-    assert!(retry_after.is_some(), "no Retry-After");
-    assert_eq!(buyer.get("/v1/credits").await.1["balance"], 10, "credits before any payment");
-    assert_eq!(buyer.get("/v1/payments").await.1["data"], json!([]));
     app.stop().await;
 }
 

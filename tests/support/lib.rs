@@ -186,6 +186,9 @@ pub fn test_config(isolation: &Isolation, overrides: &[(&str, &str)]) -> Config 
         ("SCHEDULER_TICK".into(), "1h".into()),
         ("WORKER_CONCURRENCY".into(), "2".into()),
         ("DEV_LOGIN".into(), "true".into()),
+        // No test reaches the real Stripe (the scheduler's reconciliation lists sessions
+        // whenever a secret key is set): a refused local port unless a test's fake is named.
+        ("STRIPE_API_BASE".into(), "http://127.0.0.1:9".into()),
         ("RUST_LOG".into(), std::env::var("TEST_LOG").unwrap_or_else(|_| "warn".into())),
     ];
     vars.extend(isolation.vars.iter().cloned());

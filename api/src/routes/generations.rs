@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use petportrait_core::db::{CancelOutcome, CreateOutcome, GenerationFilter, GenerationRow, NewGeneration};
 use petportrait_core::domain::{GenerationKind, GenerationStatus, Style, find_style};
 use petportrait_core::ids::{GenerationId, UploadId};
@@ -14,12 +13,12 @@ use petportrait_core::output_options::OutputOptions;
 use petportrait_core::queue::Dispatch;
 use petportrait_core::time::now_ms;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{PathId, Query};
+use crate::idempotency::{self, fingerprint, idempotency_key};
 use crate::json::{JsonBytes, parse_json};
 use crate::pagination::{PageRequest, split_page};
 use crate::views::{GenerationView, Page};
@@ -41,30 +40,6 @@ pub struct CreateGenerationRequest {
 
 /// How long pollers should wait before asking again while a generation runs.
 const POLL_HINT_SECONDS: &str = "1";
-
-/// Reads the `Idempotency-Key` header: 1 to 255 visible ASCII characters.
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let text = value.to_str().unwrap_or_default().trim().trim_matches('"');
-    if text.is_empty() || text.len() > 255 || !text.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_idempotency_key",
-            "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        ));
-    }
-    Ok(Some(text.to_owned()))
-}
-
-/// A fingerprint of the request body, independent of key order and whitespace.
-fn fingerprint(body: &[u8]) -> String {
-    let canonical = serde_json::from_slice::<serde_json::Value>(body)
-        .map(|v| v.to_string().into_bytes())
-        .unwrap_or_else(|_| body.to_vec());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical))
-}
 
 pub async fn create_generation(
     State(state): State<AppState>,
@@ -137,11 +112,7 @@ pub async fn create_generation(
             let key = key.as_deref().unwrap_or_default();
             return match db.find_generation_by_idempotency_key(&user_id, key).await? {
                 Some(existing) => replay(&state, existing, &print).await,
-                None => Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "idempotency_in_progress",
-                    "a request with this Idempotency-Key is still being processed",
-                )),
+                None => Err(idempotency::in_progress()),
             };
         }
     };
@@ -160,10 +131,7 @@ pub async fn create_generation(
 /// Answers a repeated `Idempotency-Key`: the same body replays, another body conflicts.
 async fn replay(state: &AppState, existing: GenerationRow, print: &str) -> ApiResult<Response> {
     if existing.request_fingerprint.as_deref() != Some(print) {
-        return Err(ApiError::unprocessable(
-            "idempotency_conflict",
-            "this Idempotency-Key was used with a different request body",
-        ));
+        return Err(idempotency::conflict());
     }
     respond(state, &existing, StatusCode::ACCEPTED, true).await
 }
@@ -180,7 +148,7 @@ async fn respond(state: &AppState, row: &GenerationRow, status: StatusCode, repl
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
     }
     if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+        headers.insert(idempotency::REPLAYED_HEADER, idempotency::replayed_value());
     }
     Ok(response)
 }

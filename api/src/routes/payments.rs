@@ -7,8 +7,9 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use petportrait_core::db::{EventOutcome, Purchase};
-use petportrait_core::stripe::{CheckoutRequest, StripeError, verify_signature};
+use axum::response::{IntoResponse, Response};
+use petportrait_core::db::{CheckoutClaim, EventOutcome};
+use petportrait_core::stripe::{CheckoutRequest, CheckoutSession, StripeError, purchase_for, verify_signature};
 use petportrait_core::time::{now_ms, rfc3339};
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +17,8 @@ use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
-use crate::json::JsonBody;
+use crate::idempotency::{self, fingerprint, idempotency_key};
+use crate::json::{JsonBytes, parse_json};
 use crate::pagination::{PageRequest, split_page};
 use crate::views::Page;
 
@@ -34,19 +36,6 @@ struct Event {
 #[derive(Deserialize)]
 struct EventData {
     object: serde_json::Value,
-}
-
-/// The fields of a Checkout Session we read; the rest is Stripe's business.
-#[derive(Deserialize)]
-struct CheckoutSession {
-    id: String,
-    client_reference_id: Option<String>,
-    #[serde(default)]
-    metadata: HashMap<String, String>,
-    amount_total: Option<i64>,
-    currency: Option<String>,
-    payment_status: Option<String>,
-    payment_intent: Option<String>,
 }
 
 /// The fields of a refunded Charge we read.
@@ -74,8 +63,11 @@ pub async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, b
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             let session: CheckoutSession = serde_json::from_value(event.data.object.clone())
                 .map_err(|_| bad_request("invalid_event", "the event carries no Checkout Session"))?;
-            let paid = session.payment_status.as_deref() == Some("paid");
-            if paid { fulfil(&state, &event.id, &event.kind, &session).await? } else { record(&state, &event).await? }
+            if session.is_paid() {
+                fulfil(&state, &event.id, &event.kind, &session).await?
+            } else {
+                record(&state, &event).await?
+            }
         }
         "charge.refunded" => {
             let charge: RefundedCharge = serde_json::from_value(event.data.object.clone())
@@ -102,36 +94,15 @@ async fn record(state: &AppState, event: &Event) -> ApiResult<EventOutcome> {
     Ok(state.services.db.record_stripe_event(&event.id, &event.kind, now_ms()).await?)
 }
 
-/// Grants the pack Stripe says was paid for: the pack named in the session's metadata,
-/// only if the amount and currency paid are the pack's. The browser has no say.
+/// Grants the pack Stripe says was paid for (see `purchase_for`). The browser has no say.
 async fn fulfil(state: &AppState, event_id: &str, kind: &str, session: &CheckoutSession) -> ApiResult<EventOutcome> {
-    let pack = session.metadata.get("pack_id").and_then(|id| state.payments.packs.iter().find(|p| &p.id == id));
-    let user_id = session.client_reference_id.as_deref();
-    let (Some(pack), Some(user_id)) = (pack, user_id) else {
-        tracing::error!(stripe.session = %session.id, "a paid session names no pack or user of ours; nothing granted");
-        return Ok(state.services.db.record_stripe_event(event_id, kind, now_ms()).await?);
-    };
-    let currency = session.currency.as_deref().unwrap_or_default().to_ascii_lowercase();
-    if session.amount_total != Some(pack.price) || currency != pack.currency {
-        tracing::error!(
-            stripe.session = %session.id,
-            pack.id = %pack.id,
-            paid = ?session.amount_total,
-            currency = %currency,
-            "a paid session's amount is not its pack's price; nothing granted"
-        );
-        return Ok(state.services.db.record_stripe_event(event_id, kind, now_ms()).await?);
+    match purchase_for(&state.payments.packs, session) {
+        Ok(purchase) => Ok(state.services.db.apply_purchase(event_id, kind, &purchase, now_ms()).await?),
+        Err(not_ours) => {
+            tracing::error!(stripe.session = %session.id, reason = %not_ours, "a paid session buys nothing here");
+            Ok(state.services.db.record_stripe_event(event_id, kind, now_ms()).await?)
+        }
     }
-    let purchase = Purchase {
-        user_id,
-        pack_id: &pack.id,
-        credits: pack.credits,
-        amount: pack.price,
-        currency: &pack.currency,
-        checkout_session_id: &session.id,
-        payment_intent_id: session.payment_intent.as_deref(),
-    };
-    Ok(state.services.db.apply_purchase(event_id, kind, &purchase, now_ms()).await?)
 }
 
 #[derive(Deserialize)]
@@ -146,27 +117,46 @@ pub struct CheckoutView {
     session_id: String,
 }
 
+/// A claimed `Idempotency-Key` whose request has not been answered for this long is
+/// taken to be abandoned (its process died while asking Stripe, whose calls time out
+/// after 15 s) and may be taken over by a retry with the same body.
+const CHECKOUT_CLAIM_ABANDONED_MS: i64 = 60_000;
+
 /// `POST /v1/checkout {pack_id}`: a Stripe Checkout Session for one pack. Nothing is
-/// recorded here: credits come only from Stripe's signed events.
+/// recorded as paid here: credits come only from Stripe's signed events. With an
+/// `Idempotency-Key`, a retry gets the first answer again (and never a second session).
 pub async fn create_checkout(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     headers: HeaderMap,
-    JsonBody(request): JsonBody<CheckoutRequestBody>,
-) -> ApiResult<(StatusCode, Json<CheckoutView>)> {
+    JsonBytes(body): JsonBytes,
+) -> ApiResult<Response> {
     let stripe = state.stripe.as_ref().ok_or_else(|| {
         ApiError::new(StatusCode::NOT_FOUND, "purchases_unavailable", "purchases are not available here")
     })?;
+    let key = idempotency_key(&headers)?;
+    let request: CheckoutRequestBody = parse_json(&body)?;
     let pack =
         state.payments.packs.iter().find(|p| p.id == request.pack_id).ok_or_else(|| {
             ApiError::unprocessable("unknown_pack", "no such credit pack (GET /v1/credits lists them)")
         })?;
-    // A client's retry with its Idempotency-Key reaches Stripe with the same key, so
-    // Stripe answers with the same session instead of opening a second one.
-    let client_key =
-        headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty() && k.len() <= 255);
-    let idempotency_key = match client_key {
-        Some(key) => format!("checkout-{}-{}-{key}", user.id, pack.id),
+    let user_id = user.user_id();
+    let db = &state.services.db;
+    if let Some(key) = &key {
+        let now = now_ms();
+        match db.claim_checkout_key(&user_id, key, &fingerprint(&body), now, now - CHECKOUT_CLAIM_ABANDONED_MS).await? {
+            CheckoutClaim::Claimed => {}
+            CheckoutClaim::Conflict => return Err(idempotency::conflict()),
+            CheckoutClaim::InFlight => return Err(idempotency::in_progress()),
+            CheckoutClaim::Replay { session_id, checkout_url } => {
+                return Ok(created(CheckoutView { checkout_url, session_id }, true));
+            }
+        }
+    }
+    // Stripe gets an idempotency key of its own too: a call retried after a lost answer
+    // (or by a request that took over an abandoned claim) opens no second session.
+    let stripe_key = match &key {
+        Some(key) => format!("checkout-{}-{key}", user.id),
         None => format!("checkout-{}", ulid::Ulid::generate()),
     };
     let success_url = format!("{}/?checkout=success&session_id={{CHECKOUT_SESSION_ID}}", state.public_url);
@@ -176,12 +166,18 @@ pub async fn create_checkout(
         pack,
         success_url: &success_url,
         cancel_url: &cancel_url,
-        idempotency_key: &idempotency_key,
+        idempotency_key: &stripe_key,
     };
-    match stripe.create_checkout_session(&checkout).await {
+    let outcome = stripe.create_checkout_session(&checkout).await;
+    match (&outcome, &key) {
+        (Ok(session), Some(key)) => db.complete_checkout_key(&user_id, key, &session.id, &session.url).await?,
+        (Err(_), Some(key)) => db.release_checkout_key(&user_id, key).await?,
+        (_, None) => {}
+    }
+    match outcome {
         Ok(session) => {
             tracing::info!(user.id = %user.id, pack.id = %pack.id, stripe.session = %session.id, "checkout started");
-            Ok((StatusCode::CREATED, Json(CheckoutView { checkout_url: session.url, session_id: session.id })))
+            Ok(created(CheckoutView { checkout_url: session.url, session_id: session.id }, false))
         }
         Err(StripeError::Unavailable(cause)) => {
             let chain = cause.as_ref().map(|e| petportrait_core::errors::error_chain(e)).unwrap_or_default();
@@ -201,6 +197,14 @@ pub async fn create_checkout(
             ))
         }
     }
+}
+
+fn created(view: CheckoutView, replayed: bool) -> Response {
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    if replayed {
+        response.headers_mut().insert(idempotency::REPLAYED_HEADER, idempotency::replayed_value());
+    }
+    response
 }
 
 #[derive(Serialize)]

@@ -118,6 +118,9 @@ pub struct SchedulerConfig {
     pub purge_batch: u32,
     /// A generation that has not moved for this long is dispatched again.
     pub stalled_after: Duration,
+    /// How often balances are checked against the ledger and Stripe's paid sessions
+    /// against our payments.
+    pub reconcile_every: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -375,7 +378,11 @@ impl Config {
             tick: r.duration("SCHEDULER_TICK", Duration::from_secs(30)),
             purge_batch: r.parsed("PURGE_BATCH", 500, "a positive number"),
             stalled_after: r.duration("STALLED_AFTER", Duration::from_secs(300)),
+            reconcile_every: r.duration("RECONCILE_INTERVAL", Duration::from_secs(24 * 3600)),
         };
+        if scheduler.reconcile_every < Duration::from_secs(60) {
+            r.problem("RECONCILE_INTERVAL", "must be at least 1m");
+        }
         if scheduler.purge_batch == 0 || scheduler.purge_batch > 1000 {
             r.problem("PURGE_BATCH", "must be between 1 and 1000 (the S3 DeleteObjects limit)");
         }

@@ -273,3 +273,14 @@ fn credit_packs_and_stripe_keys() {
     assert_eq!((stripe.webhook_secrets.len(), stripe.api_base.as_str()), (2, "https://api.stripe.com"));
     assert!(!format!("{c:?}").contains("supersecret"), "a Stripe key is printed");
 }
+
+#[test]
+fn the_reconciliation_runs_daily_unless_told_otherwise() {
+    assert_eq!(parse(&[]).expect("defaults").scheduler.reconcile_every, Duration::from_secs(86_400));
+    assert_eq!(
+        parse(&[("RECONCILE_INTERVAL", "6h")]).expect("valid").scheduler.reconcile_every,
+        Duration::from_secs(6 * 3600)
+    );
+    let err = parse(&[("RECONCILE_INTERVAL", "30s")]).expect_err("too often");
+    assert_eq!(err.problems[0].variable, "RECONCILE_INTERVAL");
+}

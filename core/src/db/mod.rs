@@ -8,6 +8,7 @@
 //! `UPDATE ... WHERE` statements rather than check-then-act.
 
 mod cancel;
+mod checkout;
 mod credits;
 mod gallery;
 mod generations;
@@ -15,6 +16,7 @@ mod leases;
 mod objects;
 mod payments;
 mod policy;
+mod reconcile;
 mod rows;
 mod runs;
 mod sessions;
@@ -27,12 +29,14 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
 pub use cancel::CancelOutcome;
+pub use checkout::CheckoutClaim;
 pub use credits::Adjustment;
 pub use gallery::KeepOutcome;
 pub use generations::{CreateOutcome, GenerationFilter, NewGeneration};
 pub use objects::{DueObject, NewObject};
 pub use payments::{EventOutcome, PaymentRow, Purchase};
 pub use policy::PolicyVersionRow;
+pub use reconcile::{LedgerCheck, ReconciliationRow};
 pub use rows::*;
 pub use runs::{ChargeOutcome, ClaimOutcome};
 pub use sessions::{ApiTokenRow, SessionUser, SignInAttempt, TokenUser};

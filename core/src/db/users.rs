@@ -33,7 +33,7 @@ pub struct SealedUserFields {
 }
 
 /// `$from, $from+1, …` for an `IN` list of `count` values.
-fn placeholders(from: usize, count: usize) -> String {
+pub(super) fn placeholders(from: usize, count: usize) -> String {
     (from..from + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 

@@ -1,5 +1,5 @@
-//! Stripe's side of payments that needs no network: verifying a webhook's
-//! `Stripe-Signature` header (`t=…,v1=<hex HMAC-SHA256 of "{t}.{raw body}">`).
+//! Verifying a webhook's `Stripe-Signature` header (`t=…,v1=<hex HMAC-SHA256 of
+//! "{t}.{raw body}">`).
 //!
 //! Checked as Stripe's own libraries check it: every `v1` value counts (Stripe sends
 //! one per active endpoint secret while a secret is being rolled), any of our
@@ -132,92 +132,5 @@ mod tests {
                 "{malformed}"
             );
         }
-    }
-}
-
-/// The Stripe API version every call pins, so an account upgrade never changes what
-/// we send or read.
-pub const STRIPE_VERSION: &str = "2024-06-20";
-
-#[derive(Debug, thiserror::Error)]
-pub enum StripeError {
-    /// Stripe could not be reached or answered with a server error: try later.
-    #[error("Stripe is unavailable")]
-    Unavailable(#[source] Option<reqwest::Error>),
-    /// Stripe refused the request (a 4xx): our configuration is wrong.
-    #[error("Stripe refused the request with {status}: {message}")]
-    Refused { status: u16, message: String },
-}
-
-/// A Checkout Session as created.
-#[derive(Debug, serde::Deserialize)]
-pub struct CreatedSession {
-    pub id: String,
-    pub url: String,
-}
-
-/// What a Checkout Session sells and to whom.
-pub struct CheckoutRequest<'a> {
-    pub user_id: &'a str,
-    pub pack: &'a crate::config::CreditPack,
-    pub success_url: &'a str,
-    pub cancel_url: &'a str,
-    /// Sent as Stripe's `Idempotency-Key`: a retried call never makes a second session.
-    pub idempotency_key: &'a str,
-}
-
-/// Calls to Stripe's API with our secret key. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct StripeClient {
-    http: reqwest::Client,
-    config: crate::config::StripeConfig,
-}
-
-impl StripeClient {
-    pub fn new(config: crate::config::StripeConfig) -> StripeClient {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(15))
-            .build()
-            .expect("a client with rustls builds");
-        StripeClient { http, config }
-    }
-
-    /// Creates a Checkout Session in payment mode for one pack.
-    pub async fn create_checkout_session(&self, request: &CheckoutRequest<'_>) -> Result<CreatedSession, StripeError> {
-        let pack = request.pack;
-        let form = [
-            ("mode", "payment".to_owned()),
-            ("success_url", request.success_url.to_owned()),
-            ("cancel_url", request.cancel_url.to_owned()),
-            ("client_reference_id", request.user_id.to_owned()),
-            ("metadata[pack_id]", pack.id.clone()),
-            ("metadata[user_id]", request.user_id.to_owned()),
-            ("line_items[0][quantity]", "1".to_owned()),
-            ("line_items[0][price_data][currency]", pack.currency.clone()),
-            ("line_items[0][price_data][unit_amount]", pack.price.to_string()),
-            ("line_items[0][price_data][product_data][name]", format!("{} PetPortrait credits", pack.credits)),
-        ];
-        let response = self
-            .http
-            .post(format!("{}/v1/checkout/sessions", self.config.api_base))
-            .bearer_auth(self.config.secret_key.expose())
-            .header("Stripe-Version", STRIPE_VERSION)
-            .header("Idempotency-Key", request.idempotency_key)
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| StripeError::Unavailable(Some(e)))?;
-        let status = response.status();
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(StripeError::Unavailable(None));
-        }
-        if !status.is_success() {
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
-            let message = body["error"]["message"].as_str().unwrap_or("no message").chars().take(200).collect();
-            return Err(StripeError::Refused { status: status.as_u16(), message });
-        }
-        response.json::<CreatedSession>().await.map_err(|e| StripeError::Unavailable(Some(e)))
     }
 }

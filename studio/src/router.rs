@@ -45,7 +45,8 @@ pub fn from_config(config: &Config) -> Result<Arc<dyn Studio>, RemoteSetupError>
     let remote: Option<Arc<dyn Studio>> = match &config.models.provider {
         Some(provider) => {
             let runtime = tokio::runtime::Handle::current();
-            Some(Arc::new(RemoteStudio::new(provider, config.uploads.clone(), runtime)?))
+            let outputs = petportrait_core::outbound::Outbound::new(config.outbound_allow_private);
+            Some(Arc::new(RemoteStudio::new(provider, config.uploads.clone(), runtime, outputs)?))
         }
         None => None,
     };

@@ -250,7 +250,7 @@ async fn the_profile_picture_is_copied_once_and_served_by_us(mode: Mode) {
     provider.set_person(someone.clone());
     let mut overrides = provider.app_overrides();
     // The provider runs on loopback; outside tests only public addresses are fetched.
-    overrides.push(("OUTBOUND_ALLOW_PRIVATE", "true".to_owned()));
+    overrides.push(("WEBHOOK_ALLOW_PRIVATE", "true".to_owned()));
     let overrides: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let app = TestApp::spawn(mode, &overrides).await;
 

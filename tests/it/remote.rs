@@ -27,7 +27,8 @@ fn remote_studio(fake: &FakeProvider, extra: &[(&str, &str)]) -> Arc<RemoteStudi
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let config = Config::from_vars(vars).unwrap_or_else(|e| panic!("{e}"));
     let provider = config.models.provider.as_ref().expect("a provider");
-    let studio = RemoteStudio::new(provider, config.uploads.clone(), tokio::runtime::Handle::current());
+    let outputs = petportrait_core::outbound::Outbound::new(config.outbound_allow_private);
+    let studio = RemoteStudio::new(provider, config.uploads.clone(), tokio::runtime::Handle::current(), outputs);
     Arc::new(studio.expect("the remote studio"))
 }
 
@@ -191,6 +192,54 @@ async fn remote_errors_map_to_permanent_or_retryable() {
     let error = render_once(&wrong, "auth-a1").await.expect_err("unauthorized");
     assert!(matches!(error, StudioError::Unavailable(_)), "{error:?}");
     assert_eq!(fake.seen().creates.len(), before + 1);
+}
+
+/// Output URLs go through the SSRF-safe client: internal addresses in every spelling,
+/// a name resolving to one, and a redirect towards one are refused, and the generation
+/// fails as the model's (it is not retried as an outage, which would pay again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_outputs_never_reach_internal_addresses() {
+    use petportrait_core::outbound::Outbound;
+    let fake = FakeProvider::start(Script::default()).await;
+    let mut vars: Vec<(String, String)> = fake.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    vars.push(("WEBHOOK_ALLOW_PRIVATE".into(), "false".into()));
+    let config = Config::from_vars(vars).unwrap_or_else(|e| panic!("{e}"));
+    let provider = config.models.provider.as_ref().expect("a provider");
+    let hosts = std::collections::HashMap::from([(
+        "cdn.provider.example".to_owned(),
+        vec!["10.1.2.3".parse().expect("ip"), "93.184.216.34".parse().expect("ip")],
+    )]);
+    let outputs = Outbound::with_fixed_hosts(false, hosts);
+    let studio = RemoteStudio::new(provider, config.uploads.clone(), tokio::runtime::Handle::current(), outputs)
+        .expect("the remote studio");
+    let studio = Arc::new(studio);
+    for (i, url) in [
+        "http://127.0.0.1:9/portrait.png",
+        "https://127.0.0.1/portrait.png",
+        "https://[::1]/portrait.png",
+        "https://10.0.0.1/portrait.png",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::ffff:127.0.0.1]/portrait.png",
+        "https://2130706433/portrait.png",
+        "https://cdn.provider.example/portrait.png",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        fake.script(Script { outcome: Outcome::SucceedAt(url.to_owned()), ..Script::default() });
+        let error = render_once(&studio, &format!("ssrf{i}-a1")).await.expect_err("refused");
+        assert!(matches!(error, StudioError::ModelFailed(_)), "{url}: {error:?}");
+        let chain = petportrait_core::errors::error_chain(&error);
+        assert!(chain.contains("refused URL") || chain.contains("not a public address"), "{url}: {chain}");
+    }
+    assert_eq!(fake.seen().downloads, 0, "a download reached the fake (all of it is loopback)");
+
+    // A redirect is an answer, never followed, even from a target that is allowed.
+    let lenient = remote_studio(&fake, &[]);
+    fake.script(Script { outcome: Outcome::SucceedWithRedirect, ..Script::default() });
+    let error = render_once(&lenient, "redirect-a1").await.expect_err("not followed");
+    assert!(matches!(error, StudioError::ModelFailed(_)), "{error:?}");
+    assert!(petportrait_core::errors::error_chain(&error).contains("302"), "{error:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

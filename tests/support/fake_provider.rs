@@ -30,6 +30,10 @@ pub enum Outcome {
     SucceedWithHtml,
     /// `succeeded`, but the output's URL answers 404 (an expired delivery link).
     SucceedWithMissingOutput,
+    /// `succeeded`, with this output URL verbatim (where a provider must not send us).
+    SucceedAt(String),
+    /// `succeeded`, but the output's URL answers 302 to the cloud metadata service.
+    SucceedWithRedirect,
     /// `failed` with a content-policy error (Replicate's wording).
     ContentPolicy,
     /// `failed` with this error.
@@ -187,6 +191,8 @@ impl FakeProvider {
             ("PROVIDER_POLL_MAX_INTERVAL", "50ms".into()),
             ("PROVIDER_RETRY_DELAY", "20ms".into()),
             ("PROVIDER_REQUEST_TIMEOUT", "5s".into()),
+            // The fake serves its outputs on loopback too.
+            ("WEBHOOK_ALLOW_PRIVATE", "true".into()),
         ]
     }
 
@@ -337,6 +343,14 @@ async fn poll(State(shared): State<Arc<Shared>>, Path(id): Path<String>, headers
                     p.status = "succeeded";
                     p.output = json!([format!("{}/files/expired/portrait.png", shared.base)]);
                 }
+                Outcome::SucceedAt(url) => {
+                    p.status = "succeeded";
+                    p.output = json!([url]);
+                }
+                Outcome::SucceedWithRedirect => {
+                    p.status = "succeeded";
+                    p.output = json!([format!("{}/files/{id}/redirect.png", shared.base)]);
+                }
                 Outcome::ContentPolicy => {
                     p.status = "failed";
                     p.error = json!("NSFW content detected. Your input was flagged as sensitive (E005).");
@@ -387,6 +401,10 @@ async fn file(State(shared): State<Arc<Shared>>, Path((id, name)): Path<(String,
     }
     if name.ends_with(".html") {
         return ([(header::CONTENT_TYPE, "text/html")], "<html>not a portrait</html>").into_response();
+    }
+    if name == "redirect.png" {
+        let to = "http://169.254.169.254/latest/meta-data/iam/security-credentials/";
+        return (StatusCode::FOUND, [(header::LOCATION, to)]).into_response();
     }
     ([(header::CONTENT_TYPE, "image/png")], FakeProvider::output_png()).into_response()
 }

@@ -44,8 +44,9 @@ pub struct Config {
     pub dev_login: bool,
     /// Google sign-in (OpenID Connect), when `GOOGLE_CLIENT_ID` and `_SECRET` are set.
     pub google: Option<GoogleSignIn>,
-    /// `OUTBOUND_ALLOW_PRIVATE`: outbound requests to URLs from outside (a profile
-    /// picture) may reach loopback and private addresses. Tests only.
+    /// `WEBHOOK_ALLOW_PRIVATE`: outbound requests to URLs from outside (webhook
+    /// endpoints, a remote model's outputs, a profile picture) may reach loopback and
+    /// private addresses, and plain http. Tests only.
     pub outbound_allow_private: bool,
     /// The keys that seal personal fields (`ENCRYPTION_KEY`, `ENCRYPTION_PREVIOUS_KEYS`).
     pub encryption: EncryptionKeys,
@@ -324,7 +325,7 @@ impl Config {
         }
 
         let encryption = read_encryption_keys(&mut r, embedded);
-        let outbound_allow_private = r.boolean("OUTBOUND_ALLOW_PRIVATE", false);
+        let outbound_allow_private = r.boolean("WEBHOOK_ALLOW_PRIVATE", false);
 
         let starter_credits: i64 = r.parsed("STARTER_CREDITS", 10, "a whole number of credits");
         if starter_credits < 0 {

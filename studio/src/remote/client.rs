@@ -1,8 +1,10 @@
 //! HTTP to one provider: a timeout on every call, retries of 5xx, 408, 429 and
 //! connection errors with backoff (honouring `Retry-After`), the circuit breaker, and
-//! the rules for where requests and the token may go.
+//! the rules for where requests and the token may go: calls to the provider's own
+//! origin (the operator chose it, so it may be a private address) carry the token;
+//! anything else the provider names (output URLs) goes through the SSRF-safe
+//! `Outbound` client, without the token.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,7 +16,7 @@ use super::breaker::Breaker;
 use super::protocol::excerpt;
 use super::{ProviderError, RemoteSetupError};
 use petportrait_core::config::{ProviderConfig, Secret};
-use petportrait_core::hosts::is_public_ip;
+use petportrait_core::outbound::{Outbound, is_refusal};
 
 /// The longest `Retry-After` honoured inside one attempt; a provider asking for more
 /// is left alone and the attempt fails as unavailable (the worker's own backoff follows).
@@ -44,9 +46,8 @@ pub(super) struct Provider {
     http: reqwest::Client,
     base: Url,
     token: Option<Secret>,
-    /// A plain-http provider on loopback (tests, a local model server): its outputs may
-    /// be plain http and on loopback too.
-    local: bool,
+    /// For every URL not on the provider's origin.
+    outputs: Outbound,
     retries: u32,
     retry_delay: Duration,
     request_timeout: Duration,
@@ -54,7 +55,7 @@ pub(super) struct Provider {
 }
 
 impl Provider {
-    pub fn new(config: &ProviderConfig) -> Result<Provider, RemoteSetupError> {
+    pub fn new(config: &ProviderConfig, outputs: Outbound) -> Result<Provider, RemoteSetupError> {
         let base = Url::parse(&format!("{}/", config.url.trim_end_matches('/')))
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
@@ -64,7 +65,8 @@ impl Provider {
             .use_rustls_tls()
             .https_only(!local)
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
-            .redirect(redirect_policy(local))
+            // The provider's own API never needs a redirect; one would be a misconfiguration.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("petportrait/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(RemoteSetupError::Client)?;
@@ -72,7 +74,7 @@ impl Provider {
             http,
             base,
             token: config.token.clone(),
-            local,
+            outputs,
             retries: config.retries,
             retry_delay: config.retry_delay,
             request_timeout: config.request_timeout,
@@ -98,21 +100,22 @@ impl Provider {
             .unwrap_or_else(|| self.endpoint(fallback_path))
     }
 
-    /// Whether an output URL may be fetched: https (plain http only from a local
-    /// provider), and never a literal private, loopback or link-local address unless the
-    /// provider itself is local. (Names resolving to such addresses are not checked: the
-    /// provider is trusted that far.)
+    /// Whether an output URL may be fetched: what `Outbound` accepts (public https,
+    /// unless `WEBHOOK_ALLOW_PRIVATE`); the name is checked again when it is resolved.
     pub fn check_output_url(&self, url: &Url) -> Result<(), String> {
-        allowed_target(url, self.local)
+        self.outputs.check_url(url.as_str()).map(|_| ()).map_err(|e| e.to_string())
     }
 
-    /// A request, with the token only when it goes to the provider's own origin.
+    /// A request: to the provider's own origin with the token, anywhere else through
+    /// the SSRF-safe client and without it.
     pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        let same_origin = url.origin() == self.base.origin();
+        if url.origin() != self.base.origin() {
+            return self.outputs.request(method, url);
+        }
         let request = self.http.request(method, url);
-        match (&self.token, same_origin) {
-            (Some(token), true) => request.header(AUTHORIZATION, format!("Bearer {}", token.expose())),
-            _ => request,
+        match &self.token {
+            Some(token) => request.header(AUTHORIZATION, format!("Bearer {}", token.expose())),
+            None => request,
         }
     }
 
@@ -161,6 +164,12 @@ impl Provider {
                 }
                 // The provider answered; the answer is just too big for us.
                 Err(error @ ProviderError::TooLarge { .. }) => {
+                    self.breaker.record(true);
+                    return Err(error);
+                }
+                // We refused the target (an internal address): not the provider being
+                // down, and no retry changes it.
+                Err(error) if is_refusal(&error) => {
                     self.breaker.record(true);
                     return Err(error);
                 }
@@ -232,38 +241,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some((at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
 }
 
-fn allowed_target(url: &Url, local: bool) -> Result<(), String> {
-    if local {
-        return matches!(url.scheme(), "http" | "https").then_some(()).ok_or_else(|| "not http(s)".to_owned());
-    }
-    if url.scheme() != "https" {
-        return Err(format!("{} is not https", url.scheme()));
-    }
-    let host = url.host_str().ok_or("no host")?;
-    if host.eq_ignore_ascii_case("localhost") || host.to_ascii_lowercase().ends_with(".localhost") {
-        return Err("a local host".into());
-    }
-    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-        Ok(ip) if !is_public_ip(ip) => Err(format!("{ip} is not a public address")),
-        _ => Ok(()),
-    }
-}
-
-/// Redirects: at most five, each to a target the output rules allow (so a redirect
-/// cannot lead to plain http or an internal address). reqwest drops `Authorization`
-/// when a redirect leaves the origin.
-fn redirect_policy(local: bool) -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= 5 {
-            attempt.error("more than five redirects")
-        } else if allowed_target(attempt.url(), local).is_ok() {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,24 +258,5 @@ mod tests {
         assert_eq!(retry_after(&headers), Some(Duration::ZERO), "a date in the past");
         headers.insert(RETRY_AFTER, "soon".parse().expect("header"));
         assert_eq!(retry_after(&headers), None);
-    }
-
-    #[test]
-    fn outputs_must_be_public_https_unless_the_provider_is_local() {
-        let url = |u: &str| Url::parse(u).expect("url");
-        assert!(allowed_target(&url("https://replicate.delivery/x/out.png"), false).is_ok());
-        for refused in [
-            "http://replicate.delivery/x.png",
-            "https://169.254.169.254/latest/meta-data",
-            "https://10.0.0.7/x",
-            "https://[::1]/x",
-            "https://[::ffff:127.0.0.1]/x",
-            "https://localhost/x",
-            "file:///etc/passwd",
-        ] {
-            assert!(allowed_target(&url(refused), false).is_err(), "{refused}");
-        }
-        assert!(allowed_target(&url("http://127.0.0.1:9000/x.png"), true).is_ok());
-        assert!(allowed_target(&url("file:///etc/passwd"), true).is_err());
     }
 }

@@ -132,13 +132,15 @@ impl std::fmt::Debug for RemoteStudio {
 
 impl RemoteStudio {
     /// A studio for `config`'s provider whose HTTP runs on `runtime` (multi-threaded).
+    /// Output URLs are fetched through `outputs`, the SSRF-safe client.
     pub fn new(
         config: &ProviderConfig,
         limits: UploadLimits,
         runtime: Handle,
+        outputs: petportrait_core::outbound::Outbound,
     ) -> Result<RemoteStudio, RemoteSetupError> {
         Ok(RemoteStudio {
-            provider: Provider::new(config)?,
+            provider: Provider::new(config, outputs)?,
             runtime,
             limits,
             config: config.clone(),
@@ -373,6 +375,10 @@ impl RemoteStudio {
                         // What retrying cannot fix: too large, or an answer such as 404 or
                         // a refused redirect left after the retries of 5xx, 408 and 429.
                         ProviderError::TooLarge { .. } => StudioError::ModelFailed(Box::new(error)),
+                        // An output on an internal address (the name resolved to one).
+                        _ if petportrait_core::outbound::is_refusal(&error) => {
+                            StudioError::ModelFailed(Box::new(error))
+                        }
                         ProviderError::Status { status, .. } if !(status >= 500 || status == 408 || status == 429) => {
                             StudioError::ModelFailed(Box::new(error))
                         }

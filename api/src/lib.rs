@@ -7,6 +7,7 @@ mod extract;
 mod guards;
 mod idempotency;
 mod json;
+mod live;
 mod oidc;
 mod pagination;
 mod routes;
@@ -47,6 +48,10 @@ pub struct AppState {
     pub stripe: Option<petportrait_core::stripe::StripeClient>,
     /// Google sign-in, when configured.
     pub oidc: Option<Arc<oidc::Oidc>>,
+    /// The event streams open in this process, woken by the change feed.
+    pub live: Arc<live::Watchers>,
+    /// `SSE_HEARTBEAT`.
+    pub sse_heartbeat: Duration,
 }
 
 impl AppState {
@@ -68,6 +73,8 @@ impl AppState {
                 }
             }),
             decode_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
+            live: Arc::new(live::Watchers::new(CancellationToken::new())),
+            sse_heartbeat: config.http.sse_heartbeat,
         }
     }
 }
@@ -109,6 +116,7 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         )
         .route("/v1/generations/{id}", get(routes::generations::get_generation))
         .route("/v1/generations/{id}/cancel", post(routes::generations::cancel_generation))
+        .route("/v1/generations/{id}/events", get(routes::events::generation_events))
         .route("/v1/generations/{id}/save", post(routes::gallery::save_generation))
         .route("/v1/gallery", get(routes::gallery::list_gallery))
         .route("/v1/gallery/{id}", delete(routes::gallery::delete_gallery_item))
@@ -144,6 +152,18 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let state = AppState::new(config, services);
+    // The streams end as soon as the API starts stopping (they would hold the shutdown
+    // open until SHUTDOWN_TIMEOUT otherwise); their clients reconnect elsewhere.
+    let live = state.live.clone();
+    let streams_end = live.shutdown.clone();
+    let feed = tokio::spawn(live.run(state.services.changes.clone()));
     let app = router(state, config.dev_login);
-    serve::serve(listener, app, &config.http, shutdown).await
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        streams_end.cancel();
+    });
+    let served = serve::serve(listener, app, &config.http, shutdown).await;
+    feed.abort();
+    served
 }

@@ -4,6 +4,7 @@
 //! own (`petportrait-studio`), which the API and the scheduler never link.
 
 pub mod accounts;
+pub mod changes;
 pub mod config;
 pub mod db;
 pub mod domain;

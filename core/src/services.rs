@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::accounts::{AccountError, Accounts};
+use crate::changes::ChangeFeed;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::memory::MemoryBudget;
@@ -30,6 +31,8 @@ pub enum ServicesError {
     Keys(#[from] SealError),
     #[error("cannot seal the accounts written before encryption at rest")]
     Reseal(#[from] AccountError),
+    #[error("cannot use the change feed")]
+    Changes(#[from] crate::changes::ChangeFeedError),
 }
 
 /// Whether this process applies migrations or expects them applied.
@@ -55,6 +58,8 @@ pub struct Services {
     pub accounts: Accounts,
     /// The one client for URLs from outside: public addresses only.
     pub outbound: Outbound,
+    /// "Generation X changed", published after each change commits.
+    pub changes: ChangeFeed,
     embedded_s3: Option<Arc<EmbeddedS3>>,
 }
 
@@ -89,7 +94,11 @@ impl Services {
         let objects = ObjectWriter::new(db.clone(), store.clone(), config.lifetimes.clone());
         let memory = MemoryBudget::new(config.memory_budget);
         let outbound = Outbound::new(config.outbound_allow_private);
-        Ok(Services { db, queue, store, objects, memory, accounts, outbound, embedded_s3 })
+        let changes = match &config.queue.redis_url {
+            Some(url) => ChangeFeed::redis(url, &config.queue.prefix).await?,
+            None => ChangeFeed::in_process(),
+        };
+        Ok(Services { db, queue, store, objects, memory, accounts, outbound, changes, embedded_s3 })
     }
 
     /// Stops the in-process S3 server (if any) and closes the pools.

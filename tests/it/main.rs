@@ -24,6 +24,7 @@ mod bad_input;
 mod cancel;
 mod checkout;
 mod crash;
+mod events;
 mod flow;
 mod gallery;
 mod google;

@@ -59,12 +59,16 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
             // back) rather than claim it again on every delivery.
             tracing::error!(error = %error_chain(&error), "the generation's row cannot be read; failing it");
             db.mark_failed(id, None, "corrupt_row", &public_message("corrupt_row"), false, now_ms()).await?;
+            changed(state, id).await;
             return Ok(());
         }
         claimed => claimed?,
     };
     let row = match claimed {
-        ClaimOutcome::Claimed(row) => row,
+        ClaimOutcome::Claimed(row) => {
+            changed(state, id).await;
+            row
+        }
         ClaimOutcome::Terminal | ClaimOutcome::Missing => {
             tracing::info!("generation already ended; nothing to do");
             return Ok(());
@@ -90,6 +94,7 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
         tracing::warn!(attempts = row.attempts, "attempts exhausted before this run");
         db.mark_failed(id, Some(owner), "attempts_exhausted", "the generation failed too many times", true, now_ms())
             .await?;
+        changed(state, id).await;
         return Ok(());
     }
 
@@ -107,6 +112,7 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
         Err(JobError::Abort { code, source }) => {
             tracing::warn!(error.code = code, error = %error_chain(source.as_ref()), "generation failed permanently");
             db.mark_failed(id, Some(owner), code, &public_message(code), false, now_ms()).await?;
+            changed(state, id).await;
             Ok(())
         }
         Err(JobError::Retry { code, source }) if row.attempts < max_attempts => {
@@ -121,20 +127,28 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
             let now = now_ms();
             let dispatch = Dispatch::Retry { attempt: row.attempts + 1 }.plan(id);
             let task = dispatch.task().to_string();
-            if db.mark_waiting_for_retry(id, owner, now, now + duration_ms(delay), &task).await?
-                && let Err(error) = state.services.queue.dispatch(&dispatch, delay).await
-            {
-                // The stalled-generation sweep of the scheduler dispatches it again.
-                tracing::error!(error = %error_chain(&error), "could not schedule the retry");
+            if db.mark_waiting_for_retry(id, owner, now, now + duration_ms(delay), &task).await? {
+                changed(state, id).await;
+                if let Err(error) = state.services.queue.dispatch(&dispatch, delay).await {
+                    // The stalled-generation sweep of the scheduler dispatches it again.
+                    tracing::error!(error = %error_chain(&error), "could not schedule the retry");
+                }
             }
             Ok(())
         }
         Err(JobError::Retry { code, source }) => {
             tracing::error!(error.code = code, error = %error_chain(source.as_ref()), "last attempt failed");
             db.mark_failed(id, Some(owner), "attempts_exhausted", &public_message(code), true, now_ms()).await?;
+            changed(state, id).await;
             Ok(())
         }
     }
+}
+
+/// Announces a change of the generation that just committed (streams and webhooks
+/// read the row themselves).
+async fn changed(state: &WorkerState, id: &GenerationId) {
+    state.services.changes.publish(id.as_str()).await;
 }
 
 /// Dispatches the generation again at `at` (ms). Each look is a job of its own: a
@@ -157,7 +171,10 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
         .await
         .map_err(JobError::retry("database"))?
     {
-        ChargeOutcome::Charged => tracing::info!(credits = row.cost, "charged"),
+        ChargeOutcome::Charged => {
+            tracing::info!(credits = row.cost, "charged");
+            changed(state, id).await;
+        }
         ChargeOutcome::AlreadyCharged => tracing::info!("charged by an earlier attempt"),
         ChargeOutcome::NotHeld => return Err(JobError::LostLease),
     }
@@ -185,6 +202,7 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
     }
     if db.mark_succeeded(id, owner, &outputs, now).await.map_err(JobError::retry("database"))? {
         tracing::info!("generation succeeded");
+        changed(state, id).await;
         return Ok(());
     }
     // This attempt lost the generation: its files are never served and the purge
@@ -268,7 +286,7 @@ async fn render_with_progress(
             Some((percent, stage)) = progress_rx.recv() => {
                 let now = now_ms();
                 match db.record_progress(id, owner, i64::from(percent), stage, now, now + duration_ms(lease)).await {
-                    Ok(true) => {}
+                    Ok(true) => changed(state, id).await,
                     Ok(false) => cancel.store(true, Ordering::Relaxed),
                     Err(error) => tracing::warn!(error = %error_chain(&error), "could not record progress"),
                 }

@@ -157,7 +157,7 @@ fn etag(row: &GenerationRow) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}.{}\"", row.id, row.version)).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-async fn build_view(state: &AppState, row: &GenerationRow) -> ApiResult<GenerationView> {
+pub(crate) async fn build_view(state: &AppState, row: &GenerationRow) -> ApiResult<GenerationView> {
     let db = &state.services.db;
     let outputs = db.list_outputs(&row.id).await?;
     let position =
@@ -237,6 +237,7 @@ pub async fn cancel_generation(
         )),
         CancelOutcome::Canceled => {
             tracing::info!(generation.id = %id, "generation canceled");
+            state.services.changes.publish(id.as_str()).await;
             let row = db.get_generation_of_user(id.as_str(), &user.user_id()).await?.ok_or_else(ApiError::not_found)?;
             respond(&state, &row, StatusCode::ACCEPTED, false).await
         }

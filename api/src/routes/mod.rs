@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod catalogue;
+pub mod events;
 pub mod files;
 pub mod gallery;
 pub mod generations;

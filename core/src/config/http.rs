@@ -1,4 +1,4 @@
-//! `HTTP_*` and `SHUTDOWN_TIMEOUT`: how long the API waits for slow clients, how many
+//! `HTTP_*`, `SSE_HEARTBEAT` and `SHUTDOWN_TIMEOUT`: how long the API waits for slow clients, how many
 //! connections it holds at once, and how long a stopping API waits for them.
 
 use std::time::Duration;
@@ -18,6 +18,9 @@ pub struct HttpLimits {
     /// How long a stopping API lets open requests finish before it closes every
     /// connection (`SHUTDOWN_TIMEOUT`).
     pub shutdown_timeout: Duration,
+    /// The comment an event stream sends while nothing changes, so proxies and clients
+    /// keep it open (`SSE_HEARTBEAT`).
+    pub sse_heartbeat: Duration,
 }
 
 pub(super) fn read_http(r: &mut Reader<'_>) -> HttpLimits {
@@ -26,9 +29,13 @@ pub(super) fn read_http(r: &mut Reader<'_>) -> HttpLimits {
         body_timeout: r.duration("HTTP_BODY_TIMEOUT", Duration::from_secs(60)),
         max_connections: r.parsed("HTTP_MAX_CONNECTIONS", 4096, "a number of connections"),
         shutdown_timeout: r.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(30)),
+        sse_heartbeat: r.duration("SSE_HEARTBEAT", Duration::from_secs(15)),
     };
     if limits.max_connections == 0 {
         r.problem("HTTP_MAX_CONNECTIONS", "must be at least 1");
+    }
+    if limits.sse_heartbeat.is_zero() {
+        r.problem("SSE_HEARTBEAT", "must be longer than 0");
     }
     limits
 }

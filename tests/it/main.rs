@@ -24,6 +24,7 @@ mod bad_input;
 mod cancel;
 mod checkout;
 mod crash;
+mod downloads;
 mod events;
 mod flow;
 mod gallery;

@@ -10,12 +10,14 @@ pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
     pub email: String,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
 }
 
 impl Client {
     /// Signs a new user in through the dev sign-in.
     pub async fn sign_in(base: &str, name: &str) -> Client {
-        let http = reqwest::Client::builder().cookie_store(true).build().expect("http client");
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let http = reqwest::Client::builder().cookie_provider(jar.clone()).build().expect("http client");
         let email = format!("{}{}example.org", name.to_ascii_lowercase(), '@');
         let response = http
             .post(format!("{base}/auth/dev-login"))
@@ -25,7 +27,15 @@ impl Client {
             .expect("dev-login request");
         crate::cookies::observe(response.headers());
         assert_eq!(response.status(), StatusCode::NO_CONTENT, "dev-login: {:?}", response.text().await);
-        Client { base: base.to_owned(), http, email }
+        Client { base: base.to_owned(), http, email, jar }
+    }
+
+    /// The `Cookie` header this client sends, for a request made by another client.
+    pub fn cookie_header(&self) -> String {
+        use reqwest::cookie::CookieStore;
+        let url = self.base.parse().expect("the base URL");
+        let value = self.jar.cookies(&url).expect("signed in");
+        value.to_str().expect("ascii").to_owned()
     }
 
     pub fn url(&self, path: &str) -> String {

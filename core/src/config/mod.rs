@@ -311,6 +311,15 @@ impl Config {
             r.problem("AWS_ACCESS_KEY_ID", "S3 credentials are required when S3_ENDPOINT is set");
         }
         let force_path_style = r.boolean("S3_FORCE_PATH_STYLE", true);
+        let public_endpoint = r.raw("S3_PUBLIC_ENDPOINT").map(|s| s.trim_end_matches('/').to_owned());
+        if let Some(public) = &public_endpoint {
+            if !(public.starts_with("https://") || public.starts_with("http://")) {
+                r.problem("S3_PUBLIC_ENDPOINT", "must be an http(s) URL");
+            }
+            if credentials.is_none() {
+                r.problem("S3_PUBLIC_ENDPOINT", "needs an S3 server of its own (S3_ENDPOINT and credentials)");
+            }
+        }
 
         let google = read_google(&mut r);
         let google_client_id = google.as_ref().map(|g| g.client_id.clone());
@@ -414,7 +423,7 @@ impl Config {
             data_dir,
             database,
             queue: QueueLocation { redis_url, prefix: queue_prefix },
-            s3: S3Config { endpoint, bucket, region, credentials, force_path_style },
+            s3: S3Config { endpoint, bucket, region, credentials, force_path_style, public_endpoint },
             dev_login,
             google,
             encryption,

@@ -71,6 +71,10 @@ pub struct S3Config {
     /// The access key id and its secret (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
     pub credentials: Option<(String, Secret)>,
     pub force_path_style: bool,
+    /// `S3_PUBLIC_ENDPOINT`: the same server as browsers reach it. When set, downloads
+    /// answer 302 to a short-lived presigned URL there instead of passing the bytes
+    /// through the API.
+    pub public_endpoint: Option<String>,
 }
 
 pub(super) fn valid_bucket_name(name: &str) -> bool {

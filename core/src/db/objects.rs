@@ -61,6 +61,17 @@ impl Db {
         .await?)
     }
 
+    /// The name an output or gallery copy is downloaded under.
+    pub async fn download_filename(&self, object_id: &str) -> DbResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT filename FROM generation_outputs WHERE object_id = $1 \
+             UNION ALL SELECT filename FROM gallery_items WHERE object_id = $1 LIMIT 1",
+        )
+        .bind(object_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub async fn get_object(&self, id: &ObjectId) -> DbResult<Option<StoredObjectRow>> {
         Ok(sqlx::query_as(
             "SELECT id, user_id, kind, object_key, content_type, bytes, state, created_at, expires_at \

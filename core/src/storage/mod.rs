@@ -39,12 +39,28 @@ fn request_error(operation: &'static str) -> impl FnOnce(Box<dyn std::error::Err
 #[derive(Clone, Debug)]
 pub struct ObjectStore {
     client: aws_sdk_s3::Client,
+    /// Signs download links for `S3_PUBLIC_ENDPOINT` (the host is part of a signature).
+    presigner: Option<aws_sdk_s3::Client>,
     bucket: String,
+}
+
+/// Part of an object: `first..=last`, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteRange {
+    pub first: u64,
+    pub last: u64,
 }
 
 impl ObjectStore {
     /// A client for `endpoint` (or AWS itself when `None`) with the given credentials.
     pub fn new(config: &S3Config, endpoint: Option<&str>, access_key: &str, secret_key: &Secret) -> ObjectStore {
+        let client = Self::client(config, endpoint, access_key, secret_key);
+        let presigner =
+            config.public_endpoint.as_deref().map(|public| Self::client(config, Some(public), access_key, secret_key));
+        ObjectStore { client, presigner, bucket: config.bucket.clone() }
+    }
+
+    fn client(config: &S3Config, endpoint: Option<&str>, access_key: &str, secret_key: &Secret) -> aws_sdk_s3::Client {
         let http =
             aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
         let mut builder = aws_sdk_s3::Config::builder()
@@ -56,7 +72,52 @@ impl ObjectStore {
         if let Some(endpoint) = endpoint {
             builder = builder.endpoint_url(endpoint);
         }
-        ObjectStore { client: aws_sdk_s3::Client::from_conf(builder.build()), bucket: config.bucket.clone() }
+        aws_sdk_s3::Client::from_conf(builder.build())
+    }
+
+    /// Whether downloads are links to the public endpoint rather than bytes.
+    pub fn presigns_downloads(&self) -> bool {
+        self.presigner.is_some()
+    }
+
+    /// A GET link to `key` on the public endpoint, valid for `ttl`, whose answer names
+    /// `content_type` and `disposition`. `None` without a public endpoint.
+    pub async fn presigned_get(
+        &self,
+        key: &str,
+        ttl: std::time::Duration,
+        content_type: &str,
+        disposition: &str,
+    ) -> Result<Option<String>, StorageError> {
+        let Some(presigner) = &self.presigner else { return Ok(None) };
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
+            .map_err(|e| request_error("PresignGetObject")(Box::new(e)))?;
+        let request = presigner
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .response_content_type(content_type)
+            .response_content_disposition(disposition)
+            .presigned(config)
+            .await
+            .map_err(|e| request_error("PresignGetObject")(Box::new(e)))?;
+        Ok(Some(request.uri().to_owned()))
+    }
+
+    /// Part of the object (or all of it), or `None` when there is no such key.
+    pub async fn get_range(&self, key: &str, range: Option<ByteRange>) -> Result<Option<Bytes>, StorageError> {
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+        if let Some(ByteRange { first, last }) = range {
+            request = request.range(format!("bytes={first}-{last}"));
+        }
+        match request.send().await {
+            Ok(out) => {
+                let data = out.body.collect().await.map_err(|e| StorageError::Body(Box::new(e)))?;
+                Ok(Some(data.into_bytes()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(request_error("GetObject")(Box::new(e))),
+        }
     }
 
     /// Creates the bucket unless it exists already.
@@ -127,14 +188,7 @@ impl ObjectStore {
 
     /// The object's bytes, or `None` when there is no such key.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
-            Ok(out) => {
-                let data = out.body.collect().await.map_err(|e| StorageError::Body(Box::new(e)))?;
-                Ok(Some(data.into_bytes()))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(request_error("GetObject")(Box::new(e))),
-        }
+        self.get_range(key, None).await
     }
 
     /// Deletes up to 1000 keys in one request; returns the keys the server reported

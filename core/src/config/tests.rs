@@ -284,3 +284,19 @@ fn the_reconciliation_runs_daily_unless_told_otherwise() {
     let err = parse(&[("RECONCILE_INTERVAL", "30s")]).expect_err("too often");
     assert_eq!(err.problems[0].variable, "RECONCILE_INTERVAL");
 }
+
+#[test]
+fn a_public_s3_endpoint_needs_a_server_of_its_own() {
+    let err = parse(&[("S3_PUBLIC_ENDPOINT", "https://files.example.org")]).expect_err("no own S3");
+    assert_eq!(err.problems[0].variable, "S3_PUBLIC_ENDPOINT");
+    let own = [
+        ("S3_ENDPOINT", "http://127.0.0.1:9000"),
+        ("AWS_ACCESS_KEY_ID", "a"),
+        ("AWS_SECRET_ACCESS_KEY", "b"),
+        ("S3_PUBLIC_ENDPOINT", "https://files.example.org/"),
+    ];
+    assert_eq!(parse(&own).expect("valid").s3.public_endpoint.as_deref(), Some("https://files.example.org"));
+    let mut not_a_url = own;
+    not_a_url[3] = ("S3_PUBLIC_ENDPOINT", "files.example.org");
+    assert_eq!(parse(&not_a_url).expect_err("not a URL").problems[0].variable, "S3_PUBLIC_ENDPOINT");
+}

@@ -73,9 +73,14 @@ async fn a_stream_follows_a_generation_to_its_end(mode: Mode) {
         assert_eq!(replay[0].id, final_id);
         assert_eq!(object(&replay[0])["status"], "succeeded");
     }
-    // Someone else's generation does not exist for them.
+    // Someone else's generation does not exist for them; nobody's without a session; a
+    // malformed id names nothing.
     let other = app.user("Other").await;
     assert_eq!(open(other.http.get(other.url(&path)), None).await.status(), StatusCode::NOT_FOUND);
+    let anonymous = open(reqwest::Client::new().get(ann.url(&path)), None).await;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let malformed = open(ann.http.get(ann.url("/v1/generations/gen_nonsense/events")), None).await;
+    assert_eq!(malformed.status(), StatusCode::NOT_FOUND);
     app.stop().await;
 }
 

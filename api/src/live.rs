@@ -48,11 +48,6 @@ impl Watchers {
         Watch { changes, generation: generation.to_owned(), watchers: self.clone() }
     }
 
-    /// How many generations have a stream open (for tests and metrics).
-    pub fn watched(&self) -> usize {
-        self.by_generation.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
     fn wake(&self, generation: &str) {
         let map = self.by_generation.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sender) = map.get(generation) {

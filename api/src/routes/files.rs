@@ -44,16 +44,15 @@ pub async fn get_file(
     let filename = db.download_filename(&object.id).await?.unwrap_or_else(|| object.id.clone());
     let disposition = content_disposition(&filename);
     let store = &state.services.store;
-    if store.presigns_downloads() {
-        let left = object.expires_at.map_or(LINK_TTL, |at| Duration::from_millis((at - now).max(1_000) as u64));
-        let link =
-            store.presigned_get(&object.object_key, LINK_TTL.min(left), &object.content_type, &disposition).await?;
-        if let Some(link) = link {
-            let mut response = StatusCode::FOUND.into_response();
-            response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&link)?);
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-            return Ok(response);
-        }
+    let left = object.expires_at.map_or(LINK_TTL, |at| Duration::from_millis((at - now).max(1_000) as u64));
+    // `None` without a public endpoint: the bytes are served below.
+    if let Some(link) =
+        store.presigned_get(&object.object_key, LINK_TTL.min(left), &object.content_type, &disposition).await?
+    {
+        let mut response = StatusCode::FOUND.into_response();
+        response.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&link)?);
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+        return Ok(response);
     }
 
     let size = u64::try_from(object.bytes).unwrap_or(0);

@@ -1,4 +1,5 @@
-//! Named leases: single-flight for periodic work shared by several processes.
+//! Named leases: single-flight for periodic work shared by several processes, and
+//! due times for tasks that run once per interval across all of them.
 
 use crate::time::Millis;
 
@@ -28,6 +29,33 @@ impl Db {
         sqlx::query("DELETE FROM scheduler_leases WHERE name = $1 AND holder = $2")
             .bind(name)
             .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Claims the periodic task `name` if it is due at `now`, and makes it due next at
+    /// `next_due`. One claim per due time across every process (single statement).
+    pub async fn claim_due_task(&self, name: &str, now: Millis, next_due: Millis) -> DbResult<bool> {
+        let claimed = sqlx::query(
+            "INSERT INTO scheduler_leases (name, holder, expires_at) VALUES ($1, 'periodic', $3) \
+             ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at \
+             WHERE scheduler_leases.expires_at <= $2",
+        )
+        .bind(name)
+        .bind(now)
+        .bind(next_due)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(claimed == 1)
+    }
+
+    /// Makes the periodic task `name` due again at `at` (sooner, after a failed run).
+    pub async fn reschedule_task(&self, name: &str, at: Millis) -> DbResult<()> {
+        sqlx::query("UPDATE scheduler_leases SET expires_at = $2 WHERE name = $1")
+            .bind(name)
+            .bind(at)
             .execute(&self.pool)
             .await?;
         Ok(())

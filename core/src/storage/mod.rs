@@ -75,11 +75,6 @@ impl ObjectStore {
         aws_sdk_s3::Client::from_conf(builder.build())
     }
 
-    /// Whether downloads are links to the public endpoint rather than bytes.
-    pub fn presigns_downloads(&self) -> bool {
-        self.presigner.is_some()
-    }
-
     /// A GET link to `key` on the public endpoint, valid for `ttl`, whose answer names
     /// `content_type` and `disposition`. `None` without a public endpoint.
     pub async fn presigned_get(

@@ -66,8 +66,11 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
 pub async fn reencrypt(config: Config) -> anyhow::Result<()> {
     let accounts = connect_accounts(&config).await?;
     let report = accounts.reseal_all().await.context("resealing accounts")?;
+    let secrets = petportrait_core::webhooks::reseal_secrets(accounts.db(), accounts.keyring())
+        .await
+        .context("resealing webhook secrets")?;
     println!(
-        "{} accounts examined, {} resealed under key {}",
+        "{} accounts examined, {} resealed, {secrets} webhook secrets resealed, under key {}",
         report.examined,
         report.resealed,
         accounts.keyring().newest_key_id()

@@ -91,6 +91,7 @@ internal_errors!(
     petportrait_core::queue::JobQueueError,
     petportrait_core::accounts::AccountError,
     petportrait_core::sealing::SealError,
+    petportrait_core::webhooks::WebhookError,
     tokio::task::JoinError,
     tokio::sync::AcquireError,
     axum::http::header::InvalidHeaderValue,

@@ -97,6 +97,17 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .route("/v1/me", get(routes::account::get_me).patch(routes::account::patch_me))
         .route("/v1/me/tokens", post(routes::tokens::create_token).get(routes::tokens::list_tokens))
         .route("/v1/me/tokens/{id}", delete(routes::tokens::delete_token))
+        .route("/v1/me/webhook-secret", get(routes::webhooks::get_webhook_secret))
+        .route("/v1/me/webhook-secret/rotate", post(routes::webhooks::rotate_webhook_secret))
+        .route("/v1/webhook-endpoints", post(routes::webhooks::create_endpoint).get(routes::webhooks::list_endpoints))
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            get(routes::webhooks::get_endpoint)
+                .patch(routes::webhooks::update_endpoint)
+                .delete(routes::webhooks::delete_endpoint),
+        )
+        .route("/v1/webhook-endpoints/{id}/deliveries", get(routes::webhooks::list_deliveries))
+        .route("/v1/webhook-deliveries/{id}/retry", post(routes::webhooks::retry_delivery))
         .route("/v1/styles", get(routes::catalogue::list_styles))
         .route("/v1/quote", get(routes::catalogue::quote))
         .route("/v1/credits", get(routes::account::get_credits))

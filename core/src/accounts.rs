@@ -71,6 +71,10 @@ impl Accounts {
         Accounts { db, keyring }
     }
 
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
     }

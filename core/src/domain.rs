@@ -240,3 +240,40 @@ mod tests {
         assert!(find_style(GenerationKind::Music, "pet_theme").is_some());
     }
 }
+
+text_enum! {
+    /// The events webhooks carry (`type` in the payload).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum EventType {
+        GenerationStarted = "generation.started",
+        GenerationProgress = "generation.progress",
+        GenerationSucceeded = "generation.succeeded",
+        GenerationFailed = "generation.failed",
+        GenerationCanceled = "generation.canceled",
+        PrivacyExportReady = "privacy_export.ready",
+    }
+}
+
+text_enum! {
+    /// What a per-generation `webhook_events_filter` names (Replicate's words).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    pub enum GenerationEventFilter {
+        Started = "started",
+        Progress = "progress",
+        Completed = "completed",
+    }
+}
+
+impl GenerationEventFilter {
+    /// Whether this filter word lets `event` through.
+    pub fn admits(self, event: EventType) -> bool {
+        match self {
+            GenerationEventFilter::Started => event == EventType::GenerationStarted,
+            GenerationEventFilter::Progress => event == EventType::GenerationProgress,
+            GenerationEventFilter::Completed => matches!(
+                event,
+                EventType::GenerationSucceeded | EventType::GenerationFailed | EventType::GenerationCanceled
+            ),
+        }
+    }
+}

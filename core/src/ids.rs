@@ -96,6 +96,12 @@ id_type!(
 id_type!(
     /// One run of the daily reconciliation.
     ReconciliationId, "rec");
+id_type!(
+    /// A webhook endpoint (registered, or a generation's own `webhook` URL).
+    WebhookEndpointId, "whe");
+id_type!(
+    /// One webhook message to one endpoint: the `webhook-id` its attempts share.
+    DeliveryId, "msg");
 
 #[cfg(test)]
 mod tests {

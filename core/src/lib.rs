@@ -24,3 +24,5 @@ pub mod storage;
 pub mod stripe;
 pub mod telemetry;
 pub mod time;
+pub mod views;
+pub mod webhooks;

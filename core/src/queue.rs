@@ -42,6 +42,12 @@ pub struct GenerationJob {
     pub generation_id: String,
 }
 
+/// The payload of a webhook delivery job: the delivery's id (its row holds the rest).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeliveryJob {
+    pub delivery_id: String,
+}
+
 /// The id of one queue task that dispatches a generation. The database records the
 /// latest one, so the scheduler can ask the queue whether that task still waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,10 +175,12 @@ const QUEUE_MAX_ATTEMPTS: u32 = 25;
 /// How long finished jobs stay in the queue's storage before vacuum removes them.
 const FINISHED_RETENTION: Duration = Duration::from_secs(3_600);
 
-/// A handle on the queue, cheap to clone.
+/// A handle on the queues, cheap to clone: generations, and webhook deliveries (a queue
+/// of their own, so a backlog of deliveries never holds up a generation, nor the reverse).
 #[derive(Clone, Debug)]
 pub struct JobQueue {
     store: QueueStore,
+    deliveries: QueueStore,
 }
 
 #[derive(Clone, Debug)]
@@ -185,7 +193,10 @@ enum QueueStore {
 /// match arm each).
 macro_rules! on_store {
     ($queue:expr, $store:ident => $body:expr) => {
-        match &$queue.store {
+        on_store!(@ &$queue.store, $store => $body)
+    };
+    (@ $which:expr, $store:ident => $body:expr) => {
+        match $which {
             QueueStore::Sqlite($store) => $body,
             QueueStore::Redis($store) => $body,
         }
@@ -194,6 +205,10 @@ macro_rules! on_store {
 
 fn queue_name(prefix: &str) -> String {
     format!("{prefix}:generation.v1")
+}
+
+fn delivery_queue_name(prefix: &str) -> String {
+    format!("{prefix}:webhook.v1")
 }
 
 impl JobQueue {
@@ -206,9 +221,15 @@ impl JobQueue {
         settings.max_attempts = QUEUE_MAX_ATTEMPTS;
         settings.backoff.base = config.worker.retry_base_delay;
         settings.backoff.max = config.worker.retry_max_delay;
-        let store = match (&config.queue.redis_url, &config.database) {
+        let mut delivery_settings = settings.clone();
+        delivery_settings.name = delivery_queue_name(&config.queue.prefix);
+        // An attempt holds its job for at most the endpoint's timeout and two writes.
+        delivery_settings.lease = config.webhooks.timeout + Duration::from_secs(15);
+        let (store, deliveries) = match (&config.queue.redis_url, &config.database) {
             (Some(url), _) => {
-                QueueStore::Redis(RedisQueue::connect(url, settings).await.map_err(JobQueueError::Engine)?)
+                let connect =
+                    |settings| async move { RedisQueue::connect(url, settings).await.map_err(JobQueueError::Engine) };
+                (QueueStore::Redis(connect(settings).await?), QueueStore::Redis(connect(delivery_settings).await?))
             }
             (None, DatabaseTarget::Sqlite { url }) => {
                 let options: SqliteConnectOptions = url.parse().map_err(JobQueueError::Sqlite)?;
@@ -225,11 +246,27 @@ impl JobQueue {
                 // A push in this process wakes its idle workers at once; the poll interval
                 // bounds the wait for work pushed by another process on the same file.
                 settings.max_idle_wait = config.worker.poll_interval;
-                QueueStore::Sqlite(SqliteQueue::connect(pool, settings).await.map_err(JobQueueError::Engine)?)
+                delivery_settings.max_idle_wait = config.worker.poll_interval;
+                let connect = |settings| {
+                    let pool = pool.clone();
+                    async move { SqliteQueue::connect(pool, settings).await.map_err(JobQueueError::Engine) }
+                };
+                (QueueStore::Sqlite(connect(settings).await?), QueueStore::Sqlite(connect(delivery_settings).await?))
             }
             (None, DatabaseTarget::Postgres { .. }) => return Err(JobQueueError::NoSqliteDatabase),
         };
-        Ok(JobQueue { store })
+        Ok(JobQueue { store, deliveries })
+    }
+
+    /// Pushes the job of webhook delivery `delivery`, due after `delay`. `key` names
+    /// this push (one per attempt), so the same push made twice enqueues one job.
+    pub async fn dispatch_delivery(&self, delivery: &str, key: &str, delay: Duration) -> Result<(), JobQueueError> {
+        let payload =
+            serde_json::to_vec(&DeliveryJob { delivery_id: delivery.to_owned() }).map_err(JobQueueError::Encode)?;
+        let job = NewJob::new(payload).after(delay).idempotency_key(format!("{delivery}:{key}"));
+        on_store!(@ &self.deliveries, store => Store::push(store, vec![job]).await)
+            .map(|_| ())
+            .map_err(JobQueueError::Engine)
     }
 
     /// Pushes a planned dispatch, due after `delay`. Pushing the same plan again (or
@@ -257,7 +294,11 @@ impl JobQueue {
     /// Removes the records of jobs that finished more than `older_than` ago (the engine
     /// also trims them to its retention as it records outcomes); returns how many.
     pub async fn vacuum(&self, older_than: Duration) -> Result<u64, JobQueueError> {
-        on_store!(self, store => Store::forget_finished(store, older_than).await).map_err(JobQueueError::Engine)
+        let generations =
+            on_store!(self, store => Store::forget_finished(store, older_than).await).map_err(JobQueueError::Engine)?;
+        let deliveries = on_store!(@ &self.deliveries, store => Store::forget_finished(store, older_than).await)
+            .map_err(JobQueueError::Engine)?;
+        Ok(generations + deliveries)
     }
 
     /// How many jobs wait, run, wait for a retry, are dead or recently finished.
@@ -301,26 +342,24 @@ impl JobQueue {
         }
     }
 
-    /// Runs workers that pass each job to `handler`, until `shutdown` is cancelled;
-    /// then running jobs get `options.drain_timeout` to finish.
-    pub async fn run_generation_workers<H, F>(
+    /// Runs the generation and delivery workers, each passing its jobs to its handler,
+    /// until `shutdown` is cancelled; then running jobs get their `drain_timeout`.
+    pub async fn run_workers(
         &self,
-        options: WorkerOptions,
-        handler: H,
+        generations: Workers<GenerationJob>,
+        deliveries: Workers<DeliveryJob>,
         shutdown: CancellationToken,
-    ) -> Result<(), JobQueueError>
-    where
-        H: Fn(GenerationJob) -> F + Send + Sync + 'static,
-        F: Future<Output = JobOutcome> + Send + 'static,
-    {
-        let handler: Handler = Arc::new(move |job| Box::pin(handler(job)));
+    ) -> Result<(), JobQueueError> {
+        let drain = generations.options.drain_timeout.max(deliveries.options.drain_timeout);
         let monitor = Monitor::new()
             .should_restart(|ctx, error| {
                 tracing::error!(worker = ctx.name(), error = %error, "queue worker failed; restarting it");
                 true
             })
-            .shutdown_timeout(options.drain_timeout);
-        let monitor = on_store!(self, store => register(monitor, &options, store.clone(), handler));
+            .shutdown_timeout(drain);
+        let monitor = on_store!(self, store => register!(monitor, generations, store.clone(), GenerationJob));
+        let monitor =
+            on_store!(@ &self.deliveries, store => register!(monitor, deliveries, store.clone(), DeliveryJob));
         let vacuum = self.spawn_vacuum(shutdown.clone());
         let result = monitor
             .run_with_signal(async move {
@@ -354,36 +393,59 @@ impl JobQueue {
     }
 }
 
-type Handler = Arc<dyn Fn(GenerationJob) -> Pin<Box<dyn Future<Output = JobOutcome> + Send>> + Send + Sync>;
+type Handler<J> = Arc<dyn Fn(J) -> Pin<Box<dyn Future<Output = JobOutcome> + Send>> + Send + Sync>;
+
+/// The workers of one queue: how many, and the plain async handler of its jobs.
+pub struct Workers<J> {
+    options: WorkerOptions,
+    handler: Handler<J>,
+}
+
+impl<J: 'static> Workers<J> {
+    pub fn new<H, F>(options: WorkerOptions, handler: H) -> Workers<J>
+    where
+        H: Fn(J) -> F + Send + Sync + 'static,
+        F: Future<Output = JobOutcome> + Send + 'static,
+    {
+        Workers { options, handler: Arc::new(move |job| Box::pin(handler(job))) }
+    }
+}
 
 /// The apalis handler: runs ours, turns panics into aborted jobs, maps outcomes (the
 /// engine retries an `Err` with backoff up to the job's attempts, and never an abort).
-async fn dispatch(job: GenerationJob, handler: Data<Handler>) -> Result<(), BoxDynError> {
+async fn dispatch<J>(job: J, handler: Data<Handler<J>>) -> Result<(), BoxDynError> {
     let outcome = AssertUnwindSafe((*handler)(job)).catch_unwind().await;
     match outcome {
         Ok(JobOutcome::Done) => Ok(()),
         Ok(JobOutcome::Retry(error)) => Err(error),
         Ok(JobOutcome::Abort(reason)) => Err(AbortError::new(reason).into()),
         Err(_) => {
-            tracing::error!("job handler panicked; the job is aborted and its generation swept later");
+            tracing::error!("job handler panicked; the job is aborted (the scheduler's sweeps find its work again)");
             Err(AbortError::new("handler panicked").into())
         }
     }
 }
 
-/// Registers the generation worker on either store.
-fn register<S: Store>(monitor: Monitor, options: &WorkerOptions, store: S, handler: Handler) -> Monitor {
-    let name = options.name.clone();
-    let concurrency = options.concurrency;
-    monitor.register(move |restarts| {
-        WorkerBuilder::new(format!("{name}#{restarts}"))
-            .backend(QueueBackend::<S, GenerationJob>::new(store.clone(), concurrency))
-            .concurrency(concurrency)
-            .parallelize(tokio::spawn)
-            .data(handler.clone())
-            .build(dispatch)
-    })
+/// Registers one queue's workers (jobs of type `$job`) on either store. A macro, as
+/// apalis's handler traits are implemented for concrete job types only.
+macro_rules! register {
+    ($monitor:expr, $workers:expr, $store:expr, $job:ty) => {{
+        let workers: Workers<$job> = $workers;
+        let store = $store;
+        let name = workers.options.name.clone();
+        let concurrency = workers.options.concurrency;
+        let handler = workers.handler;
+        $monitor.register(move |restarts| {
+            WorkerBuilder::new(format!("{name}#{restarts}"))
+                .backend(QueueBackend::<_, $job>::new(store.clone(), concurrency))
+                .concurrency(concurrency)
+                .parallelize(tokio::spawn)
+                .data(handler.clone())
+                .build(dispatch::<$job>)
+        })
+    }};
 }
+use register;
 
 #[cfg(test)]
 mod tests {

@@ -42,6 +42,10 @@ pub const USER_PICTURE: Column = Column { table: "users", column: "picture_url" 
 /// The pending sign-up cookie: a new user's verified claims until the age question.
 pub const PENDING_SIGN_UP: Column = Column { table: "cookies", column: "pending_sign_up" };
 pub const USER_SUBJECT: Column = Column { table: "users", column: "subject" };
+/// An account's secret for per-generation webhooks.
+pub const WEBHOOK_SECRET: Column = Column { table: "webhook_secrets", column: "secret" };
+/// A registered webhook endpoint's own secret.
+pub const ENDPOINT_SECRET: Column = Column { table: "webhook_endpoints", column: "secret" };
 
 /// What a blind index is for: the same value indexes differently per purpose.
 #[derive(Clone, Copy, Debug)]

@@ -15,6 +15,7 @@ use crate::outbound::Outbound;
 use crate::queue::{JobQueue, JobQueueError};
 use crate::sealing::{Keyring, SealError};
 use crate::storage::{self, EmbeddedS3, ObjectStore, StorageError};
+use crate::webhooks::Webhooks;
 
 /// Why the services could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +61,8 @@ pub struct Services {
     pub outbound: Outbound,
     /// "Generation X changed", published after each change commits.
     pub changes: ChangeFeed,
+    /// Webhook secrets, announcements and delivery jobs.
+    pub webhooks: Webhooks,
     embedded_s3: Option<Arc<EmbeddedS3>>,
 }
 
@@ -67,7 +70,8 @@ impl Services {
     pub async fn connect(config: &Config, schema: SchemaPolicy) -> Result<Services, ServicesError> {
         config.prepare_data_dir().map_err(|e| ServicesError::Storage(StorageError::Embedded(Box::new(e))))?;
         let db = Db::connect(&config.database).await?;
-        let accounts = Accounts::new(db.clone(), Arc::new(load_keyring(config)?));
+        let keyring = Arc::new(load_keyring(config)?);
+        let accounts = Accounts::new(db.clone(), keyring.clone());
         match schema {
             SchemaPolicy::Migrate => {
                 db.migrate().await?;
@@ -98,7 +102,15 @@ impl Services {
             Some(url) => ChangeFeed::redis(url, &config.queue.prefix).await?,
             None => ChangeFeed::in_process(),
         };
-        Ok(Services { db, queue, store, objects, memory, accounts, outbound, changes, embedded_s3 })
+        let webhooks = Webhooks::new(
+            db.clone(),
+            queue.clone(),
+            keyring,
+            outbound.clone(),
+            config.public_url.clone(),
+            config.webhooks.clone(),
+        );
+        Ok(Services { db, queue, store, objects, memory, accounts, outbound, changes, webhooks, embedded_s3 })
     }
 
     /// Stops the in-process S3 server (if any) and closes the pools.

@@ -3,6 +3,7 @@
 //! so a tick that runs twice (a lease that lapsed mid-tick) does no harm.
 
 mod reconcile;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ const STALLED_BATCH: i64 = 200;
 const CHECKOUT_KEY_RETENTION_MS: Millis = 24 * 3_600_000;
 
 pub use reconcile::reconcile;
+pub use webhooks::WebhookCatchUp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
@@ -33,6 +35,8 @@ pub enum SchedulerError {
     Db(#[from] DbError),
     #[error("object store error during maintenance")]
     Storage(#[from] StorageError),
+    #[error("webhook catch-up failed")]
+    Webhooks(#[from] petportrait_core::webhooks::WebhookError),
 }
 
 /// What one tick did.
@@ -44,6 +48,8 @@ pub struct TickReport {
     pub sessions_deleted: u64,
     pub generations_redispatched: u64,
     pub checkout_keys_deleted: u64,
+    /// Webhook announcements made late, delivery jobs pushed again, log entries purged.
+    pub webhooks: WebhookCatchUp,
     /// What the reconciliation found, when this tick ran it.
     pub reconciliation: Option<ReconciliationRow>,
 }
@@ -65,6 +71,9 @@ pub async fn run(config: &Config, services: &Services, shutdown: CancellationTok
                 sessions = report.sessions_deleted,
                 redispatched = report.generations_redispatched,
                 checkout_keys = report.checkout_keys_deleted,
+                webhooks.announced = report.webhooks.generations_announced,
+                webhooks.requeued = report.webhooks.deliveries_requeued,
+                webhooks.purged = report.webhooks.deliveries_purged,
                 "purge_tick done"
             ),
             Ok(_) => tracing::debug!("purge_tick skipped: another scheduler holds the lease"),
@@ -97,8 +106,10 @@ pub async fn tick(
     let generations_redispatched =
         redispatch_stalled(services, now, now - duration_ms(config.scheduler.stalled_after)).await?;
     let checkout_keys_deleted = services.db.delete_checkout_keys_before(now - CHECKOUT_KEY_RETENTION_MS, 1_000).await?;
+    let webhooks = webhooks::catch_up(services, now).await?;
     let reconciliation = reconcile::reconcile_if_due(config, &services.db, now).await?;
     Ok(TickReport {
+        webhooks,
         ran: true,
         objects_purged,
         sessions_deleted,

@@ -9,6 +9,7 @@ use petportrait_core::accounts::{Accounts, Subject};
 use petportrait_core::config::Secret;
 use petportrait_core::ids::UserId;
 use petportrait_core::sealing::{Keyring, SealError};
+use petportrait_core::webhooks;
 use petportrait_tests::{Client, Mode, TestApp};
 use reqwest::StatusCode;
 
@@ -83,6 +84,7 @@ async fn a_key_rotation_keeps_accounts_readable(mode: Mode) {
     let client = app.user("Rotaway").await;
     let user_id = client.user_id().await;
     let subject = Subject::Dev { email: client.email.clone() };
+    let (_, webhook_secret) = client.get("/v1/me/webhook-secret").await;
 
     let rotated = Accounts::new(
         app.services.db.clone(),
@@ -93,6 +95,9 @@ async fn a_key_rotation_keeps_accounts_readable(mode: Mode) {
     assert_eq!(rotated.profile(&user).expect("old key opens").name, "Rotaway");
     let report = rotated.reseal_all().await.expect("reseal");
     assert_eq!((report.examined, report.resealed), (1, 1));
+    let db = &app.services.db;
+    assert_eq!(webhooks::reseal_secrets(db, rotated.keyring()).await.expect("reseal secrets"), 1);
+    assert_eq!(webhooks::reseal_secrets(db, rotated.keyring()).await.expect("again"), 0);
 
     let new_only =
         Accounts::new(app.services.db.clone(), Arc::new(Keyring::from_base64(&Secret::new(&new), &[]).expect("ring")));
@@ -101,5 +106,10 @@ async fn a_key_rotation_keeps_accounts_readable(mode: Mode) {
     let old_only =
         Accounts::new(app.services.db.clone(), Arc::new(Keyring::from_base64(&Secret::new(&old), &[]).expect("ring")));
     assert!(matches!(old_only.profile(&user), Err(SealError::UnknownKey(_))), "the old key no longer opens it");
+    // The account's webhook secret moved to the new key too, unchanged.
+    let new_ring = Arc::new(Keyring::from_base64(&Secret::new(&new), &[]).expect("ring"));
+    let hooks = app.services.webhooks.clone().with_keyring(new_ring);
+    let secret = hooks.account_secret(&user_id).await.expect("the new key opens the webhook secret");
+    assert_eq!(secret.secret.to_text(), webhook_secret["secret"].as_str().expect("a secret"));
     app.stop().await;
 }

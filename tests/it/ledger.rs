@@ -63,6 +63,7 @@ async fn create(app: &TestApp, user: &UserId, upload: &str, cost: i64) -> (Gener
         idempotency_key: None,
         request_fingerprint: None,
         dispatch_task: "01KAAAAAAAAAAAAAAAAAAAAAAA",
+        webhook: None,
     };
     let outcome = app.services.db.create_generation(&new, now_ms()).await.expect("create");
     (id, outcome)

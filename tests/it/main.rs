@@ -40,3 +40,4 @@ mod sessions;
 mod slow_clients;
 mod studio;
 mod sweep;
+mod webhooks;

@@ -39,6 +39,7 @@ async fn lost_jobs_are_dispatched_again(mode: Mode) {
         idempotency_key: None,
         request_fingerprint: None,
         dispatch_task: &never_pushed,
+        webhook: None,
     };
     assert!(matches!(
         app.services.db.create_generation(&new, now_ms()).await.expect("create"),

@@ -15,7 +15,9 @@ pub mod fixtures;
 pub mod logs;
 pub mod media;
 pub mod oidc_provider;
+pub mod receiver;
 pub mod studios;
+pub mod verifier;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -220,10 +222,23 @@ impl TestApp {
         roles: petportrait::Roles,
         studio: Option<Arc<dyn Studio>>,
     ) -> TestApp {
+        TestApp::spawn_customized(mode, overrides, roles, studio, |_| {}).await
+    }
+
+    /// Like `spawn_with`, with a change to the connected services before the roles
+    /// start (a webhook client that resolves test host names, say).
+    pub async fn spawn_customized(
+        mode: Mode,
+        overrides: &[(&str, &str)],
+        roles: petportrait::Roles,
+        studio: Option<Arc<dyn Studio>>,
+        customize: impl FnOnce(&mut Services),
+    ) -> TestApp {
         init_logs();
         let isolation = Isolation::new(mode).await;
         let config = test_config(&isolation, overrides);
-        let services = Services::connect(&config, SchemaPolicy::Migrate).await.expect("services connect");
+        let mut services = Services::connect(&config, SchemaPolicy::Migrate).await.expect("services connect");
+        customize(&mut services);
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind a port");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
         let studio = studio

@@ -145,10 +145,11 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
     }
 }
 
-/// Announces a change of the generation that just committed (streams and webhooks
-/// read the row themselves).
+/// Announces a change of the generation that just committed: to event streams (which
+/// read the row themselves) and to webhook subscribers (the events it owes).
 async fn changed(state: &WorkerState, id: &GenerationId) {
     state.services.changes.publish(id.as_str()).await;
+    state.services.webhooks.announce(id.as_str()).await;
 }
 
 /// Dispatches the generation again at `at` (ms). Each look is a job of its own: a

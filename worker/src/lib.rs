@@ -1,12 +1,14 @@
-//! The worker role: takes generation jobs from the queue and runs them.
+//! The worker role: takes generation jobs from the queue and runs them, and sends
+//! webhook deliveries.
 
 mod error;
 pub mod generation;
+pub mod webhook;
 
 use std::sync::Arc;
 
 use petportrait_core::config::Config;
-use petportrait_core::queue::{JobQueueError, WorkerOptions};
+use petportrait_core::queue::{JobQueueError, WorkerOptions, Workers};
 use petportrait_core::services::Services;
 use petportrait_studio::Studio;
 use tokio_util::sync::CancellationToken;
@@ -37,9 +39,17 @@ pub async fn run(
         concurrency: config.worker.concurrency,
         drain_timeout: config.worker.job_lease,
     };
+    let delivery_options = WorkerOptions {
+        name: format!("{worker_id}-webhooks"),
+        concurrency: config.webhooks.concurrency,
+        drain_timeout: config.webhooks.timeout,
+    };
     let queue = services.queue.clone();
     let state = Arc::new(WorkerState { config, services, studio, worker_id });
-    queue.run_generation_workers(options, move |job| generation::handle(state.clone(), job), shutdown).await
+    let for_deliveries = state.clone();
+    let generations = Workers::new(options, move |job| generation::handle(state.clone(), job));
+    let deliveries = Workers::new(delivery_options, move |job| webhook::handle(for_deliveries.clone(), job));
+    queue.run_workers(generations, deliveries, shutdown).await
 }
 
 /// `host-pid-random`: unique across replicas and restarts, readable in logs.

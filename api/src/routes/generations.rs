@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use petportrait_core::db::{CancelOutcome, CreateOutcome, GenerationFilter, GenerationRow, NewGeneration};
 use petportrait_core::domain::{GenerationKind, GenerationStatus, Style, find_style};
-use petportrait_core::ids::{GenerationId, UploadId};
+use petportrait_core::ids::{GenerationId, UploadId, WebhookEndpointId};
 use petportrait_core::output_options::OutputOptions;
 use petportrait_core::queue::Dispatch;
 use petportrait_core::time::now_ms;
@@ -21,6 +21,7 @@ use crate::extract::{PathId, Query};
 use crate::idempotency::{self, fingerprint, idempotency_key};
 use crate::json::{JsonBytes, parse_json};
 use crate::pagination::{PageRequest, split_page};
+use crate::routes::webhooks::{check_webhook_url, parse_generation_filter};
 use crate::views::{GenerationView, Page};
 
 /// The body of `POST /v1/generations`.
@@ -61,12 +62,19 @@ pub async fn create_generation(
     let request: CreateGenerationRequest = parse_json(&body)?;
     let style = resolve_style(&request.kind, &request.style)?;
     let kind = style.kind;
-    if request.webhook.is_some() || request.webhook_events_filter.is_some() {
-        return Err(ApiError::unprocessable(
-            "webhooks_unavailable",
-            "per-generation webhooks are not available yet; poll the generation instead",
-        ));
-    }
+    let webhook = match &request.webhook {
+        None if request.webhook_events_filter.is_some() => {
+            return Err(ApiError::unprocessable(
+                "invalid_webhook_events_filter",
+                "webhook_events_filter needs a webhook URL",
+            ));
+        }
+        None => None,
+        Some(url) => Some((
+            check_webhook_url(&state.services.webhooks, url).await?,
+            parse_generation_filter(request.webhook_events_filter.as_deref())?,
+        )),
+    };
     let options_map = request.options.unwrap_or_default();
     OutputOptions::parse_for(kind, &options_map)
         .map_err(|e| ApiError::unprocessable("invalid_options", e.to_string()))?;
@@ -83,6 +91,15 @@ pub async fn create_generation(
         return Err(ApiError::unprocessable("upload_expired", "the upload has expired; upload the photo again"));
     }
 
+    // The URL's endpoint row is made first (and shared by the user's generations that
+    // name it); a generation that is then refused leaves it unused, which is harmless.
+    let endpoint = match &webhook {
+        Some((url, _)) => {
+            let new_id = WebhookEndpointId::generate().to_string();
+            Some(db.generation_endpoint(&new_id, user_id.as_str(), url, "[]", now).await?)
+        }
+        None => None,
+    };
     let id = GenerationId::generate();
     let dispatch = Dispatch::Create.plan(&id);
     let dispatch_text = dispatch.task().to_string();
@@ -97,6 +114,7 @@ pub async fn create_generation(
         idempotency_key: key.as_deref(),
         request_fingerprint: key.as_ref().map(|_| print.as_str()),
         dispatch_task: &dispatch_text,
+        webhook: endpoint.as_deref().zip(webhook.as_ref().map(|(_, filter)| filter.as_str())),
     };
     let row = match db.create_generation(&new, now).await? {
         CreateOutcome::Created(row) => row,
@@ -158,11 +176,7 @@ fn etag(row: &GenerationRow) -> HeaderValue {
 }
 
 pub(crate) async fn build_view(state: &AppState, row: &GenerationRow) -> ApiResult<GenerationView> {
-    let db = &state.services.db;
-    let outputs = db.list_outputs(&row.id).await?;
-    let position =
-        if row.status == GenerationStatus::Queued { Some(db.queue_position(row.created_at).await?) } else { None };
-    Ok(GenerationView::build(row, &outputs, position))
+    Ok(GenerationView::load(&state.services.db, row, "").await?)
 }
 
 pub async fn get_generation(
@@ -238,6 +252,7 @@ pub async fn cancel_generation(
         CancelOutcome::Canceled => {
             tracing::info!(generation.id = %id, "generation canceled");
             state.services.changes.publish(id.as_str()).await;
+            state.services.webhooks.announce(id.as_str()).await;
             let row = db.get_generation_of_user(id.as_str(), &user.user_id()).await?.ok_or_else(ApiError::not_found)?;
             respond(&state, &row, StatusCode::ACCEPTED, false).await
         }

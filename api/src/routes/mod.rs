@@ -11,3 +11,4 @@ pub mod payments;
 pub mod policy;
 pub mod tokens;
 pub mod uploads;
+pub mod webhooks;

@@ -16,6 +16,7 @@ mod http;
 mod models;
 mod payments;
 mod stores;
+mod webhooks;
 
 pub use accounts::{EncryptionKeys, GoogleSignIn};
 use accounts::{read_encryption_keys, read_google};
@@ -29,6 +30,8 @@ use stores::valid_bucket_name;
 #[cfg(test)]
 use stores::without_password;
 pub use stores::{DatabaseTarget, QueueLocation, S3Config};
+use webhooks::read_webhooks;
+pub use webhooks::{DEFAULT_RETRY_SCHEDULE, WebhookConfig, parse_schedule};
 
 /// Everything the processes need to know, already parsed and validated.
 #[derive(Clone, Debug)]
@@ -48,6 +51,8 @@ pub struct Config {
     /// endpoints, a remote model's outputs, a profile picture) may reach loopback and
     /// private addresses, and plain http. Tests only.
     pub outbound_allow_private: bool,
+    /// How webhooks are delivered (`WEBHOOK_*`).
+    pub webhooks: WebhookConfig,
     /// The keys that seal personal fields (`ENCRYPTION_KEY`, `ENCRYPTION_PREVIOUS_KEYS`).
     pub encryption: EncryptionKeys,
     pub starter_credits: i64,
@@ -335,6 +340,7 @@ impl Config {
 
         let encryption = read_encryption_keys(&mut r, embedded);
         let outbound_allow_private = r.boolean("WEBHOOK_ALLOW_PRIVATE", false);
+        let webhooks = read_webhooks(&mut r);
 
         let starter_credits: i64 = r.parsed("STARTER_CREDITS", 10, "a whole number of credits");
         if starter_credits < 0 {
@@ -428,6 +434,7 @@ impl Config {
             google,
             encryption,
             outbound_allow_private,
+            webhooks,
             starter_credits,
             payments,
             lifetimes,

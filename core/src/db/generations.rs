@@ -31,6 +31,8 @@ pub struct NewGeneration<'a> {
     pub request_fingerprint: Option<&'a str>,
     /// The queue task that will dispatch it.
     pub dispatch_task: &'a str,
+    /// Its own `webhook`: the endpoint row of the URL and the filter (JSON).
+    pub webhook: Option<(&'a str, &'a str)>,
 }
 
 /// Why a creation did not happen.
@@ -102,6 +104,14 @@ impl Db {
         }
         insert_ledger_entry(&mut tx, new.user_id.as_str(), LedgerKind::Hold, new.cost, Some(new.id.as_str()), now)
             .await?;
+        if let Some((endpoint, events)) = new.webhook {
+            sqlx::query("INSERT INTO generation_webhooks (generation_id, endpoint_id, events) VALUES ($1, $2, $3)")
+                .bind(new.id.as_str())
+                .bind(endpoint)
+                .bind(events)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         let row = self.get_generation(new.id).await?;
         row.map(|r| CreateOutcome::Created(Box::new(r)))

@@ -10,6 +10,7 @@
 mod cancel;
 mod checkout;
 mod credits;
+mod deliveries;
 mod gallery;
 mod generations;
 mod leases;
@@ -22,6 +23,7 @@ mod runs;
 mod sessions;
 mod sweep;
 mod users;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -31,6 +33,9 @@ use sqlx::{AnyPool, Executor};
 pub use cancel::CancelOutcome;
 pub use checkout::CheckoutClaim;
 pub use credits::Adjustment;
+pub use deliveries::{
+    AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryClaim, DeliveryRow, RedeliverOutcome, Verdict,
+};
 pub use gallery::KeepOutcome;
 pub use generations::{CreateOutcome, GenerationFilter, NewGeneration};
 pub use objects::{DueObject, NewObject};
@@ -42,6 +47,10 @@ pub use runs::{ChargeOutcome, ClaimOutcome};
 pub use sessions::{ApiTokenRow, SessionUser, SignInAttempt, TokenUser};
 pub use sweep::StalledGeneration;
 pub use users::{NewUser, SealedUserFields};
+pub use webhooks::{
+    ENDPOINT_ACCOUNT, ENDPOINT_GENERATION, NewDelivery, SealedWebhookSecret, Subscriber, WebhookEndpointRow,
+    WebhookSecretRow,
+};
 
 use crate::config::DatabaseTarget;
 

@@ -1,0 +1,55 @@
+//! Runs the reference Standard Webhooks library (PyPI `standardwebhooks`, pinned in
+//! `tests/verifiers/requirements.txt`) on what the receiver got: an independent check
+//! of our signatures. `scripts/test` installs it into `target/verifiers` and names its
+//! Python in `PETPORTRAIT_VERIFIER_PYTHON`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::receiver::Received;
+
+fn python() -> PathBuf {
+    if let Ok(path) = std::env::var("PETPORTRAIT_VERIFIER_PYTHON") {
+        return PathBuf::from(path);
+    }
+    let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/verifiers/bin/python");
+    if installed.exists() {
+        return installed;
+    }
+    panic!(
+        "the Standard Webhooks verifier is not installed: run scripts/test (it installs it), or \
+         python3 -m venv target/verifiers && target/verifiers/bin/pip install -r tests/verifiers/requirements.txt"
+    );
+}
+
+/// What the reference library says of each message under `secret`: `ok <type>` or `error …`.
+pub fn verify(secret: &str, messages: &[Received]) -> Vec<String> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("verifiers/standard_webhooks.py");
+    let input = json!({
+        "secret": secret,
+        "messages": messages.iter().map(|m| json!({"headers": m.headers, "body": m.body})).collect::<Vec<_>>(),
+    });
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the verifier");
+    child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).expect("write to the verifier");
+    let output = child.wait_with_output().expect("the verifier runs");
+    assert!(output.status.success(), "the verifier failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+/// Asserts that the library accepts every message under `secret`.
+pub fn assert_verified(secret: &str, messages: &[Received]) {
+    let verdicts = verify(secret, messages);
+    assert_eq!(verdicts.len(), messages.len());
+    for (verdict, message) in verdicts.iter().zip(messages) {
+        assert!(verdict.starts_with("ok "), "{verdict} for {:?}", message.headers);
+    }
+}

@@ -384,3 +384,40 @@ async fn internal_addresses_are_refused_at_registration_and_at_delivery() {
     assert!(receiver.received("internal").is_empty(), "an internal address was reached");
     app.stop().await;
 }
+
+both_modes!(a_burst_to_one_endpoint_is_delivered_promptly, a_burst_to_one_endpoint_is_delivered_promptly);
+
+/// More deliveries than one endpoint may have in flight: each finished attempt hands its
+/// slot on, so none waits for the lease of another (25 s here) to run out.
+async fn a_burst_to_one_endpoint_is_delivered_promptly(mode: Mode) {
+    let receiver = Receiver::start().await;
+    let roles = petportrait::Roles { web: true, worker: true, scheduler: false };
+    let (studio, release) = petportrait_tests::studios::StallingStudio::new();
+    let vars = [("WEBHOOK_ALLOW_PRIVATE", "true"), ("STARTER_CREDITS", "100"), ("WORKER_CONCURRENCY", "1")];
+    let app = TestApp::spawn_with(mode, &vars, roles, Some(studio)).await;
+    let ann = app.user("Burst").await;
+    register(&ann, &receiver.path("burst", Answer::Ok), &["generation.canceled"]).await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(ann.create_portrait(&upload, "pencil_sketch").await["id"].as_str().expect("id").to_owned());
+    }
+    let paths: Vec<String> = ids.iter().map(|id| format!("/v1/generations/{id}/cancel")).collect();
+    let empty = json!({});
+    let cancels = paths.iter().map(|path| ann.post_json(path, &empty));
+    for (status, body) in futures::future::join_all(cancels).await {
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    wait_until("eight deliveries well within one lease", Duration::from_secs(10), || async {
+        (receiver.received("burst").len() >= 8).then_some(())
+    })
+    .await;
+    let delivered: HashSet<String> = receiver
+        .received("burst")
+        .iter()
+        .map(|m| m.json()["data"]["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(delivered, ids.into_iter().collect::<HashSet<_>>());
+    release.send(()).expect("release the stalled render");
+    app.stop().await;
+}

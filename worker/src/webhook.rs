@@ -49,7 +49,9 @@ async fn deliver(state: &WorkerState, id: &str) -> Result<(), BoxError> {
         DeliveryClaim::Claimed(delivery) => delivery,
         DeliveryClaim::Finished | DeliveryClaim::NotDue { .. } | DeliveryClaim::EndpointDisabled => return Ok(()),
         DeliveryClaim::Leased { until } | DeliveryClaim::EndpointBusy { until } => {
-            // Look again once a slot could be free; each look is a job of its own.
+            // The attempt that frees a slot hands it on (below); this look, at the end
+            // of the lease in the way, covers an attempt whose worker died. Each look is
+            // a job of its own.
             let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0) + 50);
             webhooks.push(id, &format!("wait-{}", ulid::Ulid::generate()), wait).await;
             return Ok(());
@@ -75,6 +77,11 @@ async fn deliver(state: &WorkerState, id: &str) -> Result<(), BoxError> {
     if let Verdict::RetryAt(at) = verdict {
         let delay = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
         webhooks.push(id, &format!("attempt-{}", delivery.attempts + 1), delay).await;
+    }
+    // This attempt's slot is free: hand it to the endpoint's deliveries waiting for one.
+    let waiting = state.services.db.waiting_deliveries(&delivery.endpoint_id, now, config.endpoint_concurrency).await?;
+    for next in waiting {
+        webhooks.push(&next, &format!("slot-{}", ulid::Ulid::generate()), Duration::ZERO).await;
     }
     Ok(())
 }

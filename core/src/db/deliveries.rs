@@ -350,6 +350,21 @@ impl Db {
         })
     }
 
+    /// Up to `limit` deliveries of `endpoint` that are due and held by no attempt, oldest
+    /// first: the ones an attempt that just freed a slot hands it to.
+    pub async fn waiting_deliveries(&self, endpoint: &str, now: Millis, limit: i64) -> DbResult<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' \
+             AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
+             ORDER BY next_attempt_at, id LIMIT $3",
+        )
+        .bind(endpoint)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Pending deliveries due before `due_before` that no attempt holds: their job was
     /// lost (a failed push, a crash between commit and push). The scheduler pushes them again.
     pub async fn stranded_deliveries(&self, due_before: Millis, now: Millis, limit: i64) -> DbResult<Vec<String>> {

@@ -12,6 +12,7 @@ mod oidc;
 mod pagination;
 mod routes;
 mod serve;
+mod status_cache;
 mod views;
 
 use std::sync::Arc;

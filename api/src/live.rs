@@ -2,7 +2,8 @@
 //! wakes the streams watching the generation that changed. A stream registers before
 //! it reads its row, so a change committed after the read always wakes it; a feed that
 //! may have lost notices (`Resync`, or this task falling behind) wakes every stream, and
-//! each reads its row again.
+//! each reads its row again. The same reader keeps the status route's cache true
+//! (`status_cache.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,10 +12,14 @@ use petportrait_core::changes::{ChangeFeed, Notice};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::status_cache::StatusCache;
+
 /// The streams of this process, by the generation they watch.
 #[derive(Debug, Default)]
 pub struct Watchers {
     by_generation: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// The status route's answers, forgotten as the feed tells of changes.
+    pub status: StatusCache,
     /// Cancelled when the API shuts down: every stream ends.
     pub shutdown: CancellationToken,
 }
@@ -38,7 +43,7 @@ impl Drop for Watch {
 
 impl Watchers {
     pub fn new(shutdown: CancellationToken) -> Watchers {
-        Watchers { by_generation: Mutex::default(), shutdown }
+        Watchers { by_generation: Mutex::default(), status: StatusCache::default(), shutdown }
     }
 
     /// Registers a stream watching `generation`.
@@ -49,6 +54,7 @@ impl Watchers {
     }
 
     fn wake(&self, generation: &str) {
+        self.status.forget_generation(generation);
         let map = self.by_generation.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sender) = map.get(generation) {
             sender.send_modify(|n| *n = n.wrapping_add(1));
@@ -56,6 +62,7 @@ impl Watchers {
     }
 
     fn wake_all(&self) {
+        self.status.forget_all();
         let map = self.by_generation.lock().unwrap_or_else(|p| p.into_inner());
         for sender in map.values() {
             sender.send_modify(|n| *n = n.wrapping_add(1));

@@ -131,3 +131,40 @@ async fn a_stream_resumes_waits_and_sees_a_cancel(mode: Mode) {
     assert!(events[0].id.parse::<i64>().expect("id") > first_id.parse::<i64>().expect("id"));
     app.stop().await;
 }
+
+both_modes!(the_status_route_never_answers_an_old_state, the_status_route_never_answers_an_old_state);
+
+/// `GET /v1/generations/{id}` is answered from a short-lived cache; a change (here a
+/// cancel) is seen at once, and the old `ETag` no longer matches.
+async fn the_status_route_never_answers_an_old_state(mode: Mode) {
+    let app = TestApp::spawn_with(mode, &[], NO_WORKER, None).await;
+    let ann = app.user("Poller").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let created = ann.create_portrait(&upload, "watercolor").await;
+    let path = format!("/v1/generations/{}", created["id"].as_str().expect("id"));
+    let first = ann.http.get(ann.url(&path)).send().await.expect("GET");
+    let tag = first.headers().get("etag").expect("an ETag").clone();
+    for _ in 0..3 {
+        let again = ann.http.get(ann.url(&path)).header("if-none-match", tag.clone()).send().await.expect("GET");
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    }
+    let (status, _) = ann.post_json(&format!("{path}/cancel"), &json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let after = ann.http.get(ann.url(&path)).header("if-none-match", tag.clone()).send().await.expect("GET");
+    assert_eq!(after.status(), StatusCode::OK, "an old ETag matched after the change");
+    assert_ne!(after.headers().get("etag"), Some(&tag));
+    let body: Value = after.json().await.expect("JSON");
+    assert_eq!(body["status"], "canceled");
+    // Another user never gets the cached answer.
+    let bob = app.user("Bob").await;
+    assert_eq!(bob.get(&path).await.0, StatusCode::NOT_FOUND);
+    // A revoked token stops reading at once, though its user was just cached.
+    let (_, token) = ann.post_json("/v1/me/tokens", &json!({"name": "poller"})).await;
+    let (secret, token_id) = (token["token"].as_str().expect("token"), token["id"].as_str().expect("id"));
+    let bearer = || reqwest::Client::new().get(ann.url(&path)).bearer_auth(secret).send();
+    assert_eq!(bearer().await.expect("GET").status(), StatusCode::OK);
+    let revoked = ann.http.delete(ann.url(&format!("/v1/me/tokens/{token_id}"))).send().await.expect("DELETE");
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    assert_eq!(bearer().await.expect("GET").status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}

@@ -14,6 +14,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use base64::Engine;
 use petportrait_core::db::UserRow;
+use petportrait_core::ids::UserId;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -30,6 +31,37 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 
 /// The signed-in user of a request.
 pub struct CurrentUser(pub UserRow);
+
+/// The signed-in user's id, for the status route pollers hit: from this process's
+/// two-second cache of credentials (`status_cache.rs`), else found as `CurrentUser` is.
+pub struct PollingCaller(pub UserId);
+
+/// The key a request's credential is cached under: the hash of its bearer header, or
+/// of its session cookie (a GET needs no same-origin check).
+fn credential_key(headers: &HeaderMap, public_url: &str) -> Option<String> {
+    if let Some(authorization) = headers.get(header::AUTHORIZATION) {
+        return Some(format!("b:{}", hash_secret(authorization.to_str().ok()?)));
+    }
+    sessions::presented_token(headers, public_url).map(|token| format!("s:{}", hash_secret(&token)))
+}
+
+impl FromRequestParts<AppState> for PollingCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<PollingCaller> {
+        let cache = &state.live.status;
+        let key = credential_key(&parts.headers, &state.public_url);
+        if let Some(user) = key.as_deref().and_then(|key| cache.caller(key)) {
+            return Ok(PollingCaller(UserId::from_db(user)));
+        }
+        let epoch = cache.epoch();
+        let CurrentUser(user) = CurrentUser::from_request_parts(parts, state).await?;
+        if let Some(key) = key {
+            cache.keep_caller(key, user.id.clone(), epoch);
+        }
+        Ok(PollingCaller(user.user_id()))
+    }
+}
 
 /// What a database keeps of a secret: its SHA-256. The secrets are 256 random bits, so
 /// a plain hash is enough to make a dump useless.

@@ -72,7 +72,7 @@ pub(super) fn read_cookie(headers: &HeaderMap, public_url: &str, kind: CookieKin
         .map(|(_, value)| value.to_owned())
 }
 
-fn presented_token(headers: &HeaderMap, public_url: &str) -> Option<String> {
+pub(super) fn presented_token(headers: &HeaderMap, public_url: &str) -> Option<String> {
     read_cookie(headers, public_url, SESSION)
 }
 
@@ -113,6 +113,7 @@ pub async fn logout(State(state): State<AppState>, method: Method, headers: Head
     if let Some(token) = presented_token(&headers, &state.public_url) {
         check_same_origin(&method, &headers, &state.public_url)?;
         state.services.db.delete_session(&hash_secret(&token)).await?;
+        state.live.status.forget_all();
     }
     ended(&state)
 }
@@ -120,6 +121,7 @@ pub async fn logout(State(state): State<AppState>, method: Method, headers: Head
 /// `POST /auth/logout-all`: ends every session and revokes every API token of the user.
 pub async fn logout_all(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Response> {
     let (sessions, tokens) = state.services.db.sign_out_everywhere(&user.user_id()).await?;
+    state.live.status.forget_all();
     tracing::info!(user.id = %user.id, sessions, tokens, "signed out everywhere");
     ended(&state)
 }

@@ -15,14 +15,16 @@ use petportrait_core::time::now_ms;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, PollingCaller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{PathId, Query};
 use crate::idempotency::{self, fingerprint, idempotency_key};
 use crate::json::{JsonBytes, parse_json};
 use crate::pagination::{PageRequest, split_page};
 use crate::routes::webhooks::{check_webhook_url, parse_generation_filter};
+use crate::status_cache::CachedGeneration;
 use crate::views::{GenerationView, Page};
+use axum::body::Bytes;
 
 /// The body of `POST /v1/generations`.
 #[derive(Deserialize)]
@@ -156,17 +158,10 @@ async fn replay(state: &AppState, existing: GenerationRow, print: &str) -> ApiRe
 
 /// The generation object with its `Location`, `ETag` and polling hints.
 async fn respond(state: &AppState, row: &GenerationRow, status: StatusCode, replayed: bool) -> ApiResult<Response> {
-    let view = build_view(state, row).await?;
-    let mut response = (status, axum::Json(view)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::LOCATION, HeaderValue::from_str(&format!("/v1/generations/{}", row.id))?);
-    headers.insert(header::ETAG, etag(row));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if !row.status.is_terminal() {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
-    }
+    let body = Bytes::from(serde_json::to_vec(&build_view(state, row).await?).unwrap_or_default());
+    let mut response = generation_response(status, body, &row.id, etag(row), row.status.is_terminal());
     if replayed {
-        headers.insert(idempotency::REPLAYED_HEADER, idempotency::replayed_value());
+        response.headers_mut().insert(idempotency::REPLAYED_HEADER, idempotency::replayed_value());
     }
     Ok(response)
 }
@@ -179,28 +174,64 @@ pub(crate) async fn build_view(state: &AppState, row: &GenerationRow) -> ApiResu
     Ok(GenerationView::load(&state.services.db, row, "").await?)
 }
 
+/// `GET /v1/generations/{id}`: from this process's short-lived cache when it holds the
+/// answer (`status_cache.rs`), else from the database (and then kept).
 pub async fn get_generation(
     State(state): State<AppState>,
-    CurrentUser(user): CurrentUser,
+    PollingCaller(user): PollingCaller,
     PathId(id): PathId<GenerationId>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let row = state
-        .services
-        .db
-        .get_generation_of_user(id.as_str(), &user.user_id())
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let tag = etag(&row);
-    if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == tag.as_bytes()) {
-        let mut response = StatusCode::NOT_MODIFIED.into_response();
-        response.headers_mut().insert(header::ETAG, tag);
-        if !row.status.is_terminal() {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
+    let cache = &state.live.status;
+    let if_none_match = headers.get(header::IF_NONE_MATCH);
+    if let Some(cached) = cache.generation(id.as_str()).filter(|c| c.user_id == user.as_str()) {
+        if if_none_match.is_some_and(|v| v.as_bytes() == cached.etag.as_bytes()) {
+            return Ok(not_modified(cached.etag, cached.terminal));
         }
-        return Ok(response);
+        if let Some(body) = cached.body {
+            return Ok(generation_response(StatusCode::OK, body, id.as_str(), cached.etag, cached.terminal));
+        }
     }
-    respond(&state, &row, StatusCode::OK, false).await
+    let epoch = cache.epoch();
+    let row = state.services.db.get_generation_of_user(id.as_str(), &user).await?.ok_or_else(ApiError::not_found)?;
+    let tag = etag(&row);
+    let terminal = row.status.is_terminal();
+    if if_none_match.is_some_and(|v| v.as_bytes() == tag.as_bytes()) {
+        let answer = CachedGeneration { user_id: row.user_id.clone(), etag: tag.clone(), terminal, body: None };
+        cache.keep_generation(row.id.clone(), answer, epoch);
+        return Ok(not_modified(tag, terminal));
+    }
+    let body = Bytes::from(serde_json::to_vec(&build_view(&state, &row).await?).unwrap_or_default());
+    // A queued generation's position moves without a change of its own: never kept.
+    let kept_body = (row.status != GenerationStatus::Queued).then(|| body.clone());
+    let answer = CachedGeneration { user_id: row.user_id.clone(), etag: tag.clone(), terminal, body: kept_body };
+    cache.keep_generation(row.id.clone(), answer, epoch);
+    Ok(generation_response(StatusCode::OK, body, id.as_str(), tag, terminal))
+}
+
+fn not_modified(tag: HeaderValue, terminal: bool) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    response.headers_mut().insert(header::ETAG, tag);
+    if !terminal {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
+    }
+    response
+}
+
+/// A generation object (JSON bytes) with its `Location`, `ETag` and polling hints.
+fn generation_response(status: StatusCode, body: Bytes, id: &str, tag: HeaderValue, terminal: bool) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(location) = HeaderValue::from_str(&format!("/v1/generations/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    headers.insert(header::ETAG, tag);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if !terminal {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(POLL_HINT_SECONDS));
+    }
+    response
 }
 
 pub async fn list_generations(
@@ -251,6 +282,9 @@ pub async fn cancel_generation(
         )),
         CancelOutcome::Canceled => {
             tracing::info!(generation.id = %id, "generation canceled");
+            // This process's status cache forgets it now: the feed's notice comes back
+            // through Redis only after this answer.
+            state.live.status.forget_generation(id.as_str());
             state.services.changes.publish(id.as_str()).await;
             state.services.webhooks.announce(id.as_str()).await;
             let row = db.get_generation_of_user(id.as_str(), &user.user_id()).await?.ok_or_else(ApiError::not_found)?;

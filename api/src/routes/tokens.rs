@@ -96,6 +96,7 @@ pub async fn delete_token(
     PathId(id): PathId<ApiTokenId>,
 ) -> ApiResult<StatusCode> {
     if state.services.db.delete_api_token(&user.user_id(), id.as_str()).await? {
+        state.live.status.forget_all();
         tracing::info!(user.id = %user.id, token.id = %id, "API token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {

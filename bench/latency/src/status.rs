@@ -80,10 +80,14 @@ async fn measure(mode: Mode, args: &Args) -> anyhow::Result<()> {
     let bare = bare_server(object.clone()).await?;
     let auth = format!("Authorization: Bearer {token}");
     let if_none_match = format!("If-None-Match: {etag}");
-    let targets: [(&str, String, Vec<&str>); 3] = [
+    // The last two show where the time goes: the app's layers alone (`/healthz`), and
+    // with a bearer token checked (`/v1/styles` answers a constant).
+    let targets: [(&str, String, Vec<&str>); 5] = [
         ("bare axum", format!("{bare}/v1/generations/{id}"), vec![]),
         ("GET 200", ann.url(&path), vec![auth.as_str()]),
         ("GET 304", ann.url(&path), vec![auth.as_str(), if_none_match.as_str()]),
+        ("app /healthz", ann.url("/healthz"), vec![]),
+        ("app /v1/styles", ann.url("/v1/styles"), vec![auth.as_str()]),
     ];
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     for round in 1..=args.rounds {

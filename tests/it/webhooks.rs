@@ -180,6 +180,17 @@ async fn endpoints_retry_log_and_redeliver(mode: Mode) {
         (log[0]["attempts"].as_array().map(Vec::len) == Some(4) && log[0]["status"] == "succeeded").then_some(())
     })
     .await;
+    // A pending delivery whose job was lost (made due long ago, no job pushed) is found
+    // by the scheduler and pushed again.
+    let stranded =
+        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = 1, completed_at = NULL WHERE id = $1";
+    app.raw_execute(stranded, &[&delivery_id]).await;
+    // Two hours on: past the lease the app's own scheduler took at start.
+    let later = now_ms() + 2 * 3_600_000;
+    let report = petportrait_scheduler::tick(&app.config, &app.services, "test", later).await.expect("tick");
+    assert_eq!(report.webhooks.deliveries_requeued, 1, "{report:?}");
+    let found = receiver.wait_for("flaky", 5, |_| true).await;
+    assert_eq!(found[4].header("webhook-id"), delivery_id);
     // Another user can neither read the log nor redeliver.
     let bob = app.user("Bob").await;
     assert_eq!(bob.get(&format!("/v1/webhook-endpoints/{endpoint_id}/deliveries")).await.0, StatusCode::NOT_FOUND);
@@ -208,9 +219,9 @@ async fn endpoints_retry_log_and_redeliver(mode: Mode) {
     app.raw_execute("UPDATE generations SET webhook_stage = 0 WHERE id = $1", &[&id]).await;
     let report = petportrait_scheduler::tick(&app.config, &app.services, "test", tick_at + 60_000).await.expect("tick");
     assert_eq!(report.webhooks.generations_announced, 1, "{report:?}");
-    let redone = receiver.wait_for("flaky", 5, |_| true).await;
-    assert_eq!(redone[4].event_type(), "generation.succeeded");
-    assert_ne!(redone[4].header("webhook-id"), delivery_id, "a new message");
+    let redone = receiver.wait_for("flaky", 6, |_| true).await;
+    assert_eq!(redone[5].event_type(), "generation.succeeded");
+    assert_ne!(redone[5].header("webhook-id"), delivery_id, "a new message");
     app.stop().await;
 }
 

@@ -48,12 +48,10 @@ async fn deliver(state: &WorkerState, id: &str) -> Result<(), BoxError> {
     let delivery = match claim {
         DeliveryClaim::Claimed(delivery) => delivery,
         DeliveryClaim::Finished | DeliveryClaim::NotDue { .. } | DeliveryClaim::EndpointDisabled => return Ok(()),
-        DeliveryClaim::Leased { until } | DeliveryClaim::EndpointBusy { until } => {
-            // The attempt that frees a slot hands it on (below); this look, at the end
-            // of the lease in the way, covers an attempt whose worker died. Each look is
-            // a job of its own.
-            let wait = Duration::from_millis(u64::try_from(until - now).unwrap_or(0) + 50);
-            webhooks.push(id, &format!("wait-{}", ulid::Ulid::generate()), wait).await;
+        DeliveryClaim::Leased { .. } | DeliveryClaim::EndpointBusy { .. } => {
+            // The attempt in the way hands its slot on when it ends (below); if its
+            // worker dies instead, the scheduler finds this delivery overdue and pushes it.
+            tracing::debug!("the endpoint is busy; a finishing attempt will hand its slot on");
             return Ok(());
         }
     };

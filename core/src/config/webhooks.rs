@@ -55,7 +55,7 @@ pub(super) fn read_webhooks(r: &mut Reader<'_>) -> WebhookConfig {
         disable_after: r.duration("WEBHOOK_DISABLE_AFTER", Duration::from_secs(5 * 86_400)),
         secret_overlap: r.duration("WEBHOOK_SECRET_OVERLAP", Duration::from_secs(86_400)),
         concurrency: r.parsed("WEBHOOK_CONCURRENCY", 16, "a positive number"),
-        endpoint_concurrency: r.parsed("WEBHOOK_ENDPOINT_CONCURRENCY", 2, "a positive number"),
+        endpoint_concurrency: r.parsed("WEBHOOK_ENDPOINT_CONCURRENCY", 4, "a positive number"),
         log_retention: r.duration("WEBHOOK_LOG_RETENTION", Duration::from_secs(30 * 86_400)),
     };
     if config.concurrency == 0 {

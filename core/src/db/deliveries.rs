@@ -125,6 +125,11 @@ impl Db {
         lease_until: Millis,
         endpoint_cap: i64,
     ) -> DbResult<DeliveryClaim> {
+        // A read first: under a burst most jobs find their endpoint full, and they
+        // should not queue for the write lock to learn it.
+        if let Some(until) = endpoint_full(&self.pool, id, now, endpoint_cap).await? {
+            return Ok(DeliveryClaim::EndpointBusy { until });
+        }
         let mut tx = self.pool.begin().await?;
         // The first write takes the endpoint's row (PostgreSQL) or the database (SQLite),
         // so two jobs never both see a free slot of one endpoint.
@@ -163,17 +168,8 @@ impl Db {
                 DeliveryClaim::EndpointDisabled
             }
             Some(_) => {
-                let (in_flight, ends): (i64, Option<Millis>) = sqlx::query_as(
-                    "SELECT COUNT(*), MIN(lease_until) FROM webhook_deliveries \
-                     WHERE endpoint_id = (SELECT endpoint_id FROM webhook_deliveries WHERE id = $1) \
-                     AND status = 'pending' AND lease_until > $2",
-                )
-                .bind(id)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                if in_flight >= endpoint_cap {
-                    DeliveryClaim::EndpointBusy { until: ends.unwrap_or(now) }
+                if let Some(until) = endpoint_full(&mut *tx, id, now, endpoint_cap).await? {
+                    DeliveryClaim::EndpointBusy { until }
                 } else {
                     sqlx::query(
                         "UPDATE webhook_deliveries SET lease_until = $2, attempts = attempts + 1 WHERE id = $1",
@@ -402,6 +398,26 @@ impl Db {
         tx.commit().await?;
         Ok(deleted)
     }
+}
+
+/// When the endpoint of delivery `id` has `cap` attempts in flight: the end of the
+/// first one's lease. `None` when a slot is free.
+async fn endpoint_full<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
+    executor: E,
+    id: &str,
+    now: Millis,
+    cap: i64,
+) -> DbResult<Option<Millis>> {
+    let (in_flight, ends): (i64, Option<Millis>) = sqlx::query_as(
+        "SELECT COUNT(*), MIN(lease_until) FROM webhook_deliveries \
+         WHERE endpoint_id = (SELECT endpoint_id FROM webhook_deliveries WHERE id = $1) \
+         AND status = 'pending' AND lease_until > $2",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_one(executor)
+    .await?;
+    Ok((in_flight >= cap).then(|| ends.unwrap_or(now)))
 }
 
 async fn disable(tx: &mut sqlx::Transaction<'_, sqlx::Any>, endpoint: &str, reason: &str, now: Millis) -> DbResult<()> {

@@ -76,8 +76,10 @@ async fn deliver(state: &WorkerState, id: &str) -> Result<(), BoxError> {
         let delay = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
         webhooks.push(id, &format!("attempt-{}", delivery.attempts + 1), delay).await;
     }
-    // This attempt's slot is free: hand it to the endpoint's deliveries waiting for one.
-    let waiting = state.services.db.waiting_deliveries(&delivery.endpoint_id, now, config.endpoint_concurrency).await?;
+    // This attempt's slot is free: hand it to the endpoint's oldest delivery waiting for
+    // one (each attempt frees one slot, so one job; if another takes the slot first,
+    // that attempt hands it on when it ends).
+    let waiting = state.services.db.waiting_deliveries(&delivery.endpoint_id, now, 1).await?;
     for next in waiting {
         webhooks.push(&next, &format!("slot-{}", ulid::Ulid::generate()), Duration::ZERO).await;
     }

@@ -432,3 +432,49 @@ async fn a_burst_to_one_endpoint_is_delivered_promptly(mode: Mode) {
     release.send(()).expect("release the stalled render");
     app.stop().await;
 }
+
+/// The webhook routes: anonymous calls are 401, another user's ids 404, bad bodies a
+/// problem+json 4xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_routes_refuse_strangers_and_bad_bodies() {
+    let app = TestApp::spawn(Mode::Embedded, &WEBHOOK_VARS).await;
+    let ann = app.user("Owner").await;
+    let receiver = Receiver::start().await;
+    let endpoint = register(&ann, &receiver.path("mine", Answer::Ok), &["generation.succeeded"]).await;
+    let id = endpoint["id"].as_str().expect("id");
+    let anonymous = reqwest::Client::new();
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/me/webhook-secret".to_owned()),
+        (reqwest::Method::POST, "/v1/me/webhook-secret/rotate".to_owned()),
+        (reqwest::Method::GET, "/v1/webhook-endpoints".to_owned()),
+        (reqwest::Method::GET, format!("/v1/webhook-endpoints/{id}/deliveries")),
+        (reqwest::Method::DELETE, format!("/v1/webhook-endpoints/{id}")),
+    ] {
+        let response = anonymous.request(method.clone(), ann.url(&path)).send().await.expect("request");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    let bob = app.user("Stranger").await;
+    assert_eq!(bob.get(&format!("/v1/webhook-endpoints/{id}")).await.0, StatusCode::NOT_FOUND);
+    let response = bob.http.delete(bob.url(&format!("/v1/webhook-endpoints/{id}"))).send().await.expect("DELETE");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response =
+        bob.http.patch(bob.url(&format!("/v1/webhook-endpoints/{id}"))).json(&json!({"enabled": true})).send().await;
+    assert_eq!(response.expect("PATCH").status(), StatusCode::NOT_FOUND);
+    assert_eq!(bob.get("/v1/webhook-endpoints").await.1["data"], json!([]));
+    assert_eq!(ann.get("/v1/webhook-endpoints/whe_nonsense").await.0, StatusCode::NOT_FOUND);
+
+    for body in
+        [json!({"url": receiver.base_url}), json!({"url": 5, "events": []}), json!({"events": ["generation.started"]})]
+    {
+        let response = ann.http.post(ann.url("/v1/webhook-endpoints")).json(&body).send().await.expect("POST");
+        assert!(response.status().is_client_error(), "{body}: {}", response.status());
+        assert_eq!(response.headers().get("content-type").expect("type"), "application/problem+json");
+    }
+    let none = json!({"url": receiver.path("none", Answer::Ok), "events": []});
+    assert_eq!(ann.post_json("/v1/webhook-endpoints", &none).await.1["code"], "unknown_event_type");
+    let disable = ann.http.patch(ann.url(&format!("/v1/webhook-endpoints/{id}"))).json(&json!({"enabled": false}));
+    assert_eq!(disable.send().await.expect("PATCH").status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let long = json!({"url": format!("https://example.com/{}", "a".repeat(2100)), "events": ["generation.started"]});
+    assert_eq!(ann.post_json("/v1/webhook-endpoints", &long).await.1["code"], "invalid_webhook_url");
+    app.stop().await;
+}

@@ -47,8 +47,8 @@ async fn deliver(state: &WorkerState, id: &str) -> Result<(), BoxError> {
     let claim = state.services.db.claim_delivery(id, now, lease_until, config.endpoint_concurrency).await?;
     let delivery = match claim {
         DeliveryClaim::Claimed(delivery) => delivery,
-        DeliveryClaim::Finished | DeliveryClaim::NotDue { .. } | DeliveryClaim::EndpointDisabled => return Ok(()),
-        DeliveryClaim::Leased { .. } | DeliveryClaim::EndpointBusy { .. } => {
+        DeliveryClaim::Finished | DeliveryClaim::NotDue | DeliveryClaim::EndpointDisabled => return Ok(()),
+        DeliveryClaim::Leased | DeliveryClaim::EndpointBusy => {
             // The attempt in the way hands its slot on when it ends (below); if its
             // worker dies instead, the scheduler finds this delivery overdue and pushes it.
             tracing::debug!("the endpoint is busy; a finishing attempt will hand its slot on");

@@ -18,10 +18,13 @@
 //! cargo run -p petportrait-latency-bench --bin pickup-latency -- --mode both
 //! ```
 
+mod modes;
+
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use modes::Which;
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::{Mode, TestApp};
 
@@ -36,21 +39,10 @@ struct Args {
     samples: usize,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Which {
-    Embedded,
-    Distributed,
-    Both,
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let modes: &[Mode] = match args.mode {
-        Which::Embedded => &[Mode::Embedded],
-        Which::Distributed => &[Mode::Distributed],
-        Which::Both => &[Mode::Embedded, Mode::Distributed],
-    };
+    let modes = args.mode.modes();
     if args.samples == 0 {
         bail!("--samples must be at least 1");
     }

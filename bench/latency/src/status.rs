@@ -13,13 +13,16 @@
 //! cargo run --release -p petportrait-latency-bench --bin status-throughput -- --mode both
 //! ```
 
+mod modes;
+
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::routing::get;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use modes::Which;
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::{Mode, TestApp};
 use serde_json::{Value, json};
@@ -40,22 +43,11 @@ struct Args {
     connections: u32,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Which {
-    Embedded,
-    Distributed,
-    Both,
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     Command::new("wrk").arg("--version").output().context("wrk is not installed (apt-get install wrk)")?;
-    let modes: &[Mode] = match args.mode {
-        Which::Embedded => &[Mode::Embedded],
-        Which::Distributed => &[Mode::Distributed],
-        Which::Both => &[Mode::Embedded, Mode::Distributed],
-    };
+    let modes = args.mode.modes();
     for &mode in modes {
         measure(mode, &args).await?;
     }

@@ -16,6 +16,8 @@
 //! cargo run --release -p petportrait-latency-bench --bin webhook-throughput -- --mode both
 //! ```
 
+mod modes;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,8 +26,9 @@ use anyhow::Context;
 use axum::Router;
 use axum::body::Bytes;
 use axum::routing::post;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use futures::StreamExt;
+use modes::Which;
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::studios::StallingStudio;
 use petportrait_tests::{Mode, TestApp, wait_until};
@@ -40,23 +43,12 @@ struct Args {
     deliveries: usize,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Which {
-    Embedded,
-    Distributed,
-    Both,
-}
-
 type Arrivals = Arc<Mutex<HashMap<String, Instant>>>;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let modes: &[Mode] = match args.mode {
-        Which::Embedded => &[Mode::Embedded],
-        Which::Distributed => &[Mode::Distributed],
-        Which::Both => &[Mode::Embedded, Mode::Distributed],
-    };
+    let modes = args.mode.modes();
     for &mode in modes {
         for slow in [false, true] {
             measure(mode, slow, args.deliveries).await?;

@@ -29,18 +29,12 @@ pub struct ClaimedDelivery {
 pub enum DeliveryClaim {
     /// No such delivery (purged, its endpoint deleted) or it has finished.
     Finished,
-    /// Its next attempt is due at this time (another job will make it).
-    NotDue {
-        at: Millis,
-    },
-    /// Another job is making an attempt until this time.
-    Leased {
-        until: Millis,
-    },
-    /// The endpoint has as many attempts in flight as it may; one ends by this time.
-    EndpointBusy {
-        until: Millis,
-    },
+    /// Its next attempt is not due yet (another job will make it).
+    NotDue,
+    /// Another job is making an attempt.
+    Leased,
+    /// The endpoint has as many attempts in flight as it may.
+    EndpointBusy,
     /// The endpoint is disabled: the delivery is now failed.
     EndpointDisabled,
     Claimed(Box<ClaimedDelivery>),
@@ -127,8 +121,8 @@ impl Db {
     ) -> DbResult<DeliveryClaim> {
         // A read first: under a burst most jobs find their endpoint full, and they
         // should not queue for the write lock to learn it.
-        if let Some(until) = endpoint_full(&self.pool, id, now, endpoint_cap).await? {
-            return Ok(DeliveryClaim::EndpointBusy { until });
+        if endpoint_full(&self.pool, id, now, endpoint_cap).await? {
+            return Ok(DeliveryClaim::EndpointBusy);
         }
         let mut tx = self.pool.begin().await?;
         // The first write takes the endpoint's row (PostgreSQL) or the database (SQLite),
@@ -150,12 +144,8 @@ impl Db {
         let claim = match state {
             None => DeliveryClaim::Finished,
             Some(s) if s.status != "pending" => DeliveryClaim::Finished,
-            Some(s) if s.lease_until.is_some_and(|until| until > now) => {
-                DeliveryClaim::Leased { until: s.lease_until.unwrap_or(now) }
-            }
-            Some(s) if s.next_attempt_at.is_some_and(|at| at > now) => {
-                DeliveryClaim::NotDue { at: s.next_attempt_at.unwrap_or(now) }
-            }
+            Some(s) if s.lease_until.is_some_and(|until| until > now) => DeliveryClaim::Leased,
+            Some(s) if s.next_attempt_at.is_some_and(|at| at > now) => DeliveryClaim::NotDue,
             Some(s) if s.enabled == 0 => {
                 sqlx::query(
                     "UPDATE webhook_deliveries SET status = 'failed', completed_at = $2, \
@@ -168,8 +158,8 @@ impl Db {
                 DeliveryClaim::EndpointDisabled
             }
             Some(_) => {
-                if let Some(until) = endpoint_full(&mut *tx, id, now, endpoint_cap).await? {
-                    DeliveryClaim::EndpointBusy { until }
+                if endpoint_full(&mut *tx, id, now, endpoint_cap).await? {
+                    DeliveryClaim::EndpointBusy
                 } else {
                     sqlx::query(
                         "UPDATE webhook_deliveries SET lease_until = $2, attempts = attempts + 1 WHERE id = $1",
@@ -400,16 +390,15 @@ impl Db {
     }
 }
 
-/// When the endpoint of delivery `id` has `cap` attempts in flight: the end of the
-/// first one's lease. `None` when a slot is free.
+/// Whether the endpoint of delivery `id` has `cap` attempts in flight.
 async fn endpoint_full<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     executor: E,
     id: &str,
     now: Millis,
     cap: i64,
-) -> DbResult<Option<Millis>> {
-    let (in_flight, ends): (i64, Option<Millis>) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(lease_until) FROM webhook_deliveries \
+) -> DbResult<bool> {
+    let in_flight: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM webhook_deliveries \
          WHERE endpoint_id = (SELECT endpoint_id FROM webhook_deliveries WHERE id = $1) \
          AND status = 'pending' AND lease_until > $2",
     )
@@ -417,7 +406,7 @@ async fn endpoint_full<'e, E: sqlx::Executor<'e, Database = sqlx::Any>>(
     .bind(now)
     .fetch_one(executor)
     .await?;
-    Ok((in_flight >= cap).then(|| ends.unwrap_or(now)))
+    Ok(in_flight >= cap)
 }
 
 async fn disable(tx: &mut sqlx::Transaction<'_, sqlx::Any>, endpoint: &str, reason: &str, now: Millis) -> DbResult<()> {

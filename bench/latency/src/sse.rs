@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use futures::StreamExt;
 use petportrait_tests::fixtures::pet_jpeg;
-use petportrait_tests::{Client, Isolation, Mode};
+use petportrait_tests::{Client, Isolation, Mode, wait_until};
 use serde_json::json;
 use tokio::sync::Barrier;
 
@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     let mut server = tokio::process::Command::new(&binary).arg("api").envs(vars).kill_on_drop(true).spawn()?;
     let pid = server.id().context("no pid")?;
     let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base).await?;
+    wait_ready(&base).await;
 
     let ann = Client::sign_in(&base, "Watcher").await;
     let (_, token) = ann.post_json("/v1/me/tokens", &json!({"name": "bench"})).await;
@@ -185,18 +185,14 @@ async fn read_until_canceled(
     None
 }
 
-async fn wait_ready(base: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Polls `/readyz` until the API answers 200 (the tests' `wait_until`, 60 s deadline).
+async fn wait_ready(base: &str) {
     let http = reqwest::Client::new();
-    while Instant::now() < deadline {
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
-            && response.status().is_success()
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("the API did not become ready within 60 s")
+    let url = format!("{base}/readyz");
+    wait_until("the API to be ready", Duration::from_secs(60), || async {
+        http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
+    })
+    .await;
 }
 
 /// The resident memory of process `pid` in KiB.

@@ -188,7 +188,6 @@ impl Db {
     /// health: a success clears its failures; a failure starts (or continues) them, and
     /// an endpoint failing since before `disable_before` is disabled with `reason`.
     /// `false` when the attempt's lease was lost (another attempt was made meanwhile).
-    #[allow(clippy::too_many_arguments)]
     pub async fn finish_attempt(
         &self,
         delivery: &ClaimedDelivery,

@@ -15,7 +15,7 @@ pub async fn serve_all(config: Config) -> anyhow::Result<()> {
     let listener = bind_api(&config).await?;
     tracing::info!(mode = if config.is_embedded() { "embedded" } else { "all-in-one" }, config = %config.summary(), "starting");
     println!("PetPortrait is running at {}", config.public_url);
-    let studio = petportrait_studio::from_config(&config).context("setting up the studios")?;
+    let studio = petportrait_studio::from_config(&config).await.context("setting up the studios")?;
     let shutdown = petportrait_core::shutdown::on_signal();
     let result = petportrait::run(config, services.clone(), studio, listener, petportrait::Roles::ALL, shutdown).await;
     services.close().await;
@@ -37,7 +37,7 @@ pub async fn serve_api(config: Config) -> anyhow::Result<()> {
 pub async fn work(config: Config) -> anyhow::Result<()> {
     let services = Services::connect(&config, SchemaPolicy::RequireCurrent).await.context("connecting services")?;
     let shutdown = petportrait_core::shutdown::on_signal();
-    let studio = petportrait_studio::from_config(&config).context("setting up the studios")?;
+    let studio = petportrait_studio::from_config(&config).await.context("setting up the studios")?;
     let result = petportrait_worker::run(config, services.clone(), studio, shutdown).await.context("running workers");
     services.close().await;
     result

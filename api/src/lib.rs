@@ -8,6 +8,7 @@ mod guards;
 mod idempotency;
 mod json;
 mod live;
+mod models;
 mod oidc;
 mod pagination;
 mod routes;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub live: Arc<live::Watchers>,
     /// `SSE_HEARTBEAT`.
     pub sse_heartbeat: Duration,
+    /// Which model runs each kind (`models.rs` reads the Cog kinds' availability).
+    pub models: petportrait_core::config::ModelsConfig,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             decode_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))),
             live: Arc::new(live::Watchers::new(CancellationToken::new())),
             sse_heartbeat: config.http.sse_heartbeat,
+            models: config.models.clone(),
         }
     }
 }

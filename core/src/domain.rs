@@ -277,3 +277,13 @@ impl GenerationEventFilter {
         }
     }
 }
+
+/// Whether one style of a kind served by model servers can run now, and why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelAvailability {
+    pub kind: GenerationKind,
+    pub style: String,
+    pub available: bool,
+    /// For operators: the servers' states (`http://gpu-1:5000 ready, …`).
+    pub detail: String,
+}

@@ -7,6 +7,7 @@
 //! `scripts/check-boundaries` checks: the worker, the one binary that can run it, the
 //! system tests and the studio benchmark depend on it; the API and the scheduler do not.
 
+mod cog;
 mod filters;
 mod music;
 mod painterly;
@@ -15,8 +16,9 @@ mod remote;
 mod router;
 mod sculpture;
 
+pub use cog::{CogError, CogSetupError, CogStudio};
 pub use remote::{ProviderError, RemoteSetupError, RemoteStudio};
-pub use router::{StudioSet, from_config};
+pub use router::{StudioSet, StudioSetupError, from_config};
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -158,6 +160,12 @@ impl StudioError {
 /// from a blocking thread.
 pub trait Studio: Send + Sync + 'static {
     fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError>;
+
+    /// Which styles served by model servers can run now, as the latest health checks
+    /// saw them; empty for studios that are always there (the local one, a provider).
+    fn availability(&self) -> Vec<petportrait_core::domain::ModelAvailability> {
+        Vec::new()
+    }
 }
 
 /// Working memory of a style per pixel of its picture: a few RGB and floating-point

@@ -1,13 +1,14 @@
 //! The studio of each kind, chosen by configuration (`MODEL_PORTRAIT`, `MODEL_MUSIC`,
-//! `MODEL_SCULPTURE`: `local` by default, or `remote`).
+//! `MODEL_SCULPTURE`: `local` by default, `remote` or `cog`).
 
 use std::sync::Arc;
 
 use super::{
-    LocalStudio, RemoteSetupError, RemoteStudio, RenderContext, RenderRequest, RenderedFile, Studio, StudioError,
+    CogSetupError, CogStudio, LocalStudio, RemoteSetupError, RemoteStudio, RenderContext, RenderRequest, RenderedFile,
+    Studio, StudioError,
 };
 use petportrait_core::config::{Config, ModelBackend};
-use petportrait_core::domain::GenerationKind;
+use petportrait_core::domain::{GenerationKind, ModelAvailability};
 
 /// Dispatches each kind to its studio.
 pub struct StudioSet {
@@ -34,13 +35,31 @@ impl Studio for StudioSet {
     fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError> {
         self.for_kind(request.kind).render(request, ctx)
     }
+
+    /// Each kind's entries from its own studio (one studio may serve several kinds).
+    fn availability(&self) -> Vec<ModelAvailability> {
+        GenerationKind::ALL
+            .into_iter()
+            .flat_map(|kind| self.for_kind(kind).availability().into_iter().filter(move |a| a.kind == kind))
+            .collect()
+    }
 }
 
-/// The studios the configuration asks for: one `LocalStudio`, and one `RemoteStudio`
-/// shared by every remote kind (so its concurrency limit and circuit breaker cover the
-/// provider as a whole). Call it inside the multi-threaded runtime whose threads will
-/// carry the remote studio's HTTP.
-pub fn from_config(config: &Config) -> Result<Arc<dyn Studio>, RemoteSetupError> {
+/// Why the studios could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StudioSetupError {
+    #[error("the remote model provider")]
+    Remote(#[from] RemoteSetupError),
+    #[error("the Cog model servers")]
+    Cog(#[from] CogSetupError),
+}
+
+/// The studios the configuration asks for: one `LocalStudio`, one `RemoteStudio` shared
+/// by every remote kind (so its concurrency limit and circuit breaker cover the provider
+/// as a whole) and one `CogStudio` for every `cog` kind (its servers' slots are shared
+/// by the kinds and styles they serve). Call it inside the multi-threaded runtime whose
+/// threads will carry the remote studios' HTTP.
+pub async fn from_config(config: &Config) -> Result<Arc<dyn Studio>, StudioSetupError> {
     let local: Arc<dyn Studio> = Arc::new(LocalStudio::new(config.uploads.clone()));
     let remote: Option<Arc<dyn Studio>> = match &config.models.provider {
         Some(provider) => {
@@ -50,8 +69,13 @@ pub fn from_config(config: &Config) -> Result<Arc<dyn Studio>, RemoteSetupError>
         }
         None => None,
     };
-    let pick = |kind| match (config.models.backend(kind), &remote) {
-        (ModelBackend::Remote, Some(remote)) => remote.clone(),
+    let cog: Option<Arc<dyn Studio>> = match &config.models.cog {
+        Some(cog) => Some(Arc::new(CogStudio::connect(cog, config.uploads.clone()).await?)),
+        None => None,
+    };
+    let pick = |kind| match (config.models.backend(kind), &remote, &cog) {
+        (ModelBackend::Remote, Some(remote), _) => remote.clone(),
+        (ModelBackend::Cog, _, Some(cog)) => cog.clone(),
         _ => local.clone(),
     };
     Ok(Arc::new(StudioSet::new(

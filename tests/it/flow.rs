@@ -16,7 +16,8 @@ async fn portrait_end_to_end(mode: Mode) {
     let ann = app.user("Ann").await;
     let (status, ready) = ann.get("/readyz").await;
     assert_eq!(status, StatusCode::OK, "{ready}");
-    assert_eq!(ready, serde_json::json!({"database": true, "queue": true, "object_store": true}));
+    let models = serde_json::json!({"portrait": true, "music": true, "sculpture": true});
+    assert_eq!(ready, serde_json::json!({"database": true, "queue": true, "object_store": true, "models": models}));
     assert_eq!(ann.download("/healthz").await.0, StatusCode::OK);
 
     let (status, me) = ann.get("/v1/me").await;

@@ -23,6 +23,7 @@ mod accounts;
 mod bad_input;
 mod cancel;
 mod checkout;
+mod cog;
 mod crash;
 mod downloads;
 mod events;

@@ -8,6 +8,7 @@
 //! `PETPORTRAIT_REQUIRE_SERVICES=1` (set by CI), in which case the servers are mandatory.
 
 pub mod client;
+pub mod cog;
 pub mod cookies;
 pub mod fake_provider;
 pub mod fake_stripe;
@@ -241,8 +242,12 @@ impl TestApp {
         customize(&mut services);
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind a port");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
-        let studio = studio
-            .unwrap_or_else(|| petportrait_studio::from_config(&config).unwrap_or_else(|e| panic!("studios: {e}")));
+        let studio = match studio {
+            Some(studio) => studio,
+            None => petportrait_studio::from_config(&config)
+                .await
+                .unwrap_or_else(|e| panic!("studios: {}", petportrait_core::errors::error_chain(&e))),
+        };
         let shutdown = CancellationToken::new();
         let task =
             tokio::spawn(petportrait::run(config.clone(), services.clone(), studio, listener, roles, shutdown.clone()));

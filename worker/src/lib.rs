@@ -3,6 +3,7 @@
 
 mod error;
 pub mod generation;
+mod models;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -45,6 +46,9 @@ pub async fn run(
         drain_timeout: config.webhooks.timeout,
     };
     let queue = services.queue.clone();
+    if let Some(cog) = &config.models.cog {
+        models::publish_availability(services.clone(), studio.clone(), cog.health_interval, shutdown.clone());
+    }
     let state = Arc::new(WorkerState { config, services, studio, worker_id });
     let for_deliveries = state.clone();
     let generations = Workers::new(options, move |job| generation::handle(state.clone(), job));

@@ -4,10 +4,12 @@
 use std::collections::HashMap;
 
 use axum::Json;
+use axum::extract::State;
 use petportrait_core::domain::{CATALOGUE, GenerationKind};
 use petportrait_core::output_options::OutputOptions;
 use serde::Serialize;
 
+use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
@@ -18,6 +20,8 @@ pub struct StyleView {
     name: &'static str,
     description: &'static str,
     credits: i64,
+    /// False while no model server of this style is ready (see `models.rs`).
+    available: bool,
 }
 
 #[derive(Serialize)]
@@ -34,25 +38,32 @@ pub struct StylesView {
     kinds: Vec<KindView>,
 }
 
-/// The catalogue: every kind, whether it can be ordered today, its styles and costs.
-/// Like every `/v1` route it needs a signed-in caller.
-pub async fn list_styles(_caller: CurrentUser) -> Json<StylesView> {
-    let kinds = GenerationKind::ALL
-        .into_iter()
-        .map(|kind| {
-            let styles: Vec<StyleView> = CATALOGUE
-                .iter()
-                .filter(|s| s.kind == kind)
-                .map(|s| StyleView { id: s.id, name: s.name, description: s.description, credits: s.credits })
-                .collect();
-            let options = match kind {
-                GenerationKind::Portrait => OutputOptions::catalogue(),
-                _ => serde_json::Value::Null,
-            };
-            KindView { kind: kind.as_str(), available: !styles.is_empty(), styles, options }
-        })
-        .collect();
-    Json(StylesView { kinds })
+/// The catalogue: every kind, whether it can be ordered now (one of its styles can),
+/// its styles, their costs and availability. Like every `/v1` route it needs a
+/// signed-in caller.
+pub async fn list_styles(State(state): State<AppState>, _caller: CurrentUser) -> ApiResult<Json<StylesView>> {
+    let mut kinds = Vec::new();
+    for kind in GenerationKind::ALL {
+        let ready = crate::models::available_styles(&state.models, &state.services.db, kind).await?;
+        let styles: Vec<StyleView> = CATALOGUE
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| StyleView {
+                id: s.id,
+                name: s.name,
+                description: s.description,
+                credits: s.credits,
+                available: ready.as_ref().is_none_or(|ready| ready.contains(s.id)),
+            })
+            .collect();
+        let options = match kind {
+            GenerationKind::Portrait => OutputOptions::catalogue(),
+            _ => serde_json::Value::Null,
+        };
+        let available = styles.iter().any(|s| s.available);
+        kinds.push(KindView { kind: kind.as_str(), available, styles, options });
+    }
+    Ok(Json(StylesView { kinds }))
 }
 
 /// What a generation would cost the caller, before ordering it.

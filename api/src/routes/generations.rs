@@ -64,6 +64,15 @@ pub async fn create_generation(
     let request: CreateGenerationRequest = parse_json(&body)?;
     let style = resolve_style(&request.kind, &request.style)?;
     let kind = style.kind;
+    // Holding credits for a generation no model server can run would only end in a
+    // refund after every retry; the client is told now, and when to ask again.
+    if crate::models::available_styles(&state.models, db, kind).await?.is_some_and(|ready| !ready.contains(style.id)) {
+        return Err(ApiError::unavailable(
+            "model_unavailable",
+            format!("the model for {} {} is not available right now; try again later", kind.as_str(), style.id),
+            crate::models::retry_after_secs(&state.models),
+        ));
+    }
     let webhook = match &request.webhook {
         None if request.webhook_events_filter.is_some() => {
             return Err(ApiError::unprocessable(

@@ -1,4 +1,6 @@
-//! `GET /healthz` (alive) and `GET /readyz` (database, queue and object store answer).
+//! `GET /healthz` (alive) and `GET /readyz` (database, queue and object store answer;
+//! and, for information, which kinds have a model ready: a kind on Cog servers that
+//! are all down makes the API no less ready to serve everything else).
 
 use std::time::Duration;
 
@@ -8,6 +10,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use crate::AppState;
+use petportrait_core::domain::GenerationKind;
 
 pub async fn healthz() -> &'static str {
     "ok"
@@ -25,5 +28,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_js
     let queue = matches!(queue, Ok(Ok(())));
     let store = matches!(store, Ok(Ok(())));
     let status = if db && queue && store { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"database": db, "queue": queue, "object_store": store})))
+    let mut models = serde_json::Map::new();
+    for kind in GenerationKind::ALL {
+        let ready = match tokio::time::timeout(limit, crate::models::available_styles(&state.models, &s.db, kind)).await
+        {
+            Ok(Ok(None)) => true,
+            Ok(Ok(Some(styles))) => !styles.is_empty(),
+            _ => false,
+        };
+        models.insert(kind.as_str().to_owned(), ready.into());
+    }
+    (status, Json(json!({"database": db, "queue": queue, "object_store": store, "models": models})))
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod accounts;
+mod cog;
 mod http;
 mod models;
 mod payments;
@@ -20,6 +21,7 @@ mod webhooks;
 
 pub use accounts::{EncryptionKeys, GoogleSignIn};
 use accounts::{read_encryption_keys, read_google};
+pub use cog::{CogConfig, CogRoute, CogServer, INPUT_PLACEHOLDERS, is_placeholder};
 pub use http::{HttpLimits, SessionConfig};
 use http::{read_http, read_sessions};
 pub use models::{ModelBackend, ModelsConfig, ProviderConfig, Secret};
@@ -138,7 +140,9 @@ pub struct LogConfig {
 /// One thing wrong with one variable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    pub variable: &'static str,
+    /// The variable's name (a `Cow`: per-style names such as `COG_URL_PORTRAIT_OIL_PAINT`
+    /// are made at run time).
+    pub variable: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 
@@ -165,12 +169,12 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn raw(&self, name: &'static str) -> Option<&'a str> {
+    fn raw(&self, name: &str) -> Option<&'a str> {
         self.vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
     }
 
-    fn problem(&mut self, variable: &'static str, message: impl Into<String>) {
-        self.problems.push(Problem { variable, message: message.into() });
+    fn problem(&mut self, variable: impl Into<std::borrow::Cow<'static, str>>, message: impl Into<String>) {
+        self.problems.push(Problem { variable: variable.into(), message: message.into() });
     }
 
     fn string(&self, name: &'static str, default: &str) -> String {

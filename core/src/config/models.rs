@@ -1,9 +1,10 @@
 //! Which model runs each kind (`MODEL_*`), and the remote provider's settings
-//! (`PROVIDER_*`).
+//! (`PROVIDER_*`); the Cog servers' are in `cog.rs`.
 
 use std::fmt;
 use std::time::Duration;
 
+use super::cog::{CogConfig, read_cog};
 use super::{Reader, WorkerConfig, url_host_is_loopback};
 use crate::domain::GenerationKind;
 
@@ -14,6 +15,8 @@ pub enum ModelBackend {
     Local,
     /// The remote provider of `PROVIDER_URL` (`RemoteStudio`).
     Remote,
+    /// Self-hosted Cog model servers (`COG_URL_*`, `CogStudio`).
+    Cog,
 }
 
 /// The model chosen per kind (`MODEL_PORTRAIT`, `MODEL_MUSIC`, `MODEL_SCULPTURE`).
@@ -24,6 +27,8 @@ pub struct ModelsConfig {
     pub sculpture: ModelBackend,
     /// Set exactly when at least one kind is remote.
     pub provider: Option<ProviderConfig>,
+    /// Set exactly when at least one kind is `cog`.
+    pub cog: Option<CogConfig>,
 }
 
 impl ModelsConfig {
@@ -108,8 +113,9 @@ pub(super) fn read_models(r: &mut Reader<'_>, worker: &WorkerConfig) -> ModelsCo
         match r.raw(name).map(str::to_ascii_lowercase).as_deref() {
             None | Some("local") => ModelBackend::Local,
             Some("remote") => ModelBackend::Remote,
+            Some("cog") => ModelBackend::Cog,
             Some(other) => {
-                r.problem(name, format!("expected local or remote, got {other:?}"));
+                r.problem(name, format!("expected local, remote or cog, got {other:?}"));
                 ModelBackend::Local
             }
         }
@@ -199,12 +205,20 @@ pub(super) fn read_models(r: &mut Reader<'_>, worker: &WorkerConfig) -> ModelsCo
         }),
         _ => None,
     };
-    ModelsConfig { portrait, music, sculpture, provider }
+    let cog_kinds: Vec<GenerationKind> = GenerationKind::ALL
+        .into_iter()
+        .zip([portrait, music, sculpture])
+        .filter(|(_, backend)| *backend == ModelBackend::Cog)
+        .map(|(kind, _)| kind)
+        .collect();
+    let cog = read_cog(r, &cog_kinds, worker);
+    ModelsConfig { portrait, music, sculpture, provider, cog }
 }
 
 pub(super) fn backend_text(backend: ModelBackend) -> &'static str {
     match backend {
         ModelBackend::Local => "local",
         ModelBackend::Remote => "remote",
+        ModelBackend::Cog => "cog",
     }
 }

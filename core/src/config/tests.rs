@@ -30,7 +30,7 @@ fn every_problem_is_reported_at_once() {
         ("LOG_FORMAT", "xml"),
     ])
     .expect_err("invalid");
-    let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+    let names: Vec<_> = err.problems.iter().map(|p| p.variable.as_ref()).collect();
     assert_eq!(names, ["PORT", "PUBLIC_URL", "DATABASE_URL", "DEV_LOGIN", "UPLOAD_TTL", "LOG_FORMAT"]);
     assert!(err.to_string().contains("PORT: expected a port number"));
 }
@@ -77,7 +77,7 @@ fn models_are_local_unless_chosen_remote() {
 #[test]
 fn a_remote_kind_needs_a_provider_and_its_model() {
     let err = parse(&[("MODEL_PORTRAIT", "remote"), ("MODEL_MUSIC", "cloud")]).expect_err("incomplete");
-    let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+    let names: Vec<_> = err.problems.iter().map(|p| p.variable.as_ref()).collect();
     assert_eq!(names, ["MODEL_MUSIC", "PROVIDER_URL", "PROVIDER_MODEL_PORTRAIT"]);
 
     let c = parse(&[
@@ -116,7 +116,7 @@ fn the_provider_must_be_https_and_end_before_the_job_timeout() {
         ("PROVIDER_CONCURRENCY", "0"),
     ])
     .expect_err("too long");
-    let names: Vec<_> = err.problems.iter().map(|p| p.variable).collect();
+    let names: Vec<_> = err.problems.iter().map(|p| p.variable.as_ref()).collect();
     assert_eq!(names, ["PROVIDER_TIMEOUT", "PROVIDER_CONCURRENCY"]);
 }
 

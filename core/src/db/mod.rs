@@ -14,6 +14,7 @@ mod deliveries;
 mod gallery;
 mod generations;
 mod leases;
+mod models;
 mod objects;
 mod payments;
 mod policy;

@@ -210,25 +210,36 @@ impl Provider {
 
     async fn attempt(&self, call: &'static str, request: RequestBuilder, limit: usize) -> Result<Reply, ProviderError> {
         let transport = |source| ProviderError::Transport { call, source };
-        let mut response = request.send().await.map_err(transport)?;
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
         let cap = if status.is_success() { limit } else { ERROR_BODY_CAP };
         if status.is_success() && response.content_length().is_some_and(|n| n > limit as u64) {
             return Err(ProviderError::TooLarge { call, limit });
         }
         let headers = response.headers().clone();
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > cap {
-                if status.is_success() {
-                    return Err(ProviderError::TooLarge { call, limit });
-                }
-                break;
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(Reply { status, headers, body: body.into() })
+        let body = match read_capped(response, cap).await.map_err(transport)? {
+            Some(body) => body,
+            None if status.is_success() => return Err(ProviderError::TooLarge { call, limit }),
+            // An error's excerpt is enough.
+            None => Bytes::new(),
+        };
+        Ok(Reply { status, headers, body })
     }
+}
+
+/// The body, or `None` when it is larger than `cap` (read no further than that).
+pub(crate) async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Option<Bytes>, reqwest::Error> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > cap {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.into()))
 }
 
 /// `Retry-After` as seconds or an HTTP date.

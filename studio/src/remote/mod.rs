@@ -63,8 +63,11 @@ use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
+pub(crate) use self::client::read_capped;
 use self::client::{Gate, Provider, Reply};
+pub(crate) use self::outputs::decode_data_uri;
 use self::protocol::{Failure, Phase, Prediction};
+pub(crate) use self::protocol::{excerpt, output_type, output_urls};
 use super::{RenderContext, RenderRequest, RenderedFile, Studio, StudioError};
 use petportrait_core::config::{ProviderConfig, UploadLimits};
 use petportrait_core::domain::{GenerationKind, find_style};
@@ -412,7 +415,11 @@ fn failed(prediction: &Prediction) -> StudioError {
 
 /// The photo as the provider gets it: checked, upright, bounded, re-encoded as JPEG
 /// (which drops its metadata), as a data URI.
-fn photo_data_uri(request: &RenderRequest, limits: &UploadLimits, ctx: &RenderContext) -> Result<String, StudioError> {
+pub(crate) fn photo_data_uri(
+    request: &RenderRequest,
+    limits: &UploadLimits,
+    ctx: &RenderContext,
+) -> Result<String, StudioError> {
     let loaded = super::load_photo(request, limits, INPUT_MAX_SIDE, ctx.memory())?;
     let mut jpeg = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(Cursor::new(&mut jpeg), 90);

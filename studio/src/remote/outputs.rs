@@ -89,7 +89,7 @@ impl RemoteStudio {
 }
 
 /// `[<type>][;base64],<data>` (after `data:`), at most `limit` bytes decoded.
-fn decode_data_uri(data: &str, limit: usize) -> Result<(Option<String>, Vec<u8>), String> {
+pub(crate) fn decode_data_uri(data: &str, limit: usize) -> Result<(Option<String>, Vec<u8>), String> {
     let (meta, payload) = data.split_once(',').ok_or("a data URI without a comma")?;
     let Some(declared) = meta.strip_suffix(";base64") else { return Err("a data URI that is not base64".into()) };
     if payload.len() / 4 * 3 > limit {

@@ -169,7 +169,7 @@ fn contains_word(haystack: &str, needle: &str) -> bool {
 
 /// A provider's text for our logs: at most 300 characters, cut before any base64
 /// payload (an error may echo the input, which holds the user's photo).
-pub(super) fn excerpt(text: &str) -> String {
+pub(crate) fn excerpt(text: &str) -> String {
     let text = text.split("base64,").next().unwrap_or_default();
     let mut out: String = text.chars().take(300).collect();
     if out.len() < text.len() {
@@ -180,7 +180,7 @@ pub(super) fn excerpt(text: &str) -> String {
 
 /// The output URLs of a succeeded prediction, in order: `output` may be one URL, a
 /// list of them, or an object holding them (at most a few levels deep).
-pub(super) fn output_urls(output: &Value) -> Vec<String> {
+pub(crate) fn output_urls(output: &Value) -> Vec<String> {
     fn walk(value: &Value, depth: u8, out: &mut Vec<String>) {
         match value {
             Value::String(s) if s.starts_with("https://") || s.starts_with("http://") || s.starts_with("data:") => {
@@ -197,7 +197,7 @@ pub(super) fn output_urls(output: &Value) -> Vec<String> {
 }
 
 /// The content types each kind may produce, with their file extensions.
-pub(super) fn allowed_types(kind: GenerationKind) -> &'static [(&'static str, &'static str)] {
+pub(crate) fn allowed_types(kind: GenerationKind) -> &'static [(&'static str, &'static str)] {
     match kind {
         GenerationKind::Portrait => &[("image/jpeg", "jpg"), ("image/png", "png"), ("image/webp", "webp")],
         GenerationKind::Music => {
@@ -217,7 +217,7 @@ pub(super) fn allowed_types(kind: GenerationKind) -> &'static [(&'static str, &'
 /// The type of an output: what its bytes say when they say it (images, audio, glb),
 /// else the declared `Content-Type`, else the URL's extension. `None` when the kind
 /// does not produce it.
-pub(super) fn output_type(
+pub(crate) fn output_type(
     kind: GenerationKind,
     bytes: &[u8],
     declared: Option<&str>,

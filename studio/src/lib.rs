@@ -47,6 +47,10 @@ pub struct RenderRequest {
     /// a remote provider's idempotency key, so a retried call never starts a second
     /// prediction for one attempt.
     pub idempotency_key: String,
+    /// The remote prediction an earlier attempt created and recorded
+    /// (`RenderContext::record_prediction`): followed again if it still runs or has
+    /// succeeded, instead of paying for another.
+    pub pending_prediction: Option<String>,
 }
 
 /// One file a generation produced.
@@ -62,12 +66,29 @@ pub struct RenderContext {
     progress: Box<dyn Fn(u8, &'static str) + Send + Sync>,
     cancel: Arc<AtomicBool>,
     memory: MemoryBudget,
+    prediction: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl RenderContext {
     /// A context whose renders may use any amount of memory; see `with_memory`.
     pub fn new(progress: impl Fn(u8, &'static str) + Send + Sync + 'static, cancel: Arc<AtomicBool>) -> Self {
-        RenderContext { progress: Box::new(progress), cancel, memory: MemoryBudget::unlimited() }
+        RenderContext {
+            progress: Box::new(progress),
+            cancel,
+            memory: MemoryBudget::unlimited(),
+            prediction: Box::new(|_| {}),
+        }
+    }
+
+    /// Where a remote studio reports the prediction it created (the worker records it
+    /// on the generation for the next attempt); nowhere by default.
+    pub fn with_prediction_recorder(self, record: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        RenderContext { prediction: Box::new(record), ..self }
+    }
+
+    /// Reports the prediction this render follows at a remote provider.
+    pub fn record_prediction(&self, id: &str) {
+        (self.prediction)(id)
     }
 
     /// Renders reserve what they will hold from this budget before decoding, and wait
@@ -327,6 +348,7 @@ mod tests {
                 input: photo(),
                 options: OutputOptions::default(),
                 idempotency_key: "test".into(),
+                pending_prediction: None,
             };
             let files = studio.render(&req, &RenderContext::detached()).expect("renders");
             assert_eq!(files.len(), 1);
@@ -351,6 +373,7 @@ mod tests {
                 input: input.clone().into(),
                 options,
                 idempotency_key: "test".into(),
+                pending_prediction: None,
             };
             let files = studio.render(&req, &RenderContext::detached()).expect("renders");
             assert_eq!(image::guess_format(&files[0].bytes).expect("format"), expected);
@@ -371,6 +394,7 @@ mod tests {
             input: photo(),
             options: OutputOptions::default(),
             idempotency_key: "test".into(),
+            pending_prediction: None,
         };
         let files = studio.render(&req, &RenderContext::detached()).expect("renders");
         let names: Vec<_> = files.iter().map(|f| (f.filename.as_str(), f.content_type)).collect();
@@ -394,6 +418,7 @@ mod tests {
             input: photo(),
             options: OutputOptions::default(),
             idempotency_key: "test".into(),
+            pending_prediction: None,
         };
         assert!(matches!(studio.render(&req, &ctx), Err(StudioError::Canceled)));
     }
@@ -408,6 +433,7 @@ mod tests {
             input: photo(),
             options: OutputOptions::default(),
             idempotency_key: "test".into(),
+            pending_prediction: None,
         };
         let files = studio.render(&req, &RenderContext::detached()).expect("renders");
         assert_eq!(files.len(), 1);
@@ -445,6 +471,7 @@ mod tests {
             input: "not an image".into(),
             options: OutputOptions::default(),
             idempotency_key: "test".into(),
+            pending_prediction: None,
         };
         assert!(matches!(studio.render(&req, &RenderContext::detached()), Err(StudioError::InvalidInput(_))));
     }

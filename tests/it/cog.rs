@@ -257,6 +257,7 @@ async fn render_on(studio: &Arc<CogStudio>, key: &str) -> Result<Vec<petportrait
         orientation: None,
         options: OutputOptions::default(),
         idempotency_key: key.into(),
+        pending_prediction: None,
     };
     let studio = studio.clone();
     tokio::task::spawn_blocking(move || {

@@ -1,6 +1,8 @@
 //! A fake model provider speaking Replicate's predictions protocol, started by a test
-//! on 127.0.0.1:0: `POST /v1/predictions`, `GET /v1/predictions/{id}`,
-//! `POST /v1/predictions/{id}/cancel`, and the output files under `/files/`.
+//! on 127.0.0.1:0: `POST /v1/predictions`, `GET /v1/predictions` (the list, newest
+//! first, two per page), `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`,
+//! and the output files under `/files/`. Like Replicate, it ignores `Idempotency-Key`:
+//! every create that reaches it makes a prediction.
 //!
 //! What it does is scripted by the test ([`Script`], applied to the predictions created
 //! after it is set), and it records what it saw ([`Seen`]): requests, idempotency keys,
@@ -57,6 +59,8 @@ pub struct Script {
     pub create_503: u32,
     /// The next creates do create the prediction, then answer 502 (a lost answer).
     pub create_lost: u32,
+    /// The next creates answer 500 without creating anything.
+    pub create_500: u32,
     /// The next creates answer 429 with this `Retry-After`.
     pub create_429: u32,
     pub retry_after: &'static str,
@@ -74,6 +78,7 @@ impl Default for Script {
             quiet: false,
             create_503: 0,
             create_lost: 0,
+            create_500: 0,
             create_429: 0,
             retry_after: "1",
             poll_500: 0,
@@ -96,6 +101,8 @@ pub struct Seen {
     /// `Cancel-After` of every create request.
     pub cancel_after: Vec<String>,
     pub polls: usize,
+    /// Reads of the list of predictions.
+    pub lists: usize,
     pub downloads: usize,
     /// Prediction ids whose cancel was asked for, in order.
     pub cancels: Vec<String>,
@@ -115,13 +122,13 @@ struct Prediction {
     input: Value,
     error: Value,
     output: Value,
+    created_at: String,
 }
 
 struct Inner {
     script: Script,
     seen: Seen,
     predictions: HashMap<String, Prediction>,
-    by_key: HashMap<String, String>,
     next: u64,
 }
 
@@ -150,16 +157,10 @@ impl FakeProvider {
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
         let shared = Arc::new(Shared {
             base: url.clone(),
-            inner: Mutex::new(Inner {
-                script,
-                seen: Seen::default(),
-                predictions: HashMap::new(),
-                by_key: HashMap::new(),
-                next: 0,
-            }),
+            inner: Mutex::new(Inner { script, seen: Seen::default(), predictions: HashMap::new(), next: 0 }),
         });
         let app = Router::new()
-            .route("/v1/predictions", post(create))
+            .route("/v1/predictions", post(create).get(list))
             .route("/v1/predictions/{id}", get(poll))
             .route("/v1/predictions/{id}/cancel", post(cancel))
             .route("/files/{id}/{name}", get(file))
@@ -241,7 +242,7 @@ fn view(base: &str, p: &Prediction) -> Value {
         } else {
             format!("loading weights\n{percent:3}%|{:<10}| {done}/{}\n", "#".repeat((percent / 10) as usize), p.polls_total)
         },
-        "created_at": "2026-11-29T18:00:00.000Z",
+        "created_at": p.created_at,
         "data_removed": false,
         "urls": {
             "get": format!("{base}/v1/predictions/{}", p.id),
@@ -270,6 +271,10 @@ async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axu
         inner.script.create_503 -= 1;
         return problem(503, "warming up");
     }
+    if inner.script.create_500 > 0 {
+        inner.script.create_500 -= 1;
+        return problem(500, "internal error (nothing was created)");
+    }
     if let Some((status, body)) = inner.script.create_always.clone() {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (status, axum::Json(body)).into_response();
@@ -277,11 +282,6 @@ async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axu
     let Ok(request) = serde_json::from_slice::<Value>(&body) else { return problem(400, "not JSON") };
     if request["version"].as_str().is_none() || !request["input"].is_object() {
         return problem(422, "version and input are required");
-    }
-    // Idempotency: the same key is the same prediction.
-    if let Some(id) = inner.by_key.get(&key).cloned().filter(|_| !key.is_empty()) {
-        let view = view(&shared.base, &inner.predictions[&id]);
-        return (StatusCode::CREATED, [("idempotent-replayed", "true")], axum::Json(view)).into_response();
     }
     inner.next += 1;
     let id = format!("fake{:04}", inner.next);
@@ -295,12 +295,10 @@ async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axu
         input: request["input"].clone(),
         error: Value::Null,
         output: Value::Null,
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     };
     let view = view(&shared.base, &prediction);
     inner.predictions.insert(id.clone(), prediction);
-    if !key.is_empty() {
-        inner.by_key.insert(key, id);
-    }
     inner.seen.predictions += 1;
     inner.seen.inputs.push(request["input"].clone());
     inner.seen.in_flight += 1;
@@ -310,6 +308,25 @@ async fn create(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axu
         return problem(502, "bad gateway (the prediction was created)");
     }
     (StatusCode::CREATED, axum::Json(view)).into_response()
+}
+
+/// `GET /v1/predictions[?page=N]`: newest first, two per page, `next` while more remain.
+async fn list(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    let mut inner = shared.lock();
+    inner.seen.lists += 1;
+    if !authorized(&mut inner, &headers) {
+        return problem(401, "missing or wrong token");
+    }
+    let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+    let mut all: Vec<&Prediction> = inner.predictions.values().collect();
+    all.sort_by(|a, b| b.id.cmp(&a.id));
+    let results: Vec<Value> = all.iter().skip(page * 2).take(2).map(|p| view(&shared.base, p)).collect();
+    let next = (all.len() > (page + 1) * 2).then(|| format!("{}/v1/predictions?page={}", shared.base, page + 1));
+    (StatusCode::OK, axum::Json(json!({"results": results, "next": next, "previous": null}))).into_response()
 }
 
 async fn poll(State(shared): State<Arc<Shared>>, Path(id): Path<String>, headers: HeaderMap) -> Response {

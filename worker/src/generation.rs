@@ -185,7 +185,15 @@ async fn run_claimed(state: &WorkerState, id: &GenerationId, owner: &str, row: &
     // One key per attempt: a retried call to a remote model within this attempt is the
     // same prediction, the next attempt a new one.
     let idempotency_key = format!("{id}-a{}", row.attempts);
-    let request = RenderRequest { kind, style: row.style.clone(), input, orientation, options, idempotency_key };
+    let request = RenderRequest {
+        kind,
+        style: row.style.clone(),
+        input,
+        orientation,
+        options,
+        idempotency_key,
+        pending_prediction: row.model_prediction.clone(),
+    };
     let files = render_with_progress(state, id, owner, request).await?;
 
     let run = OutputRun { user: &user, generation: id, attempt: row.attempts, now: now_ms() };
@@ -253,6 +261,7 @@ async fn render_with_progress(
     request: RenderRequest,
 ) -> Result<Vec<RenderedFile>, JobError> {
     let (progress_tx, mut progress_rx) = mpsc::unbounded_channel::<(u8, &'static str)>();
+    let (prediction_tx, mut prediction_rx) = mpsc::unbounded_channel::<String>();
     let cancel = Arc::new(AtomicBool::new(false));
     let ctx = RenderContext::new(
         move |percent, stage| {
@@ -260,7 +269,10 @@ async fn render_with_progress(
         },
         cancel.clone(),
     )
-    .with_memory(state.services.memory.clone());
+    .with_memory(state.services.memory.clone())
+    .with_prediction_recorder(move |prediction| {
+        let _ = prediction_tx.send(prediction.to_owned());
+    });
     let studio = state.studio.clone();
     // The job's span (generation id, attempt) follows the render onto its thread.
     let span = tracing::Span::current();
@@ -290,6 +302,13 @@ async fn render_with_progress(
                     Ok(true) => changed(state, id).await,
                     Ok(false) => cancel.store(true, Ordering::Relaxed),
                     Err(error) => tracing::warn!(error = %error_chain(&error), "could not record progress"),
+                }
+            }
+            Some(prediction) = prediction_rx.recv() => {
+                match db.record_model_prediction(id, owner, &prediction).await {
+                    Ok(true) => {}
+                    Ok(false) => cancel.store(true, Ordering::Relaxed),
+                    Err(error) => tracing::warn!(error = %error_chain(&error), "could not record the model's prediction"),
                 }
             }
             _ = heartbeat.tick() => {

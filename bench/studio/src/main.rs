@@ -38,6 +38,7 @@ fn main() -> anyhow::Result<()> {
             orientation: None,
             options: OutputOptions::default(),
             idempotency_key: format!("bench-{style}"),
+            pending_prediction: None,
         };
         Ok(studio.render(&request, &RenderContext::detached())?)
     };

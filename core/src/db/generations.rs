@@ -10,7 +10,7 @@ use super::{Db, DbResult, GenerationRow, OutputRow};
 
 pub(super) const GENERATION_COLUMNS: &str = "id, user_id, kind, style, options, upload_id, status, cost, charged, refunded, \
     attempts, progress_percent, progress_stage, error_code, error_message, error_retryable, version, \
-    idempotency_key, request_fingerprint, created_at, started_at, completed_at, updated_at";
+    idempotency_key, request_fingerprint, created_at, started_at, completed_at, updated_at, model_prediction";
 
 /// Builds a statement from constant parts only; no user input ever reaches it.
 pub(super) fn sql(parts: &[&'static str]) -> sqlx::AssertSqlSafe<String> {

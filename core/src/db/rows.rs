@@ -96,6 +96,8 @@ pub struct GenerationRow {
     pub started_at: Option<Millis>,
     pub completed_at: Option<Millis>,
     pub updated_at: Millis,
+    /// The remote provider's prediction the latest attempt followed (`model_prediction`).
+    pub model_prediction: Option<String>,
 }
 
 impl GenerationRow {

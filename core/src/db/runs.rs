@@ -132,6 +132,21 @@ impl Db {
 
     /// Records progress and renews the lease. `false` means the worker no longer holds
     /// the generation (its lease was taken over, or it ended) and must stop.
+    /// Records the remote prediction the lease holder follows, so that the next attempt
+    /// can follow it again. Returns whether the lease was still held.
+    pub async fn record_model_prediction(&self, id: &GenerationId, owner: &str, prediction: &str) -> DbResult<bool> {
+        Ok(sqlx::query(
+            "UPDATE generations SET model_prediction = $3              WHERE id = $1 AND lease_owner = $2 AND status IN ('starting', 'processing')",
+        )
+        .bind(id.as_str())
+        .bind(owner)
+        .bind(prediction)
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1)
+    }
+
     pub async fn record_progress(
         &self,
         id: &GenerationId,

@@ -44,6 +44,7 @@ mod tests {
             orientation: None,
             options: OutputOptions::default(),
             idempotency_key: "gen_1-a1".into(),
+            pending_prediction: None,
         };
         let template = json!({"image": "{photo}", "prompt": "an oil painting of a pet", "style": "{style}",
             "size": "{max_side}", "nested": [{"kind": "{kind}"}], "strength": 0.6});

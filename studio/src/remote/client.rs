@@ -32,6 +32,27 @@ pub(super) struct Reply {
     pub body: Bytes,
 }
 
+/// Which failures a call retries by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Retries {
+    /// 5xx, 408, 429 and connection errors.
+    All,
+    /// Only failures that show the request did nothing (refused connections, 408, 429,
+    /// 503); an ambiguous one (see [`is_ambiguous`]) is returned for the caller to look
+    /// up what happened before it tries again (a create that may have created).
+    UnlessAmbiguous,
+}
+
+/// Whether the provider may have acted on a request that failed: a 500, 502 or 504
+/// (a gateway may have passed it on) or a connection lost after it was sent.
+pub(super) fn is_ambiguous(error: &ProviderError) -> bool {
+    match error {
+        ProviderError::Status { status, .. } => matches!(status, 500 | 502 | 504),
+        ProviderError::Transport { source, .. } => !source.is_connect(),
+        _ => false,
+    }
+}
+
 /// Whether a call waits for the circuit breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Gate {
@@ -125,6 +146,7 @@ impl Provider {
         &self,
         call: &'static str,
         gate: Gate,
+        retries: Retries,
         deadline: Instant,
         limit: usize,
         build: impl Fn() -> RequestBuilder,
@@ -181,7 +203,7 @@ impl Provider {
             if Instant::now() >= deadline {
                 return Err(ProviderError::Deadline { call });
             }
-            if attempt > self.retries {
+            if attempt > self.retries || (retries == Retries::UnlessAmbiguous && is_ambiguous(&error)) {
                 return Err(error);
             }
             let delay = match retry_after {

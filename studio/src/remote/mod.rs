@@ -49,6 +49,7 @@ mod breaker;
 mod client;
 mod outputs;
 mod protocol;
+mod recovery;
 
 use std::io::Cursor;
 use std::time::Duration;
@@ -64,7 +65,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
 pub(crate) use self::client::read_capped;
-use self::client::{Gate, Provider, Reply};
+use self::client::{Gate, Provider, Reply, Retries};
 pub(crate) use self::outputs::decode_data_uri;
 use self::protocol::{Failure, Phase, Prediction};
 pub(crate) use self::protocol::{excerpt, output_type, output_urls};
@@ -126,6 +127,7 @@ pub struct RemoteStudio {
     limits: UploadLimits,
     config: ProviderConfig,
     slots: Semaphore,
+    followed: recovery::Followed,
 }
 
 impl std::fmt::Debug for RemoteStudio {
@@ -149,6 +151,7 @@ impl RemoteStudio {
             limits,
             config: config.clone(),
             slots: Semaphore::new(config.concurrency.max(1)),
+            followed: recovery::Followed::default(),
         })
     }
 
@@ -163,8 +166,16 @@ impl RemoteStudio {
         let deadline = Instant::now() + self.config.timeout;
         let _slot = self.take_slot(ctx, deadline).await?;
         ctx.checkpoint(8, "submitting")?;
-        let prediction = self.create(model, input, &request.idempotency_key, deadline).await?;
-        tracing::info!(prediction.id = %prediction.id, request.idempotency_key = %request.idempotency_key, "prediction created");
+        let prediction = match self.resume(request, deadline).await? {
+            Some(earlier) => earlier,
+            None => {
+                let created = self.create(model, input, &request.idempotency_key, deadline).await?;
+                tracing::info!(prediction.id = %created.id, request.idempotency_key = %request.idempotency_key, "prediction created");
+                created
+            }
+        };
+        self.followed.remember(&prediction.id);
+        ctx.record_prediction(&prediction.id);
         let mut tracked = Tracked { prediction, ended: false };
         let result = self.follow(&mut tracked, request, ctx, deadline).await;
         if result.is_err() && !tracked.ended {
@@ -204,22 +215,45 @@ impl RemoteStudio {
         deadline: Instant,
     ) -> Result<Prediction, StudioError> {
         // `version` takes `owner/name`, `owner/name:version` or a version id.
-        let body = Bytes::from(json!({"version": model, "input": input}).to_string());
+        let body = Bytes::from(json!({"version": model, "input": &input}).to_string());
         let url = self.provider.predictions_url();
         let cancel_after = format!("{}s", deadline.saturating_duration_since(Instant::now()).as_secs().max(5));
-        let reply = self
-            .provider
-            .call("create", Gate::Breaker, deadline, API_BODY_LIMIT, || {
-                self.provider
-                    .request(Method::POST, url.clone())
-                    .header(CONTENT_TYPE, "application/json")
-                    .header("Idempotency-Key", idempotency_key)
-                    .header("Cancel-After", cancel_after.as_str())
-                    .body(body.clone())
-            })
-            .await
-            .map_err(|error| self.create_error(error))?;
-        read_prediction("create", &reply)
+        let sent_at = chrono::Utc::now();
+        let mut lookups = 0;
+        loop {
+            let error = match self
+                .provider
+                .call("create", Gate::Breaker, Retries::UnlessAmbiguous, deadline, API_BODY_LIMIT, || {
+                    self.provider
+                        .request(Method::POST, url.clone())
+                        .header(CONTENT_TYPE, "application/json")
+                        .header("Idempotency-Key", idempotency_key)
+                        .header("Cancel-After", cancel_after.as_str())
+                        .body(body.clone())
+                })
+                .await
+            {
+                Ok(reply) => return read_prediction("create", &reply),
+                Err(error) if client::is_ambiguous(&error) && lookups < self.config.retries => error,
+                Err(error) => return Err(self.create_error(error)),
+            };
+            lookups += 1;
+            // The provider may still be recording what it made: a moment before looking.
+            tokio::time::sleep(self.config.retry_delay).await;
+            match self.find_lost(&input, sent_at, deadline).await {
+                Ok(Some(found)) => {
+                    tracing::warn!(prediction.id = %found.id, error = %petportrait_core::errors::error_chain(&error), "the create's answer was lost; following the prediction it made");
+                    return Ok(found);
+                }
+                Ok(None) => {
+                    tracing::warn!(error = %petportrait_core::errors::error_chain(&error), "the create failed and made no prediction; creating again")
+                }
+                Err(lookup) => {
+                    tracing::warn!(error = %petportrait_core::errors::error_chain(&lookup), "could not learn whether a failed create made a prediction; not creating another now");
+                    return Err(self.create_error(error));
+                }
+            }
+        }
     }
 
     /// What a failed create means for the generation.
@@ -299,7 +333,7 @@ impl RemoteStudio {
         let url = self.provider.own_url(prediction.urls.get.as_deref(), &format!("v1/predictions/{}", prediction.id));
         let reply = self
             .provider
-            .call("poll", Gate::Breaker, deadline, API_BODY_LIMIT, || self.provider.request(Method::GET, url.clone()))
+            .call("poll", Gate::Breaker, Retries::All, deadline, API_BODY_LIMIT, || self.provider.request(Method::GET, url.clone()))
             .await
             .map_err(|error| {
                 if let ProviderError::Status { status: 401 | 403, .. } = error {
@@ -323,7 +357,9 @@ impl RemoteStudio {
         let deadline = Instant::now() + CANCEL_BUDGET;
         match self
             .provider
-            .call("cancel", Gate::Bypass, deadline, API_BODY_LIMIT, || self.provider.request(Method::POST, url.clone()))
+            .call("cancel", Gate::Bypass, Retries::All, deadline, API_BODY_LIMIT, || {
+                self.provider.request(Method::POST, url.clone())
+            })
             .await
         {
             Ok(_) => tracing::info!(prediction.id = %prediction.id, "prediction canceled at the provider"),
@@ -396,11 +432,16 @@ fn read_prediction(call: &'static str, reply: &Reply) -> Result<Prediction, Stud
         StudioError::Unavailable(Box::new(ProviderError::BadAnswer { call, detail: format!("not a prediction: {e}") }))
     })?;
     // The id goes into URLs we build.
-    if prediction.id.is_empty() || !prediction.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if !is_prediction_id(&prediction.id) {
         let detail = format!("prediction id {:?} is not an id", protocol::excerpt(&prediction.id));
         return Err(StudioError::Unavailable(Box::new(ProviderError::BadAnswer { call, detail })));
     }
     Ok(prediction)
+}
+
+/// Whether a provider's prediction id is safe in a URL path of ours.
+fn is_prediction_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// A `failed` prediction, by its error.

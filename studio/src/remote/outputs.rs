@@ -8,7 +8,7 @@ use reqwest::Method;
 use reqwest::header::CONTENT_TYPE;
 use tokio::time::Instant;
 
-use super::client::Gate;
+use super::client::{Gate, Retries};
 use super::protocol::{self, Prediction};
 use super::{MAX_OUTPUTS, ProviderError, RemoteStudio};
 use crate::{RenderContext, RenderRequest, RenderedFile, StudioError};
@@ -50,7 +50,7 @@ impl RemoteStudio {
                 self.provider.check_output_url(&parsed).map_err(|why| bad(index, format!("refused URL: {why}")))?;
                 let reply = self
                     .provider
-                    .call("download", Gate::Breaker, download_deadline, limit, || {
+                    .call("download", Gate::Breaker, Retries::All, download_deadline, limit, || {
                         self.provider.request(Method::GET, parsed.clone())
                     })
                     .await

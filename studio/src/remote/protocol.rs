@@ -26,6 +26,21 @@ pub(super) struct Prediction {
     /// providers report it: a fraction of one or a percentage.
     #[serde(default)]
     pub progress: Option<f64>,
+    /// What the prediction was given (compared when a lost create is looked for).
+    #[serde(default)]
+    pub input: Value,
+    /// RFC 3339.
+    #[serde(default)]
+    pub created_at: Option<String>,
+}
+
+/// One page of `GET /v1/predictions` (newest first).
+#[derive(Debug, Deserialize)]
+pub(super) struct PredictionPage {
+    #[serde(default)]
+    pub results: Vec<Prediction>,
+    #[serde(default)]
+    pub next: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -1,7 +1,7 @@
 //! Which styles can run now. Kinds on the local studio or a hosted provider always can;
-//! a kind on Cog model servers can when a worker's health checks recently saw one of
-//! the style's servers ready or busy (`model_availability`, written by the workers: the
-//! API never calls a model server).
+//! a style on Cog model servers can when some worker's health checks recently saw one
+//! of its servers ready or busy (`model_availability`, one report per worker: the API
+//! never calls a model server).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -27,7 +27,9 @@ pub async fn available_styles(
         return Ok(None);
     }
     let fresh_after = now_ms() - freshness(config).as_millis() as i64;
-    Ok(Some(db.available_styles(kind, fresh_after).await?.into_iter().collect()))
+    let reports = db.model_availability(kind, fresh_after).await?;
+    // Any worker that sees a server of the style ready is enough.
+    Ok(Some(reports.into_iter().filter(|r| r.available).map(|r| r.style).collect()))
 }
 
 /// Seconds a client should wait before asking again about an unavailable style.

@@ -110,6 +110,7 @@ class Failing(BasePredictor):
         style: str = Input(default="watercolor"),
         hold_ms: int = Input(default=0, ge=0, le=60000),
     ) -> Path:
+        _mark(_name(), "start")
         raise ValueError("no pet found in the photo")
 
 

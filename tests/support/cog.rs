@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::wait_until;
-
 fn venv() -> PathBuf {
     let venv = std::env::var("PETPORTRAIT_COG_VENV")
         .map(PathBuf::from)
@@ -37,8 +35,32 @@ impl CogServer {
     }
 
     /// A server running `class` with `slots` prediction slots (`COG_MAX_CONCURRENCY`),
-    /// once its health check says `status`.
+    /// once its health check says `status`. The port is found free, then given to the
+    /// server: if another process takes it in between, the server exits and it starts
+    /// again on another.
     pub async fn start_with(class: &str, slots: usize, status: &str) -> CogServer {
+        for _ in 0..3 {
+            let mut server = CogServer::spawn(class, slots);
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let mut every = tokio::time::interval(Duration::from_millis(25));
+            loop {
+                every.tick().await;
+                if server.child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                if server.health().await.as_deref() == Some(status) {
+                    return server;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the Cog server running {class} did not say {status} within a minute"
+                );
+            }
+        }
+        panic!("the Cog server running {class} exited three times before it was up");
+    }
+
+    fn spawn(class: &str, slots: usize) -> CogServer {
         let venv = venv();
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let log_dir = std::env::temp_dir().join(format!("petportrait-cog-{}-{port}", ulid::Ulid::generate()));
@@ -63,15 +85,7 @@ impl CogServer {
                 .spawn()
                 .expect("start the Cog server")
         };
-        let server = CogServer { child, url: format!("http://127.0.0.1:{port}"), log_dir };
-        let wanted = status.to_owned();
-        wait_until(&format!("the Cog server running {class} to say {status}"), Duration::from_secs(60), || {
-            let server = &server;
-            let wanted = wanted.clone();
-            async move { (server.health().await.as_deref() == Some(wanted.as_str())).then_some(()) }
-        })
-        .await;
-        server
+        CogServer { child, url: format!("http://127.0.0.1:{port}"), log_dir }
     }
 
     /// `status` of `GET /health-check`, or `None` when it does not answer.

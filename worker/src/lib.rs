@@ -47,7 +47,8 @@ pub async fn run(
     };
     let queue = services.queue.clone();
     if let Some(cog) = &config.models.cog {
-        models::publish_availability(services.clone(), studio.clone(), cog.health_interval, shutdown.clone());
+        let reporter = worker_id.clone();
+        models::publish_availability(reporter, services.clone(), studio.clone(), cog.health_interval, shutdown.clone());
     }
     let state = Arc::new(WorkerState { config, services, studio, worker_id });
     let for_deliveries = state.clone();

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 /// Every `interval`, until `shutdown`, records the studio's availability (nothing for
 /// studios without model servers).
 pub fn publish_availability(
+    reporter: String,
     services: Services,
     studio: Arc<dyn Studio>,
     interval: Duration,
@@ -24,7 +25,7 @@ pub fn publish_availability(
     tokio::spawn(async move {
         loop {
             let report = studio.availability();
-            if let Err(error) = services.db.record_model_availability(&report, now_ms()).await {
+            if let Err(error) = services.db.record_model_availability(&reporter, &report, now_ms()).await {
                 tracing::warn!(error = %petportrait_core::errors::error_chain(&error), "could not record the model servers' availability");
             }
             tokio::select! {

@@ -13,6 +13,10 @@ use crate::domain::{CATALOGUE, GenerationKind};
 /// The placeholders an input template may use, each as a whole JSON string value.
 pub const INPUT_PLACEHOLDERS: [&str; 5] = ["{photo}", "{style}", "{kind}", "{max_side}", "{format}"];
 
+/// How long a prediction we asked to stop may take to answer before its connection is
+/// dropped (which ends it too): an attempt lasts at most `COG_TIMEOUT` plus this.
+pub const COG_CANCEL_GRACE: Duration = Duration::from_secs(5);
+
 /// The input template used when a kind names none.
 const DEFAULT_INPUT: &str = r#"{"image": "{photo}", "style": "{style}"}"#;
 
@@ -99,12 +103,17 @@ pub(super) fn read_cog(r: &mut Reader<'_>, kinds: &[GenerationKind], worker: &Wo
         }
     }
 
-    // 90% of JOB_TIMEOUT leaves the rest of the attempt to store the outputs.
-    let timeout = r.duration("COG_TIMEOUT", worker.job_timeout.mul_f64(0.9));
-    if timeout >= worker.job_timeout {
+    // 90% of JOB_TIMEOUT leaves the rest of the attempt to cancel a late prediction and
+    // store the outputs.
+    let default_timeout = worker.job_timeout.mul_f64(0.9).min(worker.job_timeout.saturating_sub(COG_CANCEL_GRACE * 2));
+    let timeout = r.duration("COG_TIMEOUT", default_timeout.max(Duration::from_secs(1)));
+    if timeout + COG_CANCEL_GRACE >= worker.job_timeout {
         r.problem(
             "COG_TIMEOUT",
-            format!("must be shorter than JOB_TIMEOUT ({:?}), which abandons the whole attempt", worker.job_timeout),
+            format!(
+                "must end at least {COG_CANCEL_GRACE:?} before JOB_TIMEOUT ({:?}), which abandons the whole attempt",
+                worker.job_timeout
+            ),
         );
     }
     let request_timeout = r.duration("COG_REQUEST_TIMEOUT", Duration::from_secs(10));

@@ -27,7 +27,10 @@ pub enum CogSetupError {
 enum Fetched {
     Json(Value),
     /// The server answered with this status, or with something that is not JSON.
-    Other(String),
+    Other {
+        status: u16,
+        what: String,
+    },
     Unreachable(String),
 }
 
@@ -45,7 +48,7 @@ impl Inner {
                 Ok(answer) => Health::from_answer(&answer),
                 Err(_) => Health::Unreachable("the health check is not Cog's".into()),
             },
-            Fetched::Other(what) => Health::Unreachable(what),
+            Fetched::Other { what, .. } => Health::Unreachable(what),
             Fetched::Unreachable(why) => Health::Unreachable(why),
         };
         let answered = !matches!(health, Health::Unreachable(_));
@@ -86,9 +89,14 @@ impl Inner {
     async fn check_schema(&self, server: &Arc<Server>) -> Result<(), CogSetupError> {
         let document = match self.fetch(server, "openapi.json").await {
             Fetched::Json(document) => document,
-            // Asked again at the next health check.
+            // Cog answers 503 (404 from older servers) when it has no schema; anything
+            // else (a proxy's 502, a half-started server) is asked again next time.
             Fetched::Unreachable(_) => return Ok(()),
-            Fetched::Other(what) => {
+            Fetched::Other { status, what } if !matches!(status, 503 | 404) => {
+                tracing::debug!(cog.server = %server.url, answer = %what, "the Cog server's schema could not be read; asking again later");
+                return Ok(());
+            }
+            Fetched::Other { what, .. } => {
                 tracing::info!(cog.server = %server.url, answer = %what, "the Cog server serves no input schema; inputs are not checked before use");
                 server.mark_schema_checked();
                 return Ok(());
@@ -124,9 +132,9 @@ impl Inner {
         match read_capped(response, SMALL_BODY).await {
             Ok(Some(body)) if status.is_success() => match serde_json::from_slice(&body) {
                 Ok(value) => Fetched::Json(value),
-                Err(_) => Fetched::Other(format!("HTTP {status}, not JSON")),
+                Err(_) => Fetched::Other { status: status.as_u16(), what: format!("HTTP {status}, not JSON") },
             },
-            Ok(_) => Fetched::Other(format!("HTTP {status}")),
+            Ok(_) => Fetched::Other { status: status.as_u16(), what: format!("HTTP {status}") },
             Err(error) => Fetched::Unreachable(short_reason(&error)),
         }
     }

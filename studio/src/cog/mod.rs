@@ -25,10 +25,14 @@
 //!   the answer (`canceled`) is awaited briefly before the connection is dropped.
 //! - **Outputs** are data URLs in the answer (run the server without `--upload-url`),
 //!   the answer read up to `COG_MAX_OUTPUT_BYTES`, each file typed by its bytes.
-//! - **Errors.** `failed` → `model_failed` (permanent, refunded); 422 (our input does not
-//!   fit the model) → `model_rejected_request`; every server down, 503, 5xx, a lost
-//!   connection on the last server, a deadline → unavailable or timed out, retried by
-//!   the worker.
+//! - **Errors.** `failed` → by its message, as for the remote provider: `model_failed`
+//!   (permanent, refunded), `content_policy`, or retried when it says to retry; 422 (our
+//!   input does not fit the model) → `model_rejected_request`; every server down, 503,
+//!   5xx, 408/429 from a proxy, a lost connection on the last server, a deadline →
+//!   unavailable or timed out, retried by the worker.
+//! - **Memory.** The answer is read up to `COG_MAX_OUTPUT_BYTES` (base64 included);
+//!   twice its size is reserved from the process's budget for its parsed copy and the
+//!   decoded files.
 //! - **Health** (`health.rs`): every `COG_HEALTH_INTERVAL` each server's
 //!   `/health-check` is read; the first time a server answers, its `/openapi.json`
 //!   input schema (when it serves one) is checked against the templates of its routes.
@@ -48,18 +52,17 @@ use tokio::time::Instant;
 
 use self::pool::{Choice, Lease, Pool, Server};
 use self::protocol::{CogPrediction, Health};
-use super::remote::{decode_data_uri, excerpt, output_type, output_urls, photo_data_uri, read_capped};
+use super::remote::{
+    Failure, classify_failure, decode_data_uri, excerpt, output_type, output_urls, photo_data_uri, read_capped,
+};
 use super::{RenderContext, RenderRequest, RenderedFile, Studio, StudioError};
-use petportrait_core::config::{CogConfig, CogRoute, UploadLimits};
+use petportrait_core::config::{COG_CANCEL_GRACE, CogConfig, CogRoute, UploadLimits};
 use petportrait_core::domain::ModelAvailability;
 
 pub use self::health::CogSetupError;
 
 /// How often a wait looks at the cancel flag and the deadline.
 const WATCH_SLICE: Duration = Duration::from_millis(100);
-/// How long a canceled prediction's answer is awaited before the connection is dropped
-/// (which cancels it too).
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// The most output files one prediction may return.
 const MAX_OUTPUTS: usize = 8;
 
@@ -122,6 +125,9 @@ impl CogStudio {
     pub async fn connect(config: &CogConfig, limits: UploadLimits) -> Result<CogStudio, CogSetupError> {
         let http = reqwest::Client::builder()
             .use_rustls_tls()
+            // The photo goes to the configured server, never through a proxy the
+            // environment happens to name.
+            .no_proxy()
             .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
             // A Cog server never redirects; following one would send the photo elsewhere.
             .redirect(reqwest::redirect::Policy::none())
@@ -173,6 +179,13 @@ impl Inner {
         let mut lost: Vec<String> = Vec::new();
         let mut last_loss = None;
         loop {
+            // Never a new prediction for a render that is over (after a lost server or a 409).
+            if ctx.is_canceled() {
+                return Err(StudioError::Canceled);
+            }
+            if Instant::now() >= deadline {
+                return Err(StudioError::TimedOut { after: self.config.timeout });
+            }
             let lease = match self.take_slot(route, &lost, ctx, deadline).await {
                 Ok(lease) => lease,
                 // Every server of the route failed this render: the last failure says why.
@@ -263,7 +276,7 @@ impl Inner {
             .put(format!("{}/predictions/{id}", server.url))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
-            .timeout(deadline.saturating_duration_since(Instant::now()) + CANCEL_GRACE)
+            .timeout(deadline.saturating_duration_since(Instant::now()) + COG_CANCEL_GRACE)
             .send();
         let answer = async {
             let response = put.await?;
@@ -287,19 +300,30 @@ impl Inner {
                     stopped = Some(StudioError::TimedOut { after: self.config.timeout });
                 }
                 if stopped.is_some() {
-                    self.cancel(server, id).await;
-                    grace_until = Some(Instant::now() + CANCEL_GRACE);
+                    // Sent beside the open PUT, which keeps being watched.
+                    self.cancel(server, id);
+                    grace_until = Some(Instant::now() + COG_CANCEL_GRACE);
                 }
             } else if grace_until.is_some_and(|until| Instant::now() >= until) {
                 // Dropping the connection cancels it at the server too.
                 break None;
             }
         };
+        // The answer's parsed copy and the decoded files are reserved from the process's
+        // memory budget before they are made (the body itself is capped).
+        let _memory = match &answer {
+            Some(Ok((_, Some(body)))) => match ctx.memory().reserve(body.len() as u64 * 2).await {
+                Ok(reservation) => Some(reservation),
+                Err(over) => return Err(Err(StudioError::ModelFailed(Box::new(over)))),
+            },
+            _ => None,
+        };
         let mut predict_time = None;
         let outcome = self.read_answer(server, id, answer, stopped, request, &mut predict_time);
         let took = started.elapsed();
         if matches!(outcome, Err(Ok(Setback::AtCapacity))) {
-            tracing::debug!(cog.server = %server.url, prediction.id = %id, "Cog server at capacity");
+            // Another process holds its slots (each process counts only its own).
+            tracing::info!(cog.server = %server.url, prediction.id = %id, "Cog server at capacity; trying again");
             return outcome;
         }
         let figures = server.record(outcome.is_ok(), took);
@@ -369,6 +393,8 @@ impl Inner {
                 server.set_health(Health::Starting);
                 return Err(Ok(Setback::ServerLost(StudioError::Unavailable(Box::new(status_error())))));
             }
+            // A proxy in front of the server turning us away for now.
+            408 | 425 | 429 => return Err(Err(StudioError::Unavailable(Box::new(status_error())))),
             422 => {
                 tracing::error!(cog.server = %server.url, error = %status_error(), "the Cog server rejected our input: check COG_INPUT_*");
                 return Err(Err(StudioError::RequestRejected(Box::new(status_error()))));
@@ -383,6 +409,7 @@ impl Inner {
             let detail = format!("not a prediction: {e}");
             Err(StudioError::Unavailable(Box::new(CogError::BadAnswer { server: url(), detail })))
         })?;
+        drop(body);
         *predict_time = prediction.metrics.predict_time;
         if prediction.id.as_deref().is_some_and(|answered| answered != id) {
             let detail = format!("asked for prediction {id}, got {:?}", prediction.id);
@@ -392,8 +419,15 @@ impl Inner {
             ("succeeded", _) => self.outputs(server, id, &prediction, request).map_err(Err),
             (_, Some(reason)) => Err(Err(reason)),
             ("failed", None) => {
-                let error = excerpt(prediction.error.as_deref().unwrap_or("no error message"));
-                Err(Err(StudioError::ModelFailed(Box::new(CogError::Failed { server: url(), id: id.into(), error }))))
+                let text = prediction.error.as_deref().unwrap_or("no error message");
+                let error = Box::new(CogError::Failed { server: url(), id: id.into(), error: excerpt(text) });
+                // The model's words decide: "please retry" is an outage, a safety
+                // checker's verdict is a refusal, anything else the model failing.
+                Err(Err(match classify_failure(text) {
+                    Failure::Transient => StudioError::Unavailable(error),
+                    Failure::ContentPolicy => StudioError::ContentPolicy(error),
+                    Failure::Model => StudioError::ModelFailed(error),
+                }))
             }
             ("canceled", None) => {
                 let error = CogError::CanceledByServer { server: url(), id: id.into() };
@@ -449,18 +483,25 @@ impl Inner {
         Ok(files)
     }
 
-    /// Best effort within `COG_REQUEST_TIMEOUT`: a failure leaves the dropped connection
-    /// to end the prediction.
-    async fn cancel(&self, server: &Server, id: &str) {
-        let url = format!("{}/predictions/{id}/cancel", server.url);
-        match self.http.post(url).timeout(self.config.request_timeout).send().await {
-            Ok(response) => {
-                tracing::info!(cog.server = %server.url, prediction.id = %id, status = response.status().as_u16(), "asked the Cog server to cancel the prediction")
+    /// Asks the server to cancel, in a task of its own (the render keeps watching the
+    /// answer), within the cancel grace: a failure leaves the dropped connection to end
+    /// the prediction.
+    fn cancel(&self, server: &Server, id: &str) {
+        let request = self
+            .http
+            .post(format!("{}/predictions/{id}/cancel", server.url))
+            .timeout(self.config.request_timeout.min(COG_CANCEL_GRACE));
+        let (server, id) = (server.url.clone(), id.to_owned());
+        tokio::spawn(async move {
+            match request.send().await {
+                Ok(response) => {
+                    tracing::info!(cog.server = %server, prediction.id = %id, status = response.status().as_u16(), "asked the Cog server to cancel the prediction")
+                }
+                Err(error) => {
+                    tracing::warn!(cog.server = %server, prediction.id = %id, error = %petportrait_core::errors::error_chain(&error), "could not ask the Cog server to cancel; dropping the connection instead")
+                }
             }
-            Err(error) => {
-                tracing::warn!(cog.server = %server.url, prediction.id = %id, error = %petportrait_core::errors::error_chain(&error), "could not ask the Cog server to cancel; dropping the connection instead")
-            }
-        }
+        });
     }
 
     /// Per route: available when one of its servers is ready or busy.

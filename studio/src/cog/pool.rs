@@ -89,7 +89,8 @@ impl Server {
         self.state().paused_until = Some(Instant::now() + AT_CAPACITY_PAUSE);
     }
 
-    /// Counts a finished prediction; returns the figures for its log line.
+    /// Counts a finished prediction (its lease still held); returns the figures for its
+    /// log line, `in_flight` being the others still running.
     pub fn record(&self, succeeded: bool, took: Duration) -> ServerFigures {
         let mut state = self.state();
         if succeeded {
@@ -105,7 +106,7 @@ impl Server {
         sorted.sort_unstable();
         let percentile = |p: usize| sorted[(sorted.len() * p / 100).min(sorted.len() - 1)];
         ServerFigures {
-            in_flight: state.in_flight,
+            in_flight: state.in_flight.saturating_sub(1),
             succeeded: state.succeeded,
             failed: state.failed,
             p50_ms: percentile(50),
@@ -129,6 +130,8 @@ pub(super) struct ServerFigures {
 pub(super) struct Pool {
     pub servers: Vec<Arc<Server>>,
     freed: Notify,
+    /// Held while a render chooses, so two renders never take one server's last slot.
+    choosing: Mutex<()>,
 }
 
 /// What choosing a server found.
@@ -142,7 +145,7 @@ pub(super) enum Choice {
 
 impl Pool {
     pub fn new(servers: Vec<Arc<Server>>) -> Pool {
-        Pool { servers, freed: Notify::new() }
+        Pool { servers, freed: Notify::new(), choosing: Mutex::new(()) }
     }
 
     pub fn server(&self, url: &str) -> Option<&Arc<Server>> {
@@ -152,6 +155,8 @@ impl Pool {
     /// The least loaded server of `urls` with a free slot, leased. `avoid` are servers
     /// this render already lost a prediction on.
     pub fn choose(self: &Arc<Self>, urls: &[String], avoid: &[String]) -> Choice {
+        // Leases only ever end outside this lock, which frees slots: never a problem.
+        let _choosing = self.choosing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         let mut best: Option<(&Arc<Server>, f64)> = None;
         let mut any_usable = false;

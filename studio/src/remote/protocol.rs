@@ -122,7 +122,7 @@ fn last_percentage(logs: &str) -> Option<u8> {
 
 /// How a failed prediction (or a refused request) reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Failure {
+pub(crate) enum Failure {
     /// Refused under the provider's content policy: permanent.
     ContentPolicy,
     /// Interrupted on the provider's side; another prediction may work.
@@ -161,7 +161,7 @@ const TRANSIENT_WORDS: &[&str] =
 /// Transient wording wins over a content-policy word: "the moderation service is
 /// unavailable, please retry" is an outage to retry, not a verdict on the photo, and
 /// calling it a refusal would tell the user their photo broke the policy.
-pub(super) fn classify_failure(error: &str) -> Failure {
+pub(crate) fn classify_failure(error: &str) -> Failure {
     let text = error.to_ascii_lowercase();
     if TRANSIENT_WORDS.iter().any(|w| contains_word(&text, w)) {
         Failure::Transient

@@ -11,8 +11,3 @@ CREATE TABLE model_availability (
     checked_at  BIGINT NOT NULL,
     PRIMARY KEY (kind, style)
 );
-
--- The remote provider's prediction an attempt was following (its id at the provider),
--- recorded as soon as it was created: an attempt after a crashed or abandoned one
--- follows it again instead of paying for a second prediction.
-ALTER TABLE generations ADD COLUMN model_prediction TEXT;

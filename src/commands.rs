@@ -37,6 +37,7 @@ pub async fn serve_api(config: Config) -> anyhow::Result<()> {
 pub async fn work(config: Config) -> anyhow::Result<()> {
     let services = Services::connect(&config, SchemaPolicy::RequireCurrent).await.context("connecting services")?;
     let shutdown = petportrait_core::shutdown::on_signal();
+    serve_metrics(&config, &shutdown).await?;
     let studio = petportrait_studio::from_config(&config).await.context("setting up the studios")?;
     let result = petportrait_worker::run(config, services.clone(), studio, shutdown).await.context("running workers");
     services.close().await;
@@ -47,8 +48,20 @@ pub async fn work(config: Config) -> anyhow::Result<()> {
 pub async fn schedule(config: Config) -> anyhow::Result<()> {
     let services = Services::connect(&config, SchemaPolicy::RequireCurrent).await.context("connecting services")?;
     let shutdown = petportrait_core::shutdown::on_signal();
+    serve_metrics(&config, &shutdown).await?;
     petportrait_scheduler::run(&config, &services, shutdown).await;
     services.close().await;
+    Ok(())
+}
+
+/// `/metrics` on `METRICS_PORT`, when set, for a process without the API.
+async fn serve_metrics(config: &Config, shutdown: &tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    let Some(port) = config.metrics_port else { return Ok(()) };
+    petportrait_core::metrics::install();
+    let listener =
+        TcpListener::bind((config.host, port)).await.with_context(|| format!("binding METRICS_PORT {port}"))?;
+    tracing::info!(address = %listener.local_addr()?, "metrics served at /metrics");
+    tokio::spawn(petportrait_api::serve_metrics_only(listener, shutdown.clone()));
     Ok(())
 }
 

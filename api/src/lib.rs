@@ -5,9 +5,11 @@ mod auth;
 mod error;
 mod extract;
 mod guards;
+mod http_metrics;
 mod idempotency;
 mod json;
 mod live;
+pub use http_metrics::serve_metrics_only;
 mod models;
 mod oidc;
 mod pagination;
@@ -91,6 +93,7 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .route("/", get(page))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(http_metrics::metrics))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/logout-all", post(auth::logout_all))
         .route("/auth/google/start", get(auth::google::start))
@@ -140,7 +143,8 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
     if dev_login {
         app = app.route("/auth/dev-login", post(auth::dev_login));
     }
-    app.fallback(|| async { ApiError::not_found() })
+    app.route_layer(axum::middleware::from_fn(http_metrics::record))
+        .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -167,6 +171,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    petportrait_core::metrics::install();
     let state = AppState::new(config, services);
     // The streams end as soon as the API starts stopping (they would hold the shutdown
     // open until SHUTDOWN_TIMEOUT otherwise); their clients reconnect elsewhere.

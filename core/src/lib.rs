@@ -13,6 +13,7 @@ pub mod hosts;
 pub mod ids;
 pub mod imaging;
 pub mod memory;
+pub mod metrics;
 pub mod objects;
 pub mod outbound;
 pub mod output_options;

@@ -56,6 +56,7 @@ pub struct TickReport {
 
 /// Runs a tick every `config.scheduler.tick` until `shutdown`.
 pub async fn run(config: &Config, services: &Services, shutdown: CancellationToken) {
+    petportrait_core::metrics::install();
     let holder = format!("scheduler-{}-{:08x}", std::process::id(), rand::random::<u32>());
     let mut ticks = tokio::time::interval(config.scheduler.tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -66,16 +67,21 @@ pub async fn run(config: &Config, services: &Services, shutdown: CancellationTok
             _ = ticks.tick() => {}
         }
         match tick(config, services, &holder, now_ms()).await {
-            Ok(report) if report.ran => tracing::info!(
-                purged = report.objects_purged,
-                sessions = report.sessions_deleted,
-                redispatched = report.generations_redispatched,
-                checkout_keys = report.checkout_keys_deleted,
-                webhooks.announced = report.webhooks.generations_announced,
-                webhooks.requeued = report.webhooks.deliveries_requeued,
-                webhooks.purged = report.webhooks.deliveries_purged,
-                "purge_tick done"
-            ),
+            Ok(report) if report.ran => {
+                metrics::counter!(petportrait_core::metrics::PURGED_OBJECTS).increment(report.objects_purged);
+                metrics::counter!(petportrait_core::metrics::SWEPT_GENERATIONS)
+                    .increment(report.generations_redispatched);
+                tracing::info!(
+                    purged = report.objects_purged,
+                    sessions = report.sessions_deleted,
+                    redispatched = report.generations_redispatched,
+                    checkout_keys = report.checkout_keys_deleted,
+                    webhooks.announced = report.webhooks.generations_announced,
+                    webhooks.requeued = report.webhooks.deliveries_requeued,
+                    webhooks.purged = report.webhooks.deliveries_purged,
+                    "purge_tick done"
+                )
+            }
             Ok(_) => tracing::debug!("purge_tick skipped: another scheduler holds the lease"),
             Err(error) => {
                 tracing::error!(error = %error_chain(&error), "purge_tick failed; the next tick resumes")

@@ -32,6 +32,7 @@ mod gallery;
 mod google;
 mod hosts;
 mod ledger;
+mod metrics;
 mod payments;
 mod profile;
 mod remote;

@@ -1,7 +1,7 @@
-//! Runs the reference Standard Webhooks library (PyPI `standardwebhooks`, pinned in
-//! `tests/verifiers/requirements.txt`) on what the receiver got: an independent check
-//! of our signatures. `scripts/test` installs it into `target/verifiers` and names its
-//! Python in `PETPORTRAIT_VERIFIER_PYTHON`.
+//! Runs reference libraries from PyPI (pinned in `tests/verifiers/requirements.txt`) on
+//! our output: the Standard Webhooks library on what the receiver got (an independent
+//! check of our signatures), Prometheus's client on `/metrics`. `scripts/test` installs
+//! them into `target/verifiers` and names its Python in `PETPORTRAIT_VERIFIER_PYTHON`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -43,6 +43,27 @@ pub fn verify(secret: &str, messages: &[Received]) -> Vec<String> {
     let output = child.wait_with_output().expect("the verifier runs");
     assert!(output.status.success(), "the verifier failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+}
+
+/// The samples of a Prometheus text exposition, as Prometheus's own Python client
+/// parses it (`verifiers/prometheus_text.py`); a document it rejects fails the test.
+pub fn prometheus_samples(text: &str) -> Vec<serde_json::Value> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("verifiers/prometheus_text.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the Prometheus parser");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to the parser");
+    let output = child.wait_with_output().expect("the parser runs");
+    assert!(
+        output.status.success(),
+        "Prometheus's parser rejected /metrics: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("a sample")).collect()
 }
 
 /// Asserts that the library accepts every message under `secret`.

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::WorkerState;
 use crate::error::JobError;
 use petportrait_core::errors::error_chain;
+use petportrait_core::metrics as m;
 
 /// Runs one delivery of a generation job. Every outcome the product knows about is
 /// recorded in the database and acknowledged; only failures to record an outcome go
@@ -100,9 +101,21 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
 
     // The render has its own deadline; this one also covers loading and storing.
     let budget = state.config.worker.job_timeout + Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    metrics::counter!(m::GENERATIONS_STARTED, "kind" => row.kind.as_str()).increment(1);
     let outcome = tokio::time::timeout(budget, run_claimed(state, id, owner, &row)).await.unwrap_or_else(|_| {
         Err(JobError::Retry { code: "timeout", source: format!("the attempt did not finish within {budget:?}").into() })
     });
+    let result = match &outcome {
+        Ok(()) => "succeeded",
+        Err(JobError::LostLease) => "lost",
+        Err(JobError::Abort { .. }) => "failed",
+        Err(JobError::Retry { .. }) if row.attempts < max_attempts => "retried",
+        Err(JobError::Retry { .. }) => "failed",
+    };
+    let labels = [("kind", row.kind.as_str().to_owned()), ("style", row.style.clone()), ("outcome", result.to_owned())];
+    metrics::counter!(m::GENERATIONS, &labels).increment(1);
+    metrics::histogram!(m::GENERATION_DURATION, &labels).record(started.elapsed().as_secs_f64());
     match outcome {
         Ok(()) => Ok(()),
         Err(JobError::LostLease) => {

@@ -33,6 +33,7 @@ pub async fn run(
     studio: Arc<dyn Studio>,
     shutdown: CancellationToken,
 ) -> Result<(), JobQueueError> {
+    petportrait_core::metrics::install();
     let worker_id = unique_worker_id();
     tracing::info!(worker.id = %worker_id, concurrency = config.worker.concurrency, "worker starting");
     let options = WorkerOptions {

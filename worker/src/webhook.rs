@@ -72,6 +72,7 @@ async fn deliver(state: &WorkerState, id: &str) -> Result<(), BoxError> {
         outcome = verdict_name(&verdict),
         "webhook attempt"
     );
+    metrics::counter!(petportrait_core::metrics::WEBHOOK_DELIVERIES, "outcome" => verdict_name(&verdict)).increment(1);
     if let Verdict::RetryAt(at) = verdict {
         let delay = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
         webhooks.push(id, &format!("attempt-{}", delivery.attempts + 1), delay).await;

@@ -40,6 +40,9 @@ pub use webhooks::{DEFAULT_RETRY_SCHEDULE, WebhookConfig, parse_schedule};
 pub struct Config {
     pub host: IpAddr,
     pub port: u16,
+    /// `METRICS_PORT`: where a `worker` or `scheduler` process serves `/metrics` (on
+    /// `HOST`); the API serves it on its own port.
+    pub metrics_port: Option<u16>,
     /// Where users reach the service, without a trailing slash.
     pub public_url: String,
     pub data_dir: PathBuf,
@@ -255,6 +258,16 @@ impl Config {
 
         let host: IpAddr = r.parsed("HOST", IpAddr::from([127, 0, 0, 1]), "an IP address");
         let port: u16 = r.parsed("PORT", 8080, "a port number");
+        let metrics_port: Option<u16> = match r.raw("METRICS_PORT") {
+            None => None,
+            Some(text) => match text.parse() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    r.problem("METRICS_PORT", format!("expected a port number, got {text:?}"));
+                    None
+                }
+            },
+        };
         let public_url = r.string("PUBLIC_URL", &format!("http://{}", socket_text(host, port)));
         let public_url = public_url.trim_end_matches('/').to_owned();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
@@ -429,6 +442,7 @@ impl Config {
         Ok(Config {
             host,
             port,
+            metrics_port,
             public_url,
             data_dir,
             database,

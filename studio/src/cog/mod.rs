@@ -58,6 +58,7 @@ use super::remote::{
 use super::{RenderContext, RenderRequest, RenderedFile, Studio, StudioError};
 use petportrait_core::config::{COG_CANCEL_GRACE, CogConfig, CogRoute, UploadLimits};
 use petportrait_core::domain::ModelAvailability;
+use petportrait_core::metrics as m;
 
 pub use self::health::CogSetupError;
 
@@ -334,6 +335,10 @@ impl Inner {
             Err(Err(StudioError::TimedOut { .. })) => "timed out",
             Err(Err(_)) => "failed",
         };
+        let labels = [("provider", "cog".to_owned()), ("server", server.url.clone())];
+        metrics::counter!(m::PREDICTIONS, &[labels[0].clone(), labels[1].clone(), ("result", result.to_owned())])
+            .increment(1);
+        metrics::histogram!(m::PREDICTION_DURATION, &labels).record(took.as_secs_f64());
         tracing::info!(
             cog.server = %server.url,
             prediction.id = %id,

@@ -84,6 +84,11 @@ impl Server {
         self.state().schema_checked = true;
     }
 
+    fn publish_in_flight(&self, in_flight: usize) {
+        let labels = [("provider", "cog".to_owned()), ("server", self.url.clone())];
+        metrics::gauge!(petportrait_core::metrics::PREDICTIONS_IN_FLIGHT, &labels).set(in_flight as f64);
+    }
+
     /// After a 409: someone else holds its slots for now.
     pub fn pause(&self) {
         self.state().paused_until = Some(Instant::now() + AT_CAPACITY_PAUSE);
@@ -179,7 +184,10 @@ impl Pool {
         }
         match best {
             Some((server, _)) => {
-                server.state().in_flight += 1;
+                let mut state = server.state();
+                state.in_flight += 1;
+                server.publish_in_flight(state.in_flight);
+                drop(state);
                 Choice::Leased(Lease { server: server.clone(), pool: self.clone() })
             }
             None if any_usable => Choice::Wait,
@@ -204,6 +212,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let mut state = self.server.state();
         state.in_flight = state.in_flight.saturating_sub(1);
+        self.server.publish_in_flight(state.in_flight);
         drop(state);
         self.pool.freed.notify_waiters();
     }

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use petportrait_core::metrics as m;
+use petportrait_core::time::now_ms;
 
 use crate::AppState;
 
@@ -43,13 +44,46 @@ pub async fn serve_metrics_only(
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
-/// The Prometheus text exposition of this process, with the queue's depth read now.
+/// The Prometheus text exposition of this process, with the queues' depth and lag and
+/// the ledger's totals read now (a source that does not answer leaves its gauges as
+/// they were, and says so in the log).
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    if let Ok(counts) = state.services.queue.counts().await {
-        for (name, value) in
-            [("ready", counts.ready), ("delayed", counts.delayed), ("active", counts.active), ("dead", counts.dead)]
-        {
-            metrics::gauge!(m::QUEUE_JOBS, "queue" => "generation", "state" => name).set(value as f64);
+    let services = &state.services;
+    match services.queue.counts().await {
+        Ok(counts) => {
+            for (name, value) in
+                [("ready", counts.ready), ("delayed", counts.delayed), ("active", counts.active), ("dead", counts.dead)]
+            {
+                metrics::gauge!(m::QUEUE_JOBS, "queue" => "generation", "state" => name).set(value as f64);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(error = %petportrait_core::errors::error_chain(&error), "metrics: the queue's counts could not be read")
+        }
+    }
+    let now = now_ms();
+    match services.db.backlog(now).await {
+        Ok(backlog) => {
+            let lag = |since: Option<i64>| since.map_or(0.0, |since| (now - since).max(0) as f64 / 1000.0);
+            metrics::gauge!(m::QUEUE_LAG, "queue" => "generation").set(lag(backlog.generation_waiting_since));
+            metrics::gauge!(m::QUEUE_LAG, "queue" => "webhook").set(lag(backlog.delivery_due_since));
+            metrics::gauge!(m::QUEUE_JOBS, "queue" => "webhook", "state" => "ready").set(backlog.deliveries_due as f64);
+            metrics::gauge!(m::QUEUE_JOBS, "queue" => "webhook", "state" => "delayed")
+                .set(backlog.deliveries_delayed as f64);
+        }
+        Err(error) => {
+            tracing::warn!(error = %petportrait_core::errors::error_chain(&error), "metrics: the backlog could not be read")
+        }
+    }
+    match services.db.credit_totals().await {
+        Ok((totals, held)) => {
+            for (kind, total) in totals {
+                metrics::gauge!(m::CREDITS, "kind" => kind).set(total as f64);
+            }
+            metrics::gauge!(m::CREDITS_HELD).set(held as f64);
+        }
+        Err(error) => {
+            tracing::warn!(error = %petportrait_core::errors::error_chain(&error), "metrics: the ledger's totals could not be read")
         }
     }
     let mut response = m::render().into_response();

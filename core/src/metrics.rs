@@ -12,7 +12,9 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const HTTP_REQUESTS: &str = "petportrait_http_requests_total";
 /// Their duration in seconds, by `method` and `route`.
 pub const HTTP_DURATION: &str = "petportrait_http_request_duration_seconds";
-/// Jobs by `queue` (`generation`, `webhook`) and `state` (`ready`, `delayed`, `active`, `dead`), read at each scrape.
+/// Jobs by `queue` and `state`, read at each scrape: the generation queue's `ready`,
+/// `delayed`, `active` and `dead` from the queue engine; the webhook queue's `ready`
+/// (due) and `delayed` deliveries from the database.
 pub const QUEUE_JOBS: &str = "petportrait_queue_jobs";
 /// Generation attempts that ended, by `kind`, `style` and `outcome` (`succeeded`, `retried`, `failed`, `lost`).
 pub const GENERATIONS: &str = "petportrait_generation_attempts_total";
@@ -20,8 +22,13 @@ pub const GENERATIONS: &str = "petportrait_generation_attempts_total";
 pub const GENERATIONS_STARTED: &str = "petportrait_generation_attempts_started_total";
 /// An attempt's duration in seconds, by `kind`, `style` and `outcome`.
 pub const GENERATION_DURATION: &str = "petportrait_generation_attempt_duration_seconds";
-/// Credits moved by the ledger, by `kind` (`hold`, `charge`, `release`, `refund`).
-pub const CREDITS: &str = "petportrait_credits_total";
+/// The ledger's total per entry `kind` (`grant`, `purchase`, `hold`, `charge`,
+/// `release`, `refund`), read at each scrape (a gauge: refunds of purchases are negative).
+pub const CREDITS: &str = "petportrait_ledger_credits";
+/// Credits held by running or queued generations now.
+pub const CREDITS_HELD: &str = "petportrait_credits_held";
+/// How long the oldest job ready to run has waited, in seconds, by `queue`; 0 when none waits.
+pub const QUEUE_LAG: &str = "petportrait_queue_lag_seconds";
 /// Webhook delivery attempts by `outcome` (`delivered`, `retry`, `failed`, `gone`).
 pub const WEBHOOK_DELIVERIES: &str = "petportrait_webhook_delivery_attempts_total";
 /// Predictions at model servers by `provider` (`cog`, `remote`), `server` and `result`.
@@ -33,6 +40,25 @@ pub const PREDICTIONS_IN_FLIGHT: &str = "petportrait_model_predictions_in_flight
 /// Objects the purge deleted, and generations the sweep dispatched again.
 pub const PURGED_OBJECTS: &str = "petportrait_purged_objects_total";
 pub const SWEPT_GENERATIONS: &str = "petportrait_swept_generations_total";
+
+/// Every metric above (the dashboard in `ops/` is checked against it).
+pub const ALL: &[&str] = &[
+    HTTP_REQUESTS,
+    HTTP_DURATION,
+    QUEUE_JOBS,
+    QUEUE_LAG,
+    GENERATIONS,
+    GENERATIONS_STARTED,
+    GENERATION_DURATION,
+    CREDITS,
+    CREDITS_HELD,
+    WEBHOOK_DELIVERIES,
+    PREDICTIONS,
+    PREDICTION_DURATION,
+    PREDICTIONS_IN_FLIGHT,
+    PURGED_OBJECTS,
+    SWEPT_GENERATIONS,
+];
 
 /// Histogram buckets in seconds: requests from a millisecond, renders up to ten minutes.
 const HTTP_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];

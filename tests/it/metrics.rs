@@ -55,6 +55,18 @@ async fn metrics_show_requests_queue_and_generations(mode: Mode) {
         assert_eq!(depth.len(), 1, "{state}: {text}");
     }
 
+    // How long the oldest ready job waited (nothing waits now), the webhook backlog.
+    for queue in ["generation", "webhook"] {
+        let lag = find(&samples, "petportrait_queue_lag_seconds", &[("queue", queue)]);
+        assert_eq!(lag.first().and_then(|s| s["value"].as_f64()), Some(0.0), "{queue}: {text}");
+    }
+    assert_eq!(find(&samples, "petportrait_queue_jobs", &[("queue", "webhook"), ("state", "ready")]).len(), 1);
+    // The ledger: one watercolor (4 credits) held, charged, and nothing held any more.
+    let charged = find(&samples, "petportrait_ledger_credits", &[("kind", "charge")]);
+    assert_eq!(charged.first().and_then(|s| s["value"].as_f64()), Some(4.0), "{text}");
+    let held = find(&samples, "petportrait_credits_held", &[]);
+    assert_eq!(held.first().and_then(|s| s["value"].as_f64()), Some(0.0), "{text}");
+
     // The attempt, by kind, style and outcome, with its duration.
     let labels = [("kind", "portrait"), ("style", "watercolor"), ("outcome", "succeeded")];
     let attempts = find(&samples, "petportrait_generation_attempts_total", &labels);
@@ -64,4 +76,57 @@ async fn metrics_show_requests_queue_and_generations(mode: Mode) {
     let started = find(&samples, "petportrait_generation_attempts_started_total", &[("kind", "portrait")]);
     assert_eq!(started.first().and_then(|s| s["value"].as_f64()), Some(1.0), "{text}");
     app.stop().await;
+}
+
+both_modes!(metrics_show_a_waiting_generation, metrics_show_a_waiting_generation);
+
+/// With no worker running, a generation waits: the queue shows it ready and its lag grows.
+async fn metrics_show_a_waiting_generation(mode: Mode) {
+    let roles = petportrait::Roles { web: true, worker: false, scheduler: false };
+    let app = TestApp::spawn_with(mode, &[], roles, None).await;
+    let ann = app.user("Ann").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    ann.create_portrait(&upload, "watercolor").await;
+    let scrape = || async {
+        let text = reqwest::get(format!("{}/metrics", app.base_url)).await.expect("scrape").text().await.expect("text");
+        prometheus_samples(&text)
+    };
+    let value = |samples: &[Value], name: &str, labels: &[(&str, &str)]| {
+        find(samples, name, labels).first().and_then(|s| s["value"].as_f64()).unwrap_or(-1.0)
+    };
+    let first = value(&scrape().await, "petportrait_queue_lag_seconds", &[("queue", "generation")]);
+    let samples = petportrait_tests::wait_until("the lag to grow", Duration::from_secs(10), || async {
+        let samples = scrape().await;
+        (value(&samples, "petportrait_queue_lag_seconds", &[("queue", "generation")]) > first).then_some(samples)
+    })
+    .await;
+    assert_eq!(value(&samples, "petportrait_queue_jobs", &[("queue", "generation"), ("state", "ready")]), 1.0);
+    assert_eq!(value(&samples, "petportrait_credits_held", &[]), 4.0, "the generation's hold");
+    app.stop().await;
+}
+
+/// Every series the Grafana dashboard in `ops/` queries is one the service exports
+/// (a histogram's `_bucket`, `_count` and `_sum` included), and it uses them all.
+#[test]
+fn the_dashboard_queries_only_exported_series() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ops/grafana-dashboard.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
+    let mut used = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for (at, _) in expr.match_indices("petportrait_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_' || c.is_ascii_digit())
+                    .collect();
+                let base =
+                    ["_bucket", "_count", "_sum"].iter().fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+                assert!(petportrait_core::metrics::ALL.contains(&base), "{name} in {expr:?} is not exported");
+                used.insert(base.to_owned());
+            }
+        }
+    }
+    let unused: Vec<&&str> = petportrait_core::metrics::ALL.iter().filter(|m| !used.contains(**m)).collect();
+    assert!(unused.is_empty(), "not on the dashboard: {unused:?}");
 }

@@ -12,6 +12,7 @@ mod checkout;
 mod credits;
 mod deliveries;
 mod gallery;
+mod gauges;
 mod generations;
 mod leases;
 mod models;
@@ -38,6 +39,7 @@ pub use deliveries::{
     AttemptRecord, AttemptRow, ClaimedDelivery, DeliveryClaim, DeliveryRow, RedeliverOutcome, Verdict,
 };
 pub use gallery::KeepOutcome;
+pub use gauges::Backlog;
 pub use generations::{CreateOutcome, GenerationFilter, NewGeneration};
 pub use objects::{DueObject, NewObject};
 pub use payments::{EventOutcome, PaymentRow, Purchase};

@@ -13,6 +13,7 @@ pub use http_metrics::serve_metrics_only;
 mod models;
 mod oidc;
 mod pagination;
+mod request_id;
 mod routes;
 mod serve;
 mod status_cache;
@@ -154,7 +155,8 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         })
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn_with_state(guards::HostPolicy::new(&state.public_url), guards::check_host))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_id::span))
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
 

@@ -64,6 +64,7 @@ async fn create(app: &TestApp, user: &UserId, upload: &str, cost: i64) -> (Gener
         request_fingerprint: None,
         dispatch_task: "01KAAAAAAAAAAAAAAAAAAAAAAA",
         webhook: None,
+        request_id: None,
     };
     let outcome = app.services.db.create_generation(&new, now_ms()).await.expect("create");
     (id, outcome)

@@ -36,6 +36,7 @@ mod metrics;
 mod payments;
 mod profile;
 mod remote;
+mod request_ids;
 mod retention;
 mod retries;
 mod sessions;

@@ -40,6 +40,7 @@ async fn lost_jobs_are_dispatched_again(mode: Mode) {
         request_fingerprint: None,
         dispatch_task: &never_pushed,
         webhook: None,
+        request_id: None,
     };
     assert!(matches!(
         app.services.db.create_generation(&new, now_ms()).await.expect("create"),

@@ -31,7 +31,13 @@ pub async fn handle(state: Arc<WorkerState>, job: GenerationJob) -> JobOutcome {
         tracing::error!(job.generation_id = %job.generation_id, "malformed generation id in job payload");
         return JobOutcome::Abort("malformed generation id".into());
     };
-    let span = tracing::info_span!("job_run", job.kind = "generation", generation.id = %id, job.attempt = tracing::field::Empty);
+    let span = tracing::info_span!(
+        "job_run",
+        job.kind = "generation",
+        generation.id = %id,
+        job.attempt = tracing::field::Empty,
+        request.id = tracing::field::Empty
+    );
     async move {
         match process(&state, &id).await {
             Ok(()) => JobOutcome::Done,
@@ -90,6 +96,9 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
         }
     };
     tracing::Span::current().record("job.attempt", row.attempts);
+    if let Some(request) = &row.request_id {
+        tracing::Span::current().record("request.id", request.as_str());
+    }
     let max_attempts = i64::from(state.config.worker.max_attempts);
     if row.attempts > max_attempts {
         tracing::warn!(attempts = row.attempts, "attempts exhausted before this run");

@@ -23,7 +23,12 @@ use crate::WorkerState;
 const EXCERPT_BYTES: usize = 1024;
 
 pub async fn handle(state: Arc<WorkerState>, job: DeliveryJob) -> JobOutcome {
-    let span = tracing::info_span!("job_run", job.kind = "webhook", webhook.delivery = %job.delivery_id);
+    let span = tracing::info_span!(
+        "job_run",
+        job.kind = "webhook",
+        webhook.delivery = %job.delivery_id,
+        request.id = tracing::field::Empty
+    );
     async move {
         match deliver(&state, &job.delivery_id).await {
             Ok(()) => JobOutcome::Done,
@@ -55,6 +60,10 @@ async fn deliver(state: &WorkerState, id: &str) -> Result<(), BoxError> {
             return Ok(());
         }
     };
+    // The log lines of a generation's events carry the request that created it.
+    if let Some(request) = &delivery.request_id {
+        tracing::Span::current().record("request.id", request.as_str());
+    }
     let (record, verdict) = attempt(state, &delivery).await;
     let now = now_ms();
     let disable_before = now - duration_ms(config.disable_after);

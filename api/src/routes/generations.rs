@@ -21,6 +21,7 @@ use crate::extract::{PathId, Query};
 use crate::idempotency::{self, fingerprint, idempotency_key};
 use crate::json::{JsonBytes, parse_json};
 use crate::pagination::{PageRequest, split_page};
+use crate::request_id::RequestId;
 use crate::routes::webhooks::{check_webhook_url, parse_generation_filter};
 use crate::status_cache::CachedGeneration;
 use crate::views::{GenerationView, Page};
@@ -48,6 +49,7 @@ pub async fn create_generation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
     headers: HeaderMap,
+    request_id: Option<axum::Extension<RequestId>>,
     JsonBytes(body): JsonBytes,
 ) -> ApiResult<Response> {
     let key = idempotency_key(&headers)?;
@@ -126,6 +128,7 @@ pub async fn create_generation(
         request_fingerprint: key.as_ref().map(|_| print.as_str()),
         dispatch_task: &dispatch_text,
         webhook: endpoint.as_deref().zip(webhook.as_ref().map(|(_, filter)| filter.as_str())),
+        request_id: request_id.as_ref().map(|id| id.0.0.as_str()),
     };
     let row = match db.create_generation(&new, now).await? {
         CreateOutcome::Created(row) => row,

@@ -22,6 +22,8 @@ pub struct ClaimedDelivery {
     pub attempts: i64,
     /// A redelivery the owner asked for: one attempt, no schedule.
     pub manual: i64,
+    /// The API request that created the event's generation (for the logs).
+    pub request_id: Option<String>,
 }
 
 /// What a delivery job found.
@@ -170,8 +172,9 @@ impl Db {
                     .await?;
                     let claimed: ClaimedDelivery = sqlx::query_as(
                         "SELECT d.id, d.endpoint_id, e.user_id, e.url, e.secret, d.event_type, d.body, d.attempts, \
-                         d.manual FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-                         WHERE d.id = $1",
+                         d.manual, g.request_id FROM webhook_deliveries d \
+                         JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+                         LEFT JOIN generations g ON g.id = d.generation_id WHERE d.id = $1",
                     )
                     .bind(id)
                     .fetch_one(&mut *tx)

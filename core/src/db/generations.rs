@@ -10,7 +10,7 @@ use super::{Db, DbResult, GenerationRow, OutputRow};
 
 pub(super) const GENERATION_COLUMNS: &str = "id, user_id, kind, style, options, upload_id, status, cost, charged, refunded, \
     attempts, progress_percent, progress_stage, error_code, error_message, error_retryable, version, \
-    idempotency_key, request_fingerprint, created_at, started_at, completed_at, updated_at, model_prediction";
+    idempotency_key, request_fingerprint, created_at, started_at, completed_at, updated_at, model_prediction, request_id";
 
 /// Builds a statement from constant parts only; no user input ever reaches it.
 pub(super) fn sql(parts: &[&'static str]) -> sqlx::AssertSqlSafe<String> {
@@ -33,6 +33,8 @@ pub struct NewGeneration<'a> {
     pub dispatch_task: &'a str,
     /// Its own `webhook`: the endpoint row of the URL and the filter (JSON).
     pub webhook: Option<(&'a str, &'a str)>,
+    /// The API request's id (`X-Request-Id`), for the logs of its work.
+    pub request_id: Option<&'a str>,
 }
 
 /// Why a creation did not happen.
@@ -75,8 +77,8 @@ impl Db {
         }
         let inserted = sqlx::query(
             "INSERT INTO generations (id, user_id, kind, style, options, upload_id, status, cost, \
-             idempotency_key, request_fingerprint, dispatch_task, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $11, $10, $10)",
+             idempotency_key, request_fingerprint, dispatch_task, created_at, updated_at, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $9, $11, $10, $10, $12)",
         )
         .bind(new.id.as_str())
         .bind(new.user_id.as_str())
@@ -89,6 +91,7 @@ impl Db {
         .bind(new.request_fingerprint)
         .bind(now)
         .bind(new.dispatch_task)
+        .bind(new.request_id)
         .execute(&mut *tx)
         .await;
         match inserted {

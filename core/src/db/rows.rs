@@ -98,6 +98,8 @@ pub struct GenerationRow {
     pub updated_at: Millis,
     /// The remote provider's prediction the latest attempt followed (`model_prediction`).
     pub model_prediction: Option<String>,
+    /// The API request that created it (`X-Request-Id`).
+    pub request_id: Option<String>,
 }
 
 impl GenerationRow {

@@ -29,6 +29,18 @@ pub async fn record(matched: Option<MatchedPath>, request: Request, next: Next) 
     response
 }
 
+/// Whether the ledger's totals (a whole-table scan) are due again: at most once a
+/// minute per process, however often it is scraped.
+fn ledger_due() -> bool {
+    static LAST: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let due = last.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(60));
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
+}
+
 /// Serves only `GET /metrics` on `listener` until `shutdown`: the worker's and the
 /// scheduler's `METRICS_PORT`.
 pub async fn serve_metrics_only(
@@ -75,15 +87,22 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             tracing::warn!(error = %petportrait_core::errors::error_chain(&error), "metrics: the backlog could not be read")
         }
     }
-    match services.db.credit_totals().await {
-        Ok((totals, held)) => {
-            for (kind, total) in totals {
-                metrics::gauge!(m::CREDITS, "kind" => kind).set(total as f64);
-            }
-            metrics::gauge!(m::CREDITS_HELD).set(held as f64);
-        }
+    match services.db.credits_held().await {
+        Ok(held) => metrics::gauge!(m::CREDITS_HELD).set(held as f64),
         Err(error) => {
-            tracing::warn!(error = %petportrait_core::errors::error_chain(&error), "metrics: the ledger's totals could not be read")
+            tracing::warn!(error = %petportrait_core::errors::error_chain(&error), "metrics: the credits held could not be read")
+        }
+    }
+    if ledger_due() {
+        match services.db.ledger_totals().await {
+            Ok(totals) => {
+                for (kind, total) in totals {
+                    metrics::gauge!(m::CREDITS, "kind" => kind).set(total as f64);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %petportrait_core::errors::error_chain(&error), "metrics: the ledger's totals could not be read")
+            }
         }
     }
     let mut response = m::render().into_response();

@@ -76,7 +76,18 @@ pub fn install() -> Option<PrometheusHandle> {
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(GENERATION_DURATION.into()), WORK_BUCKETS))
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(PREDICTION_DURATION.into()), WORK_BUCKETS));
             match builder.and_then(|b| b.install_recorder()) {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    // Histograms keep their samples until drained: the exporter asks for
+                    // upkeep, whether anybody scrapes or not.
+                    let upkeep = handle.clone();
+                    let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                        loop {
+                            std::thread::sleep(Duration::from_secs(5));
+                            upkeep.run_upkeep();
+                        }
+                    });
+                    Some(handle)
+                }
                 Err(error) => {
                     tracing::warn!(error = %error, "metrics are off: the recorder could not be installed");
                     None

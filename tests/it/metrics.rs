@@ -30,6 +30,14 @@ async fn metrics_show_requests_queue_and_generations(mode: Mode) {
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     let text = response.text().await.expect("the exposition");
     let samples = prometheus_samples(&text);
+    // Prometheus names the target by its address, not PUBLIC_URL's host.
+    let scraped = reqwest::Client::new()
+        .get(format!("{}/metrics", app.base_url))
+        .header("host", "10.0.3.7:8080")
+        .send()
+        .await
+        .expect("scrape by address");
+    assert_eq!(scraped.status(), StatusCode::OK);
 
     // Requests by route template (never the raw path with its id) and status.
     let created = find(

@@ -11,7 +11,8 @@ use super::{Db, DbResult};
 pub struct Backlog {
     /// Since when the oldest generation ready to run (queued, no retry pending) has waited.
     pub generation_waiting_since: Option<Millis>,
-    /// Deliveries due now, and since when the oldest of them has been due.
+    /// Deliveries due now and not being attempted, and since when the oldest of them
+    /// has been due.
     pub deliveries_due: i64,
     pub delivery_due_since: Option<Millis>,
     /// Deliveries waiting for a later attempt.
@@ -31,7 +32,7 @@ impl Db {
             "SELECT COUNT(CASE WHEN next_attempt_at <= $1 THEN 1 END), \
              MIN(CASE WHEN next_attempt_at <= $1 THEN next_attempt_at END), \
              COUNT(CASE WHEN next_attempt_at > $1 THEN 1 END) \
-             FROM webhook_deliveries WHERE status = 'pending'",
+             FROM webhook_deliveries WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= $1)",
         )
         .bind(now)
         .fetch_one(&self.pool)
@@ -40,14 +41,21 @@ impl Db {
     }
 
     /// The ledger's total per entry kind (`grant`, `purchase`, `hold`, `charge`,
-    /// `release`, `refund`) and the credits held now.
-    pub async fn credit_totals(&self) -> DbResult<(Vec<(String, i64)>, i64)> {
-        let totals: Vec<(String, i64)> =
-            sqlx::query_as("SELECT kind, CAST(SUM(amount) AS BIGINT) FROM credit_ledger GROUP BY kind ORDER BY kind")
-                .fetch_all(&self.pool)
-                .await?;
+    /// `release`, `refund`): a scan of the whole ledger, so `/metrics` reads it at most
+    /// once a minute.
+    pub async fn ledger_totals(&self) -> DbResult<Vec<(String, i64)>> {
+        Ok(sqlx::query_as("SELECT kind, CAST(SUM(amount) AS BIGINT) FROM credit_ledger GROUP BY kind ORDER BY kind")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The credits held now by queued and running generations.
+    pub async fn credits_held(&self) -> DbResult<i64> {
+        // `users_credits_held_idx` holds only the accounts holding credits.
         let held: Option<i64> =
-            sqlx::query_scalar("SELECT CAST(SUM(credits_held) AS BIGINT) FROM users").fetch_one(&self.pool).await?;
-        Ok((totals, held.unwrap_or(0)))
+            sqlx::query_scalar("SELECT CAST(SUM(credits_held) AS BIGINT) FROM users WHERE credits_held > 0")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(held.unwrap_or(0))
     }
 }

@@ -25,6 +25,21 @@ fn python() -> PathBuf {
     );
 }
 
+/// Runs `script` with `input` on its stdin; its stdout, or the test fails with its stderr.
+fn run(script: &std::path::Path, input: &[u8], what: &str) -> String {
+    let mut child = Command::new(python())
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    child.stdin.take().expect("stdin").write_all(input).unwrap_or_else(|e| panic!("write to {what}: {e}"));
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{what} runs: {e}"));
+    assert!(output.status.success(), "{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// What the reference library says of each message under `secret`: `ok <type>` or `error …`.
 pub fn verify(secret: &str, messages: &[Received]) -> Vec<String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("verifiers/standard_webhooks.py");
@@ -32,38 +47,17 @@ pub fn verify(secret: &str, messages: &[Received]) -> Vec<String> {
         "secret": secret,
         "messages": messages.iter().map(|m| json!({"headers": m.headers, "body": m.body})).collect::<Vec<_>>(),
     });
-    let mut child = Command::new(python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the verifier");
-    child.stdin.take().expect("stdin").write_all(input.to_string().as_bytes()).expect("write to the verifier");
-    let output = child.wait_with_output().expect("the verifier runs");
-    assert!(output.status.success(), "the verifier failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_owned).collect()
+    run(&script, input.to_string().as_bytes(), "the Standard Webhooks verifier").lines().map(str::to_owned).collect()
 }
 
 /// The samples of a Prometheus text exposition, as Prometheus's own Python client
 /// parses it (`verifiers/prometheus_text.py`); a document it rejects fails the test.
 pub fn prometheus_samples(text: &str) -> Vec<serde_json::Value> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("verifiers/prometheus_text.py");
-    let mut child = Command::new(python())
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the Prometheus parser");
-    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write to the parser");
-    let output = child.wait_with_output().expect("the parser runs");
-    assert!(
-        output.status.success(),
-        "Prometheus's parser rejected /metrics: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("a sample")).collect()
+    run(&script, text.as_bytes(), "Prometheus's parser")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a sample"))
+        .collect()
 }
 
 /// Asserts that the library accepts every message under `secret`.

@@ -66,7 +66,7 @@ use tokio::time::Instant;
 
 pub(crate) use self::client::read_capped;
 use self::client::{Gate, Provider, Reply, Retries};
-pub(crate) use self::outputs::decode_data_uri;
+pub(crate) use self::outputs::{decode_data_uri, output_filename};
 pub(crate) use self::protocol::{Failure, classify_failure, excerpt, output_type, output_urls};
 use self::protocol::{Phase, Prediction};
 use super::{RenderContext, RenderRequest, RenderedFile, Studio, StudioError};

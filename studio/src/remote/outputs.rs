@@ -78,13 +78,18 @@ impl RemoteStudio {
                         format!("{declared} ({path}) is not a file {} generations produce", request.kind.as_str()),
                     )
                 })?;
-            let filename = match urls.len() {
-                1 => format!("{}-{}.{extension}", request.kind.as_str(), request.style),
-                _ => format!("{}-{}-{}.{extension}", request.kind.as_str(), request.style, index + 1),
-            };
+            let filename = output_filename(request, index, urls.len(), extension);
             files.push(RenderedFile { filename, content_type, bytes });
         }
         Ok(files)
+    }
+}
+
+/// `<kind>-<style>.<extension>`, numbered from 1 when the prediction made several files.
+pub(crate) fn output_filename(request: &RenderRequest, index: usize, count: usize, extension: &str) -> String {
+    match count {
+        1 => format!("{}-{}.{extension}", request.kind.as_str(), request.style),
+        _ => format!("{}-{}-{}.{extension}", request.kind.as_str(), request.style, index + 1),
     }
 }
 

@@ -37,9 +37,11 @@ pub async fn serve_api(config: Config) -> anyhow::Result<()> {
 pub async fn work(config: Config) -> anyhow::Result<()> {
     let services = Services::connect(&config, SchemaPolicy::RequireCurrent).await.context("connecting services")?;
     let shutdown = petportrait_core::shutdown::on_signal();
-    serve_metrics(&config, &shutdown).await?;
+    let metrics = serve_metrics(&config).await?;
     let studio = petportrait_studio::from_config(&config).await.context("setting up the studios")?;
     let result = petportrait_worker::run(config, services.clone(), studio, shutdown).await.context("running workers");
+    // Served until the drain is over, so the last scrape sees the last jobs.
+    metrics.cancel();
     services.close().await;
     result
 }
@@ -48,21 +50,24 @@ pub async fn work(config: Config) -> anyhow::Result<()> {
 pub async fn schedule(config: Config) -> anyhow::Result<()> {
     let services = Services::connect(&config, SchemaPolicy::RequireCurrent).await.context("connecting services")?;
     let shutdown = petportrait_core::shutdown::on_signal();
-    serve_metrics(&config, &shutdown).await?;
+    let metrics = serve_metrics(&config).await?;
     petportrait_scheduler::run(&config, &services, shutdown).await;
+    metrics.cancel();
     services.close().await;
     Ok(())
 }
 
-/// `/metrics` on `METRICS_PORT`, when set, for a process without the API.
-async fn serve_metrics(config: &Config, shutdown: &tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
-    let Some(port) = config.metrics_port else { return Ok(()) };
+/// `/metrics` on `METRICS_PORT`, when set, for a process without the API, until the
+/// returned token is cancelled.
+async fn serve_metrics(config: &Config) -> anyhow::Result<tokio_util::sync::CancellationToken> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let Some(port) = config.metrics_port else { return Ok(stop) };
     petportrait_core::metrics::install();
     let listener =
         TcpListener::bind((config.host, port)).await.with_context(|| format!("binding METRICS_PORT {port}"))?;
     tracing::info!(address = %listener.local_addr()?, "metrics served at /metrics");
-    tokio::spawn(petportrait_api::serve_metrics_only(listener, shutdown.clone()));
-    Ok(())
+    tokio::spawn(petportrait_api::serve_metrics_only(listener, stop.clone()));
+    Ok(stop)
 }
 
 /// The Procfile's `release` step: the only process of the distributed mode that

@@ -12,14 +12,25 @@ use petportrait_core::time::now_ms;
 
 use crate::AppState;
 
+/// A request no route took (404) or whose route takes no such method (405): counted
+/// under the route `unmatched`, so probing paths never makes new series.
+pub fn count_unrouted(method: &axum::http::Method, status: u16) {
+    metrics::counter!(m::HTTP_REQUESTS, "method" => method_label(method), "route" => "unmatched", "status" => status.to_string())
+        .increment(1);
+}
+
+fn method_label(method: &axum::http::Method) -> String {
+    match method.as_str() {
+        known @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => known.to_owned(),
+        _ => "other".to_owned(),
+    }
+}
+
 /// Counts the request and times it until its response starts (a stream's body, such as
 /// an event stream, is not waited for).
 pub async fn record(matched: Option<MatchedPath>, request: Request, next: Next) -> Response {
     let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = match request.method().as_str() {
-        known @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => known.to_owned(),
-        _ => "other".to_owned(),
-    };
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();

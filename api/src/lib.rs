@@ -145,8 +145,12 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         app = app.route("/auth/dev-login", post(auth::dev_login));
     }
     app.route_layer(axum::middleware::from_fn(http_metrics::record))
-        .fallback(|| async { ApiError::not_found() })
-        .method_not_allowed_fallback(|| async {
+        .fallback(|method: axum::http::Method| async move {
+            http_metrics::count_unrouted(&method, 404);
+            ApiError::not_found()
+        })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            http_metrics::count_unrouted(&method, 405);
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

@@ -38,6 +38,18 @@ async fn metrics_show_requests_queue_and_generations(mode: Mode) {
         .await
         .expect("scrape by address");
     assert_eq!(scraped.status(), StatusCode::OK);
+    // A path no route takes is counted without making a series of its own.
+    let probe = reqwest::get(format!("{}/wp-admin/setup.php", app.base_url)).await.expect("probe");
+    assert_eq!(probe.status(), StatusCode::NOT_FOUND);
+    let text = reqwest::get(format!("{}/metrics", app.base_url)).await.expect("scrape").text().await.expect("text");
+    assert!(!text.contains("wp-admin"), "a raw path became a label");
+    let unrouted = find(
+        &prometheus_samples(&text),
+        "petportrait_http_requests_total",
+        &[("route", "unmatched"), ("status", "404")],
+    )
+    .len();
+    assert_eq!(unrouted, 1, "{text}");
 
     // Requests by route template (never the raw path with its id) and status.
     let created = find(

@@ -43,6 +43,26 @@ pub enum Command {
         #[arg(long, env = "S3_SERVER_PORT", default_value_t = 9000)]
         port: u16,
     },
+    /// Show or cancel one generation
+    Generation {
+        #[command(subcommand)]
+        command: GenerationCommand,
+        /// Print JSON instead of text
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Purge every expired object now (the scheduler does it every tick)
+    Purge {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dispatch stalled generations again now (the scheduler does it every tick)
+    Sweep {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect the job queue and work its dead set
     Queue {
         #[command(subcommand)]
@@ -95,6 +115,14 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum GenerationCommand {
+    /// State, attempts, error, credits, times and ids of generation ID (gen_…)
+    Show { id: String },
+    /// Cancel generation ID as its owner would (credits released or refunded)
+    Cancel { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum QueueCommand {
     /// Jobs ready, delayed (retries), running, dead and recently finished
     Stats,
@@ -138,6 +166,22 @@ mod tests {
         assert!(Cli::try_parse_from(["petportrait", "credits", "grant", "usr_x", "-5", "--reason", "x"]).is_err());
         let parsed = Cli::try_parse_from(["petportrait", "credits", "reconcile"]).expect("parses");
         assert!(matches!(parsed.command, Some(Command::Credits { command: CreditsCommand::Reconcile })));
+    }
+
+    #[test]
+    fn operator_commands_take_ids_and_json() {
+        let cli = Cli::try_parse_from(["petportrait", "generation", "show", "gen_x", "--json"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Generation { command: GenerationCommand::Show { .. }, json: true })
+        ));
+        assert!(Cli::try_parse_from(["petportrait", "generation", "cancel"]).is_err(), "cancel needs an id");
+        let cli = Cli::try_parse_from(["petportrait", "sweep", "--json"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Sweep { json: true })));
+        assert!(matches!(
+            Cli::try_parse_from(["petportrait", "purge"]).expect("parses").command,
+            Some(Command::Purge { json: false })
+        ));
     }
 
     #[test]

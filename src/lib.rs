@@ -2,6 +2,8 @@
 //! services. This is embedded mode (`cargo run --release`), and what the system tests
 //! start.
 
+pub mod operator;
+
 use std::sync::Arc;
 
 use petportrait_core::config::Config;

@@ -28,5 +28,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Reencrypt => commands::reencrypt(config).await,
         Command::S3Server { port } => commands::s3_server(config, port).await,
         Command::Queue { command, json } => ops::queue_command(config, command, json).await,
+        Command::Generation { command, json } => ops::generation_command(config, command, json).await,
+        Command::Purge { json } => ops::scheduler_command(config, ops::SchedulerWork::Purge, json).await,
+        Command::Sweep { json } => ops::scheduler_command(config, ops::SchedulerWork::Sweep, json).await,
     }
 }

@@ -6,7 +6,7 @@ use petportrait_core::config::Config;
 use petportrait_core::queue::JobQueue;
 use serde_json::json;
 
-use crate::cli::{CreditsCommand, PolicyCommand, QueueCommand};
+use crate::cli::{CreditsCommand, GenerationCommand, PolicyCommand, QueueCommand};
 use crate::commands::prepare_data_dir;
 
 pub async fn queue_command(config: Config, command: QueueCommand, json: bool) -> anyhow::Result<()> {
@@ -15,6 +15,64 @@ pub async fn queue_command(config: Config, command: QueueCommand, json: bool) ->
     let result = run(&queue, command, json).await;
     queue.close().await;
     result
+}
+
+/// `petportrait generation show|cancel ID`.
+pub async fn generation_command(config: Config, command: GenerationCommand, json: bool) -> anyhow::Result<()> {
+    let services = connect(&config).await?;
+    let result = match command {
+        GenerationCommand::Show { id } => petportrait::operator::generation_show(&services, &id).await,
+        GenerationCommand::Cancel { id } => petportrait::operator::generation_cancel(&services, &id).await,
+    };
+    services.close().await;
+    print_report(&result?, json)
+}
+
+/// The scheduler's work an operator may run now.
+pub enum SchedulerWork {
+    Purge,
+    Sweep,
+}
+
+/// `petportrait purge` and `petportrait sweep`.
+pub async fn scheduler_command(config: Config, work: SchedulerWork, json: bool) -> anyhow::Result<()> {
+    let services = connect(&config).await?;
+    let result = match work {
+        SchedulerWork::Purge => petportrait::operator::purge_now(&config, &services).await,
+        SchedulerWork::Sweep => petportrait::operator::sweep_now(&config, &services).await,
+    };
+    services.close().await;
+    print_report(&result?, json)
+}
+
+async fn connect(config: &Config) -> anyhow::Result<petportrait_core::services::Services> {
+    prepare_data_dir(config)?;
+    petportrait_core::services::Services::connect(config, petportrait_core::services::SchemaPolicy::RequireCurrent)
+        .await
+        .context("connecting services (run `petportrait migrate` first)")
+}
+
+/// A report as JSON, or as `key: value` lines (nested objects flattened with dots).
+fn print_report(report: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(report);
+    }
+    fn lines(prefix: &str, value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    let name = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                    lines(&name, inner, out);
+                }
+            }
+            serde_json::Value::String(text) => out.push(format!("{prefix}: {text}")),
+            other => out.push(format!("{prefix}: {other}")),
+        }
+    }
+    let mut out = Vec::new();
+    lines("", report, &mut out);
+    println!("{}", out.join("\n"));
+    Ok(())
 }
 
 /// `petportrait credits grant|revoke|show`.

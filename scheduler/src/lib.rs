@@ -154,7 +154,7 @@ pub async fn purge_expired_objects(services: &Services, now: Millis, batch: i64)
 /// dispatched again unless the queue still holds its latest task (a backlog is not a
 /// loss). A queue that cannot answer gets the benefit of the doubt the other way: an
 /// extra delivery is harmless because the worker's claim admits one at a time.
-async fn redispatch_stalled(services: &Services, now: Millis, quiet_since: Millis) -> Result<u64, SchedulerError> {
+pub async fn redispatch_stalled(services: &Services, now: Millis, quiet_since: Millis) -> Result<u64, SchedulerError> {
     let mut dispatched = 0;
     let mut after: Option<(Millis, String)> = None;
     // Page through every quiet generation: those still waiting in a backlog are skipped

@@ -33,6 +33,7 @@ mod google;
 mod hosts;
 mod ledger;
 mod metrics;
+mod operator;
 mod payments;
 mod profile;
 mod remote;

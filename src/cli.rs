@@ -23,8 +23,16 @@ pub enum Command {
     Worker,
     /// Purge expired objects and re-dispatch stalled generations (any number may run)
     Scheduler,
-    /// Apply database migrations and exit (the Procfile's `release` step)
-    Migrate,
+    /// Apply database migrations and exit (the Procfile's `release` step); with
+    /// --status, only say which are applied and which are pending
+    Migrate {
+        /// List every migration and whether it is applied; change nothing
+        #[arg(long)]
+        status: bool,
+        /// With --status: print JSON instead of text
+        #[arg(long, requires = "status")]
+        json: bool,
+    },
     /// Grant or revoke a user's credits (written to the ledger with a reason), or show them
     Credits {
         #[command(subcommand)]
@@ -182,6 +190,15 @@ mod tests {
             Cli::try_parse_from(["petportrait", "purge"]).expect("parses").command,
             Some(Command::Purge { json: false })
         ));
+    }
+
+    #[test]
+    fn migrate_can_only_report() {
+        let cli = Cli::try_parse_from(["petportrait", "migrate", "--status", "--json"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Migrate { status: true, json: true })));
+        let cli = Cli::try_parse_from(["petportrait", "migrate"]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Migrate { status: false, json: false })));
+        assert!(Cli::try_parse_from(["petportrait", "migrate", "--json"]).is_err(), "--json goes with --status");
     }
 
     #[test]

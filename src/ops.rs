@@ -28,6 +28,26 @@ pub async fn generation_command(config: Config, command: GenerationCommand, json
     print_report(&result?, json)
 }
 
+/// `petportrait migrate --status`: every migration and whether it is applied; exits
+/// with an error when some are pending, so a deploy script can wait on it.
+pub async fn migration_status(config: Config, json: bool) -> anyhow::Result<()> {
+    prepare_data_dir(&config)?;
+    let db = petportrait_core::db::Db::connect(&config.database).await.context("connecting to the database")?;
+    let states = db.migration_status().await.context("reading the applied migrations")?;
+    db.close().await;
+    let pending = states.iter().filter(|m| !m.applied).count();
+    if json {
+        print_json(&json!({"migrations": states, "pending": pending}))?;
+    } else {
+        for m in &states {
+            println!("{} {} {}", m.version, if m.applied { "applied" } else { "PENDING" }, m.description);
+        }
+        println!("{} applied, {pending} pending", states.len() - pending);
+    }
+    anyhow::ensure!(pending == 0, "{pending} migrations are pending: run `petportrait migrate`");
+    Ok(())
+}
+
 /// The scheduler's work an operator may run now.
 pub enum SchedulerWork {
     Purge,

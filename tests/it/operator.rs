@@ -93,3 +93,21 @@ async fn operators_purge_and_sweep_now(mode: Mode) {
     assert_eq!(done["status"], "succeeded", "{done}");
     app.stop().await;
 }
+
+both_modes!(migration_status_lists_every_migration, migration_status_lists_every_migration);
+
+/// Every migration file of the dialect is listed, and applied once the app started.
+async fn migration_status_lists_every_migration(mode: Mode) {
+    let app = TestApp::spawn(mode, &[]).await;
+    let states = app.services.db.migration_status().await.expect("status");
+    let dialect = match mode {
+        Mode::Embedded => "sqlite",
+        Mode::Distributed => "postgres",
+    };
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(dialect);
+    let files = std::fs::read_dir(folder).expect("the migrations").filter_map(Result::ok).count();
+    assert_eq!(states.len(), files, "{states:?}");
+    assert!(states.iter().all(|m| m.applied), "{states:?}");
+    assert!(states.windows(2).all(|w| w[0].version < w[1].version), "oldest first");
+    app.stop().await;
+}

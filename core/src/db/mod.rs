@@ -95,6 +95,14 @@ impl DbError {
 
 pub type DbResult<T> = Result<T, DbError>;
 
+/// One migration of this build and whether the database has applied it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MigrationState {
+    pub version: i64,
+    pub description: String,
+    pub applied: bool,
+}
+
 /// Our migrations table; `_sqlx_migrations` may exist in older SQLite files, owned by apalis-sqlite.
 const MIGRATIONS_TABLE: &str = "_petportrait_migrations";
 
@@ -169,6 +177,24 @@ impl Db {
             Ok(v) if v >= latest => Ok(()),
             _ => Err(DbError::SchemaBehind),
         }
+    }
+
+    /// Every migration this build knows, oldest first, and whether the database has
+    /// applied it (`petportrait migrate --status`).
+    pub async fn migration_status(&self) -> DbResult<Vec<MigrationState>> {
+        let sql = format!("SELECT version FROM {MIGRATIONS_TABLE} WHERE success = TRUE");
+        // Before the first migration the table does not exist: nothing is applied.
+        let applied: Vec<i64> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await.unwrap_or_default();
+        Ok(self
+            .migrator()
+            .iter()
+            .map(|m| MigrationState {
+                version: m.version,
+                description: m.description.to_string(),
+                applied: applied.contains(&m.version),
+            })
+            .collect())
     }
 
     /// A trivial round trip, for readiness checks.

@@ -101,7 +101,3 @@ pub fn install() -> Option<PrometheusHandle> {
 pub fn render() -> String {
     install().map(|handle| handle.render()).unwrap_or_default()
 }
-
-pub fn seconds(duration: Duration) -> f64 {
-    duration.as_secs_f64()
-}

@@ -37,6 +37,7 @@ mod operator;
 mod payments;
 mod profile;
 mod remote;
+mod remote_recovery;
 mod request_ids;
 mod retention;
 mod retries;

@@ -4,11 +4,7 @@
 use std::time::Duration;
 
 use petportrait::operator;
-use petportrait_core::db::{CreateOutcome, NewGeneration};
-use petportrait_core::domain::GenerationKind;
-use petportrait_core::ids::{GenerationId, UserId};
-use petportrait_core::queue::Dispatch;
-use petportrait_core::time::now_ms;
+use petportrait_core::ids::UserId;
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::{Mode, TestApp, wait_until};
 use reqwest::StatusCode;
@@ -66,24 +62,7 @@ async fn operators_purge_and_sweep_now(mode: Mode) {
     // A generation whose job never reached the queue is dispatched again once it has
     // been quiet for STALLED_AFTER, and then made.
     let user = UserId::from_db(ann.user_id().await);
-    let id = GenerationId::generate();
-    let never_pushed = Dispatch::Create.plan(&id).task().to_string();
-    let new = NewGeneration {
-        id: &id,
-        user_id: &user,
-        kind: GenerationKind::Portrait,
-        style: "watercolor",
-        options: "{}",
-        upload_id: &upload,
-        cost: 4,
-        idempotency_key: None,
-        request_fingerprint: None,
-        dispatch_task: &never_pushed,
-        webhook: None,
-        request_id: None,
-    };
-    let created = app.services.db.create_generation(&new, now_ms()).await.expect("create");
-    assert!(matches!(created, CreateOutcome::Created(_)));
+    let id = app.create_unqueued_generation(&user, &upload).await;
     wait_until("the sweep to dispatch the lost generation", Duration::from_secs(15), || async {
         let swept = operator::sweep_now(&app.config, &app.services).await.expect("sweep");
         (swept["generations_redispatched"] == 1).then_some(())

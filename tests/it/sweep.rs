@@ -3,10 +3,6 @@
 
 use std::time::Duration;
 
-use petportrait_core::db::{CreateOutcome, NewGeneration};
-use petportrait_core::domain::GenerationKind;
-use petportrait_core::ids::GenerationId;
-use petportrait_core::queue::Dispatch;
 use petportrait_core::time::now_ms;
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::{Mode, TestApp};
@@ -24,28 +20,8 @@ async fn lost_jobs_are_dispatched_again(mode: Mode) {
     let (_, me) = ann.get("/v1/me").await;
     let user = petportrait_core::ids::UserId::from_db(me["id"].as_str().expect("user id").to_owned());
 
-    // A generation whose row was written but whose job never reached the queue (the
-    // enqueue failed, or Redis restarted without persistence).
-    let id = GenerationId::generate();
-    let never_pushed = Dispatch::Create.plan(&id).task().to_string();
-    let new = NewGeneration {
-        id: &id,
-        user_id: &user,
-        kind: GenerationKind::Portrait,
-        style: "watercolor",
-        options: "{}",
-        upload_id: &upload,
-        cost: 4,
-        idempotency_key: None,
-        request_fingerprint: None,
-        dispatch_task: &never_pushed,
-        webhook: None,
-        request_id: None,
-    };
-    assert!(matches!(
-        app.services.db.create_generation(&new, now_ms()).await.expect("create"),
-        CreateOutcome::Created(_)
-    ));
+    // A generation whose row was written but whose job never reached the queue.
+    let id = app.create_unqueued_generation(&user, &upload).await;
 
     // Before STALLED_AFTER nothing happens; after it the sweep finds and dispatches it.
     let early = petportrait_scheduler::tick(&app.config, &app.services, "sweeper", now_ms()).await.expect("tick");

@@ -318,6 +318,36 @@ impl TestApp {
         }
     }
 
+    /// A watercolor portrait (4 credits) of `upload` for `user` whose row is written but
+    /// whose job never reached the queue (an enqueue that failed, Redis restarted without
+    /// persistence): only the scheduler's sweep can dispatch it.
+    pub async fn create_unqueued_generation(
+        &self,
+        user: &petportrait_core::ids::UserId,
+        upload: &str,
+    ) -> petportrait_core::ids::GenerationId {
+        use petportrait_core::db::{CreateOutcome, NewGeneration};
+        let id = petportrait_core::ids::GenerationId::generate();
+        let never_pushed = petportrait_core::queue::Dispatch::Create.plan(&id).task().to_string();
+        let new = NewGeneration {
+            id: &id,
+            user_id: user,
+            kind: petportrait_core::domain::GenerationKind::Portrait,
+            style: "watercolor",
+            options: "{}",
+            upload_id: upload,
+            cost: 4,
+            idempotency_key: None,
+            request_fingerprint: None,
+            dispatch_task: &never_pushed,
+            webhook: None,
+            request_id: None,
+        };
+        let created = self.services.db.create_generation(&new, petportrait_core::time::now_ms()).await;
+        assert!(matches!(created.expect("create"), CreateOutcome::Created(_)));
+        id
+    }
+
     /// Runs one statement on the app's database behind its back (test-only SQL, to set
     /// up states the app itself never writes).
     pub async fn raw_execute(&self, sql: &str, binds: &[&str]) {

@@ -21,7 +21,7 @@ mod webhooks;
 
 pub use accounts::{EncryptionKeys, GoogleSignIn};
 use accounts::{read_encryption_keys, read_google};
-pub use cog::{COG_CANCEL_GRACE, CogConfig, CogRoute, CogServer, INPUT_PLACEHOLDERS, is_placeholder};
+pub use cog::{COG_CANCEL_GRACE, CogConfig, CogRoute, CogServer, is_placeholder};
 pub use http::{HttpLimits, SessionConfig};
 use http::{read_http, read_sessions};
 pub use models::{ModelBackend, ModelsConfig, ProviderConfig, Secret};

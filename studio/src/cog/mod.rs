@@ -51,6 +51,7 @@ use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use self::pool::{Choice, Lease, Pool, Server};
+use self::protocol::Health;
 use super::remote::{photo_data_uri, read_capped};
 use super::{RenderContext, RenderRequest, RenderedFile, Studio, StudioError};
 use petportrait_core::config::{COG_CANCEL_GRACE, CogConfig, CogRoute, UploadLimits};
@@ -137,11 +138,6 @@ impl CogStudio {
         inner.check_all().await?;
         health::watch(Arc::downgrade(&inner), config.health_interval);
         Ok(CogStudio { inner, runtime: Handle::current() })
-    }
-
-    /// One round of health checks now (tests; the studio runs them on its own).
-    pub async fn check_health(&self) -> Result<(), CogSetupError> {
-        self.inner.check_all().await
     }
 }
 
@@ -382,10 +378,11 @@ impl Inner {
             .iter()
             .map(|route| {
                 let servers: Vec<&Arc<Server>> = route.servers.iter().filter_map(|url| self.pool.server(url)).collect();
-                let available = servers.iter().any(|s| s.health().is_serving());
-                let detail = servers
+                let states: Vec<(&str, Health)> = servers.iter().map(|s| (s.url.as_str(), s.health())).collect();
+                let available = states.iter().any(|(_, health)| health.is_serving());
+                let detail = states
                     .iter()
-                    .map(|s| format!("{} {}", s.url, s.health().describe()))
+                    .map(|(url, health)| format!("{url} {}", health.describe()))
                     .collect::<Vec<_>>()
                     .join(", ");
                 ModelAvailability { kind: route.kind, style: route.style.to_owned(), available, detail }

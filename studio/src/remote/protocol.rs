@@ -212,7 +212,7 @@ pub(crate) fn output_urls(output: &Value) -> Vec<String> {
 }
 
 /// The content types each kind may produce, with their file extensions.
-pub(crate) fn allowed_types(kind: GenerationKind) -> &'static [(&'static str, &'static str)] {
+fn allowed_types(kind: GenerationKind) -> &'static [(&'static str, &'static str)] {
     match kind {
         GenerationKind::Portrait => &[("image/jpeg", "jpg"), ("image/png", "png"), ("image/webp", "webp")],
         GenerationKind::Music => {

@@ -22,7 +22,7 @@ pub struct HostPolicy {
 
 /// Probes of an orchestrator and Prometheus's scrapes use the machine's own address;
 /// they reveal nothing personal (keep `/metrics` off the public internet at the proxy).
-const ANY_HOST_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+pub(crate) const ANY_HOST_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// The page's own scripts and styles only: no other host, not even in a frame.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \

@@ -70,6 +70,9 @@ pub async fn serve_metrics_only(
 /// The Prometheus text exposition of this process, with the queues' depth and lag and
 /// the ledger's totals read now (a source that does not answer leaves its gauges as
 /// they were, and says so in the log).
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain"),
+))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let services = &state.services;
     match services.queue.counts().await {

@@ -12,6 +12,7 @@ mod live;
 pub use http_metrics::serve_metrics_only;
 mod models;
 mod oidc;
+mod openapi;
 mod pagination;
 mod request_id;
 mod routes;
@@ -24,13 +25,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use petportrait_core::config::{Config, PaymentsConfig, SessionConfig, UploadLimits};
 use petportrait_core::services::Services;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 pub use error::ApiError;
 
@@ -87,64 +92,61 @@ impl AppState {
     }
 }
 
-/// Every route of the API.
+/// Every route of the API. The documented ones are registered through utoipa-axum, which
+/// takes each one's method and path from its handler's `#[utoipa::path]` (see `openapi.rs`).
 pub fn router(state: AppState, dev_login: bool) -> Router {
-    let upload_body_limit = routes::uploads::upload_body_limit(&state.uploads);
-    let mut app = Router::new()
-        .route("/", get(page))
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .route("/metrics", get(http_metrics::metrics))
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/logout-all", post(auth::logout_all))
-        .route("/auth/google/start", get(auth::google::start))
-        .route("/auth/google/callback", get(auth::google::callback))
-        .route("/auth/age", post(auth::google::age))
-        .route("/privacy", get(routes::policy::privacy_page))
-        .route("/v1/policy", get(routes::policy::get_policy))
-        .route("/v1/policy/accept", post(routes::policy::accept_policy))
-        .route("/v1/me", get(routes::account::get_me).patch(routes::account::patch_me))
-        .route("/v1/me/tokens", post(routes::tokens::create_token).get(routes::tokens::list_tokens))
-        .route("/v1/me/tokens/{id}", delete(routes::tokens::delete_token))
-        .route("/v1/me/webhook-secret", get(routes::webhooks::get_webhook_secret))
-        .route("/v1/me/webhook-secret/rotate", post(routes::webhooks::rotate_webhook_secret))
-        .route("/v1/webhook-endpoints", post(routes::webhooks::create_endpoint).get(routes::webhooks::list_endpoints))
-        .route(
-            "/v1/webhook-endpoints/{id}",
-            get(routes::webhooks::get_endpoint)
-                .patch(routes::webhooks::update_endpoint)
-                .delete(routes::webhooks::delete_endpoint),
-        )
-        .route("/v1/webhook-endpoints/{id}/deliveries", get(routes::webhooks::list_deliveries))
-        .route("/v1/webhook-deliveries/{id}/retry", post(routes::webhooks::retry_delivery))
-        .route("/v1/styles", get(routes::catalogue::list_styles))
-        .route("/v1/quote", get(routes::catalogue::quote))
-        .route("/v1/credits", get(routes::account::get_credits))
-        .route("/v1/credits/ledger", get(routes::account::list_ledger))
-        .route("/v1/payments", get(routes::payments::list_payments))
-        .route("/v1/checkout", post(routes::payments::create_checkout))
-        .route(
-            "/webhooks/stripe",
-            post(routes::payments::stripe_webhook)
-                .layer(DefaultBodyLimit::max(routes::payments::STRIPE_EVENT_MAX_BYTES)),
-        )
-        .route("/v1/uploads", post(routes::uploads::create_upload).layer(DefaultBodyLimit::max(upload_body_limit)))
-        .route("/v1/uploads/{id}", get(routes::uploads::get_upload))
-        .route(
-            "/v1/generations",
-            post(routes::generations::create_generation).get(routes::generations::list_generations),
-        )
-        .route("/v1/generations/{id}", get(routes::generations::get_generation))
-        .route("/v1/generations/{id}/cancel", post(routes::generations::cancel_generation))
-        .route("/v1/generations/{id}/events", get(routes::events::generation_events))
-        .route("/v1/generations/{id}/save", post(routes::gallery::save_generation))
-        .route("/v1/gallery", get(routes::gallery::list_gallery))
-        .route("/v1/gallery/{id}", delete(routes::gallery::delete_gallery_item))
-        .route("/v1/files/{id}", get(routes::files::get_file));
+    use routes::{
+        account, catalogue, events, files, gallery, generations, health, payments, policy, tokens, uploads, webhooks,
+    };
+    let upload_body_limit = uploads::upload_body_limit(&state.uploads);
+    let mut api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(http_metrics::metrics))
+        .routes(routes!(openapi::document))
+        .routes(routes!(auth::sessions::logout))
+        .routes(routes!(auth::sessions::logout_all))
+        .routes(routes!(auth::google::start))
+        .routes(routes!(auth::google::callback))
+        .routes(routes!(auth::google::age))
+        .routes(routes!(policy::get_policy))
+        .routes(routes!(policy::accept_policy))
+        .routes(routes!(account::get_me, account::patch_me))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::delete_token))
+        .routes(routes!(webhooks::get_webhook_secret))
+        .routes(routes!(webhooks::rotate_webhook_secret))
+        .routes(routes!(webhooks::create_endpoint, webhooks::list_endpoints))
+        .routes(routes!(webhooks::get_endpoint, webhooks::update_endpoint, webhooks::delete_endpoint))
+        .routes(routes!(webhooks::list_deliveries))
+        .routes(routes!(webhooks::retry_delivery))
+        .routes(routes!(catalogue::list_styles))
+        .routes(routes!(catalogue::quote))
+        .routes(routes!(account::get_credits))
+        .routes(routes!(account::list_ledger))
+        .routes(routes!(payments::list_payments))
+        .routes(routes!(payments::create_checkout))
+        .routes(routes!(payments::stripe_webhook).layer(DefaultBodyLimit::max(payments::STRIPE_EVENT_MAX_BYTES)))
+        .routes(routes!(uploads::create_upload).layer(DefaultBodyLimit::max(upload_body_limit)))
+        .routes(routes!(uploads::get_upload))
+        .routes(routes!(generations::create_generation, generations::list_generations))
+        .routes(routes!(generations::get_generation))
+        .routes(routes!(generations::cancel_generation))
+        .routes(routes!(events::generation_events))
+        .routes(routes!(gallery::save_generation))
+        .routes(routes!(gallery::list_gallery))
+        .routes(routes!(gallery::delete_gallery_item))
+        .routes(routes!(files::get_file));
     if dev_login {
-        app = app.route("/auth/dev-login", post(auth::dev_login));
+        api = api.routes(routes!(auth::dev_login::dev_login));
     }
-    app.route_layer(axum::middleware::from_fn(http_metrics::record))
+    let (api, mut document) = api.split_for_parts();
+    openapi::complete(&mut document);
+    api.route("/", get(page))
+        .route("/privacy", get(policy::privacy_page))
+        // The documentation page: Swagger UI, its assets compiled into the binary.
+        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
+        .route_layer(axum::middleware::from_fn(http_metrics::record))
         .fallback(|method: axum::http::Method| async move {
             http_metrics::count_unrouted(&method, 404);
             ApiError::not_found()
@@ -157,6 +159,7 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
                 "this method is not allowed here",
             )
         })
+        .layer(axum::Extension(openapi::Document::new(&document)))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn_with_state(guards::HostPolicy::new(&state.public_url), guards::check_host))
         .layer(TraceLayer::new_for_http().make_span_with(request_id::span))

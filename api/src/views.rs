@@ -9,19 +9,19 @@ use serde::Serialize;
 /// The generation object is built in the shared crate: webhooks carry it too.
 pub use petportrait_core::views::GenerationView;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreditsView {
     pub balance: i64,
     pub held: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PolicyStatusView {
     pub accepted_version: Option<String>,
     pub current_version: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MeView {
     pub id: String,
     pub name: String,
@@ -49,7 +49,7 @@ impl MeView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UploadView {
     pub id: String,
     pub content_type: String,
@@ -75,7 +75,7 @@ impl UploadView {
 }
 
 /// A page of a list: `{data, next_cursor}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub data: Vec<T>,
     pub next_cursor: Option<String>,

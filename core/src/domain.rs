@@ -45,7 +45,7 @@ macro_rules! text_enum {
 
 text_enum! {
     /// What a generation produces.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "snake_case")]
     pub enum GenerationKind {
         Portrait = "portrait",
@@ -56,7 +56,7 @@ text_enum! {
 
 text_enum! {
     /// Where a generation is in its life. Terminal states never change.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "snake_case")]
     pub enum GenerationStatus {
         Queued = "queued",
@@ -181,7 +181,7 @@ pub fn find_style(kind: GenerationKind, style: &str) -> Option<&'static Style> {
 
 text_enum! {
     /// The kinds of entries in the append-only credit ledger.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
     #[serde(rename_all = "snake_case")]
     pub enum LedgerKind {
         /// Credits given for free (starter credits, an operator's grant).
@@ -200,7 +200,7 @@ text_enum! {
 }
 
 /// Why a generation failed, as shown to its owner.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GenerationError {
     pub code: String,
     pub message: String,

@@ -7,20 +7,20 @@ use crate::db::{Db, DbResult, GenerationRow, OutputRow};
 use crate::domain::{GenerationError, GenerationKind, GenerationStatus, ObjectState};
 use crate::time::rfc3339;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ProgressView {
     pub percent: i64,
     pub stage: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CostView {
     pub credits: i64,
     pub charged: i64,
     pub refunded: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OutputView {
     pub id: String,
     pub filename: String,
@@ -31,7 +31,7 @@ pub struct OutputView {
     pub expires_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct GenerationUrls {
     #[serde(rename = "self")]
     pub self_: String,
@@ -39,7 +39,7 @@ pub struct GenerationUrls {
     pub events: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct GenerationView {
     pub id: String,
     pub kind: GenerationKind,

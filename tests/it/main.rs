@@ -33,6 +33,7 @@ mod google;
 mod hosts;
 mod ledger;
 mod metrics;
+mod openapi;
 mod operator;
 mod payments;
 mod profile;

@@ -68,3 +68,24 @@ pub fn assert_verified(secret: &str, messages: &[Received]) {
         assert!(verdict.starts_with("ok "), "{verdict} for {:?}", message.headers);
     }
 }
+
+/// Runs Schemathesis (the property-based API tester, pinned in the same requirements)
+/// against the OpenAPI document at `base`/openapi.json with the configuration file
+/// `config` and the extra `args`; returns its exit status's success and its report.
+pub fn schemathesis(base: &str, config: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let python = python();
+    let cli = python.with_file_name("schemathesis");
+    let output = Command::new(&cli)
+        .arg("--config-file")
+        .arg(config)
+        .arg("run")
+        .arg(format!("{base}/openapi.json"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        // Its cache directory goes beside the configuration, in the test's own folder.
+        .current_dir(config.parent().unwrap_or(std::path::Path::new(".")))
+        .output()
+        .unwrap_or_else(|e| panic!("start {}: {e}", cli.display()));
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), report)
+}

@@ -14,7 +14,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::json::JsonBody;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevLoginRequest {
     email: String,
@@ -34,6 +34,12 @@ fn valid_email(email: &str) -> bool {
 }
 
 /// Creates the account on first use (with the starter credits) and starts a session.
+#[utoipa::path(post, path = "/auth/dev-login", tag = "account", request_body = DevLoginRequest, responses(
+    (status = 204, description = "Signed in (the account is made on first use); the session cookie is set"),
+    (status = 403, description = "`csrf_rejected`: a request from another origin."),
+    (status = 404, description = "`not_found`: from a non-loopback peer or through a proxy."),
+    (status = 422, description = "`invalid_email`: not an e-mail address.\n\n`invalid_name`: not 1 to 100 characters."),
+))]
 pub async fn dev_login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

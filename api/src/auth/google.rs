@@ -88,6 +88,11 @@ fn provider_error(error: OidcError) -> ApiError {
 }
 
 /// `GET /auth/google/start`: a 302 to the provider.
+#[utoipa::path(get, path = "/auth/google/start", tag = "account", responses(
+    (status = 302, description = "To Google's authorization endpoint (code flow with PKCE S256, `state` and `nonce`)"),
+    (status = 404, description = "`not_found`: Google sign-in is not configured."),
+    (status = 503, description = "`identity_provider_unavailable`: Google does not answer (`Retry-After`)."),
+))]
 pub async fn start(State(state): State<AppState>) -> ApiResult<Response> {
     let authorization = oidc(&state)?.authorize().await.map_err(provider_error)?;
     let id = random_secret();
@@ -101,6 +106,17 @@ pub async fn start(State(state): State<AppState>) -> ApiResult<Response> {
 }
 
 /// `GET /auth/google/callback?code=&state=`.
+#[utoipa::path(get, path = "/auth/google/callback", tag = "account", params(
+    ("code" = Option<String>, Query, description = "The authorization code"),
+    ("state" = Option<String>, Query, description = "The `state` of /auth/google/start"),
+), responses(
+    (status = 302, description = "To the app: signed in (a known person) or to the age question (a new one)"),
+    (status = 400, description = "`sign_in_state_mismatch`, `sign_in_expired`, `sign_in_failed`: the attempt does not match, is too old, or Google reported an error."),
+    (status = 401, description = "`sign_in_failed`: the ID token does not verify."),
+    (status = 403, description = "`email_not_verified`: Google has not verified the e-mail address.\n\n`under_age`: this browser answered the age question under 13."),
+    (status = 404, description = "`not_found`: Google sign-in is not configured."),
+    (status = 503, description = "`identity_provider_unavailable`: Google does not answer (`Retry-After`)."),
+))]
 pub async fn callback(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -186,7 +202,7 @@ fn open_pending(state: &AppState, headers: &HeaderMap) -> Option<PendingSignUp> 
     serde_json::from_str::<PendingSignUp>(&json).ok().filter(|p| p.exp > now_ms())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgeAnswer {
     birth_year: i32,
@@ -201,6 +217,12 @@ fn age_in_years(birth_year: i32, birth_month: u32, today: chrono::NaiveDate) -> 
 }
 
 /// `POST /auth/age`: completes a pending sign-up.
+#[utoipa::path(post, path = "/auth/age", tag = "account", request_body = AgeAnswer, responses(
+    (status = 204, description = "13 or older: the account is created and the session starts"),
+    (status = 400, description = "`no_pending_sign_up`: sign in with Google first."),
+    (status = 403, description = "`under_age`: under 13; nothing about the person is stored.\n\n`csrf_rejected`: a request from another origin."),
+    (status = 422, description = "`invalid_birth_date`: a year from 1900 and a month from 1 to 12."),
+))]
 pub async fn age(
     State(state): State<AppState>,
     method: Method,

@@ -3,10 +3,10 @@
 //! that cookie-authenticated writes must pass (bearer requests are exempt: a browser
 //! never adds that header on its own). Dev sign-in lives in `dev_login.rs`.
 
-mod dev_login;
+pub mod dev_login;
 pub mod google;
 mod picture;
-mod sessions;
+pub mod sessions;
 mod tokens;
 
 use axum::extract::FromRequestParts;
@@ -21,8 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
-pub use dev_login::dev_login;
-pub use sessions::{logout, logout_all, start_session};
+pub use sessions::start_session;
 pub use tokens::new_token;
 
 /// Use is recorded at most this often (a session's `last_seen_at`, a token's

@@ -109,6 +109,10 @@ fn ended(state: &AppState) -> ApiResult<Response> {
 }
 
 /// `POST /auth/logout`: ends this session.
+#[utoipa::path(post, path = "/auth/logout", tag = "account", responses(
+    (status = 204, description = "This session (if any) has ended; the cookie is cleared"),
+    (status = 403, description = "`csrf_rejected`: a request from another origin."),
+))]
 pub async fn logout(State(state): State<AppState>, method: Method, headers: HeaderMap) -> ApiResult<Response> {
     if let Some(token) = presented_token(&headers, &state.public_url) {
         check_same_origin(&method, &headers, &state.public_url)?;
@@ -119,6 +123,9 @@ pub async fn logout(State(state): State<AppState>, method: Method, headers: Head
 }
 
 /// `POST /auth/logout-all`: ends every session and revokes every API token of the user.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "account", security(("session" = []), ("bearer" = [])), responses(
+    (status = 204, description = "Every session ended and every API token revoked"),
+))]
 pub async fn logout_all(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Response> {
     let (sessions, tokens) = state.services.db.sign_out_everywhere(&user.user_id()).await?;
     state.live.status.forget_all();

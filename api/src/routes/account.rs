@@ -19,6 +19,9 @@ use crate::json::JsonBody;
 use crate::pagination::{PageRequest, split_page};
 use crate::views::{MeView, Page, PolicyStatusView};
 
+#[utoipa::path(get, path = "/v1/me", tag = "account", security(("session" = []), ("bearer" = [])), responses(
+    (status = 200, description = "The caller's profile, credits and policy status", body = MeView),
+))]
 pub async fn get_me(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Json<MeView>> {
     me_view(&state, &user).await.map(Json)
 }
@@ -33,7 +36,7 @@ async fn me_view(state: &AppState, user: &UserRow) -> ApiResult<MeView> {
 }
 
 /// What a user may set as preferences; any other key is refused.
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
     /// The kind the app offers first.
@@ -62,14 +65,22 @@ impl Preferences {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CorrectionRequest {
+    /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     name: Option<String>,
+    /// Replaces the preferences whole.
+    #[schema(value_type = Option<Preferences>)]
     preferences: Option<serde_json::Value>,
 }
 
 /// `PATCH /v1/me`: the user corrects their name and/or replaces their preferences.
+#[utoipa::path(patch, path = "/v1/me", tag = "account", security(("session" = []), ("bearer" = [])), request_body = CorrectionRequest, responses(
+    (status = 200, description = "The corrected profile", body = MeView),
+    (status = 422, description = "`invalid_name`: not 1 to 100 printable characters.\n\n`invalid_preferences`: an unknown key or a style not in the catalogue."),
+))]
 pub async fn patch_me(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -98,7 +109,7 @@ pub async fn patch_me(
     me_view(&state, &user).await.map(Json)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreditsResponse {
     balance: i64,
     held: i64,
@@ -106,12 +117,15 @@ pub struct CreditsResponse {
     packs: Vec<CreditPack>,
 }
 
+#[utoipa::path(get, path = "/v1/credits", tag = "credits", security(("session" = []), ("bearer" = [])), responses(
+    (status = 200, description = "Balance, held credits and the packs for sale", body = CreditsResponse),
+))]
 pub async fn get_credits(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> Json<CreditsResponse> {
     let packs = if state.payments.stripe.is_some() { state.payments.packs.clone() } else { Vec::new() };
     Json(CreditsResponse { balance: user.credits_balance, held: user.credits_held, packs })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LedgerEntryView {
     id: String,
     kind: LedgerKind,
@@ -120,6 +134,9 @@ pub struct LedgerEntryView {
     created_at: String,
 }
 
+#[utoipa::path(get, path = "/v1/credits/ledger", tag = "credits", security(("session" = []), ("bearer" = [])), params(crate::openapi::PageParams), responses(
+    (status = 200, description = "The caller's ledger, newest first", body = Page<LedgerEntryView>),
+))]
 pub async fn list_ledger(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

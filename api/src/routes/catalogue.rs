@@ -14,7 +14,7 @@ use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Query;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct StyleView {
     id: &'static str,
     name: &'static str,
@@ -24,7 +24,7 @@ pub struct StyleView {
     available: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct KindView {
     kind: &'static str,
     available: bool,
@@ -33,7 +33,7 @@ pub struct KindView {
     options: serde_json::Value,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct StylesView {
     kinds: Vec<KindView>,
 }
@@ -41,6 +41,9 @@ pub struct StylesView {
 /// The catalogue: every kind, whether it can be ordered now (one of its styles can),
 /// its styles, their costs and availability. Like every `/v1` route it needs a
 /// signed-in caller.
+#[utoipa::path(get, path = "/v1/styles", tag = "catalogue", security(("session" = []), ("bearer" = [])), responses(
+    (status = 200, description = "Every kind and style, its cost and whether it can be ordered now", body = StylesView),
+))]
 pub async fn list_styles(State(state): State<AppState>, _caller: CurrentUser) -> ApiResult<Json<StylesView>> {
     let mut kinds = Vec::new();
     for kind in GenerationKind::ALL {
@@ -67,7 +70,7 @@ pub async fn list_styles(State(state): State<AppState>, _caller: CurrentUser) ->
 }
 
 /// What a generation would cost the caller, before ordering it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct QuoteView {
     kind: &'static str,
     style: &'static str,
@@ -78,6 +81,13 @@ pub struct QuoteView {
 }
 
 /// `GET /v1/quote?kind=portrait&style=oil_paint`.
+#[utoipa::path(get, path = "/v1/quote", tag = "catalogue", security(("session" = []), ("bearer" = [])), params(
+    ("kind" = String, Query, description = "`portrait`, `music` or `sculpture`"),
+    ("style" = String, Query, description = "A style of that kind (GET /v1/styles)"),
+), responses(
+    (status = 200, description = "What one generation costs and whether the caller can afford it", body = QuoteView),
+    (status = 422, description = "`unknown_kind`, `unknown_style`: not in the catalogue."),
+))]
 pub async fn quote(
     CurrentUser(user): CurrentUser,
     Query(query): Query<HashMap<String, String>>,

@@ -27,6 +27,26 @@ use crate::routes::generations::build_view;
 /// How long a client waits before reconnecting after the stream broke.
 const RECONNECT_HINT: Duration = Duration::from_secs(2);
 
+/// One server-sent event as it arrives: `data` is the generation object (JSON) after a
+/// change, `id` its version (send it back as `Last-Event-ID` to resume).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documents what `events` writes through axum's `Sse`.
+pub struct GenerationEvent {
+    event: Option<String>,
+    id: Option<String>,
+    /// The generation object, as `GET /v1/generations/{id}` answers it.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+    /// How long to wait before reconnecting, in milliseconds.
+    retry: Option<i64>,
+}
+#[utoipa::path(get, path = "/v1/generations/{id}/events", tag = "generations", security(("session" = []), ("bearer" = [])), params(
+    ("id" = String, Path, description = "A generation id (`gen_…`)"),
+    ("Last-Event-ID" = Option<String>, Header, description = "The last event's id, to resume"),
+), responses(
+    (status = 200, description = "Server-sent events: `generation` events carrying the generation object as it changes, until it is terminal", body = GenerationEvent, content_type = "text/event-stream"),
+    (status = 204, description = "The generation is terminal and the client has seen its last state"),
+))]
 pub async fn generation_events(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -23,6 +23,22 @@ use crate::extract::PathId;
 /// How long a download link lives (never past the file itself).
 const LINK_TTL: Duration = Duration::from_secs(300);
 
+#[utoipa::path(get, path = "/v1/files/{id}", tag = "generations", security(("session" = []), ("bearer" = [])), params(
+    ("id" = String, Path, description = "A file id from an output's or gallery item's `url`"),
+    ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`"),
+    ("If-None-Match" = Option<String>, Header, description = "The `ETag` of a copy the client has"),
+), responses(
+    (status = 200, description = "The file, as an attachment", content(
+        ("image/jpeg"), ("image/png"), ("image/webp"), ("audio/wav"), ("model/stl"), ("model/gltf-binary"), ("application/octet-stream"),
+    )),
+    (status = 206, description = "The byte range asked for", content(
+        ("image/jpeg"), ("image/png"), ("image/webp"), ("audio/wav"), ("model/stl"), ("model/gltf-binary"), ("application/octet-stream"),
+    )),
+    (status = 302, description = "A short-lived link to the object store (when it has a public endpoint)"),
+    (status = 304, description = "Unchanged since `If-None-Match`"),
+    (status = 410, description = "`gone`: the file has expired and was deleted."),
+    (status = 416, description = "`range_not_satisfiable`: the range is outside the file (`Content-Range: bytes */size`)."),
+))]
 pub async fn get_file(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -68,7 +84,12 @@ pub async fn get_file(
         Some(text) => match parse_range(text, size) {
             RangeAsked::One(range) => Some(range),
             RangeAsked::Unsatisfiable => {
-                let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+                let mut response = ApiError::new(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    "range_not_satisfiable",
+                    format!("the file has {size} bytes"),
+                )
+                .into_response();
                 response
                     .headers_mut()
                     .insert(header::CONTENT_RANGE, HeaderValue::from_str(&format!("bytes */{size}"))?);

@@ -22,7 +22,7 @@ use crate::extract::{PathId, Query};
 use crate::pagination::{PageRequest, split_page};
 use crate::views::Page;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct GalleryItemView {
     id: String,
     generation_id: String,
@@ -51,13 +51,21 @@ impl From<GalleryItemRow> for GalleryItemView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SavedItems {
     data: Vec<GalleryItemView>,
 }
 
 /// Copies every output of a succeeded generation into the gallery. Saving again
 /// answers the same items (one item per output, however often it is saved).
+#[utoipa::path(post, path = "/v1/generations/{id}/save", tag = "gallery", security(("session" = []), ("bearer" = [])), params(
+    ("id" = String, Path, description = "A generation id (`gen_…`)"),
+), responses(
+    (status = 201, description = "The gallery items, one per output (the same ones when saved again)", body = SavedItems),
+    (status = 409, description = "`not_succeeded`: only a succeeded generation can be saved.\n\n`save_conflict`: the item was deleted while being saved."),
+    (status = 410, description = "`gone`: the outputs have expired."),
+    (status = 503, description = "`save_interrupted`: the copy could not be made now; try again."),
+))]
 pub async fn save_generation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -145,6 +153,9 @@ async fn save_output(
     }
 }
 
+#[utoipa::path(get, path = "/v1/gallery", tag = "gallery", security(("session" = []), ("bearer" = [])), params(crate::openapi::PageParams), responses(
+    (status = 200, description = "The caller's saved items, newest first", body = Page<GalleryItemView>),
+))]
 pub async fn list_gallery(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -157,6 +168,11 @@ pub async fn list_gallery(
 }
 
 /// Deletes an item; its copy stops being served at once and the purge deletes it.
+#[utoipa::path(delete, path = "/v1/gallery/{id}", tag = "gallery", security(("session" = []), ("bearer" = [])), params(
+    ("id" = String, Path, description = "A gallery item id"),
+), responses(
+    (status = 204, description = "Deleted; its copy is no longer served"),
+))]
 pub async fn delete_gallery_item(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

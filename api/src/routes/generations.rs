@@ -28,16 +28,23 @@ use crate::views::{GenerationView, Page};
 use axum::body::Bytes;
 
 /// The body of `POST /v1/generations`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGenerationRequest {
+    #[schema(value_type = GenerationKind)]
     kind: String,
+    /// An upload of the caller (`POST /v1/uploads`), not expired.
     upload_id: String,
+    /// A style of `kind` (GET /v1/styles).
     style: String,
+    /// Per kind, as `GET /v1/styles` lists: e.g. `{"max_side": 512, "format": "png"}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     options: Option<serde_json::Map<String, serde_json::Value>>,
+    /// An https URL told of this generation's events, signed with the account's secret.
     #[serde(default)]
     webhook: Option<String>,
+    /// The event types sent to `webhook` (default: all of a generation's).
     #[serde(default)]
     webhook_events_filter: Option<Vec<String>>,
 }
@@ -45,6 +52,16 @@ pub struct CreateGenerationRequest {
 /// How long pollers should wait before asking again while a generation runs.
 const POLL_HINT_SECONDS: &str = "1";
 
+#[utoipa::path(post, path = "/v1/generations", tag = "generations", security(("session" = []), ("bearer" = [])), params(
+    ("Idempotency-Key" = Option<String>, Header, description = "Up to 255 visible ASCII characters; the same key and body within 24 h answer the same generation"),
+), request_body = CreateGenerationRequest, responses(
+    (status = 202, description = "Accepted and queued; the credits are held. Poll `Location` (or follow `urls.events`); `Retry-After` says when.", body = GenerationView, headers(("ETag" = String, description = "Changes whenever the generation does"), ("Location" = String, description = "The generation's URL"))),
+    (status = 400, description = "`invalid_idempotency_key`: not 1 to 255 visible ASCII characters."),
+    (status = 402, description = "`insufficient_credits`: the available balance is lower than the cost."),
+    (status = 409, description = "`idempotency_in_progress`: the first request with this key is still being answered."),
+    (status = 422, description = "`unknown_kind`, `unknown_style`: not in the catalogue.\n\n`invalid_options`: options the kind does not take, or out of range.\n\n`upload_not_found`, `upload_expired`: the upload is not the caller's or has expired.\n\n`invalid_webhook_url`, `invalid_webhook_events_filter`, `unknown_event_type`: the per-generation webhook.\n\n`idempotency_conflict`: the key was used with another body."),
+    (status = 503, description = "`model_unavailable`: no model server of this style is ready (`Retry-After`)."),
+))]
 pub async fn create_generation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -188,6 +205,13 @@ pub(crate) async fn build_view(state: &AppState, row: &GenerationRow) -> ApiResu
 
 /// `GET /v1/generations/{id}`: from this process's short-lived cache when it holds the
 /// answer (`status_cache.rs`), else from the database (and then kept).
+#[utoipa::path(get, path = "/v1/generations/{id}", tag = "generations", security(("session" = []), ("bearer" = [])), params(
+    ("id" = String, Path, description = "A generation id (`gen_…`)"),
+    ("If-None-Match" = Option<String>, Header, description = "The `ETag` of the last answer"),
+), responses(
+    (status = 200, description = "The generation; `Retry-After` while it is not terminal", body = GenerationView, headers(("ETag" = String, description = "Changes whenever the generation does"), ("Location" = String, description = "The generation's URL"))),
+    (status = 304, description = "Unchanged since `If-None-Match`"),
+))]
 pub async fn get_generation(
     State(state): State<AppState>,
     PollingCaller(user): PollingCaller,
@@ -246,6 +270,13 @@ fn generation_response(status: StatusCode, body: Bytes, id: &str, tag: HeaderVal
     response
 }
 
+#[utoipa::path(get, path = "/v1/generations", tag = "generations", security(("session" = []), ("bearer" = [])), params(
+    crate::openapi::PageParams,
+    ("status" = Option<GenerationStatus>, Query, description = "Only generations in this state"),
+    ("kind" = Option<GenerationKind>, Query, description = "Only generations of this kind"),
+), responses(
+    (status = 200, description = "The caller's generations, newest first", body = Page<GenerationView>),
+))]
 pub async fn list_generations(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -279,6 +310,10 @@ pub async fn list_generations(
 /// `POST /v1/generations/{id}/cancel`: queued → canceled with the hold released;
 /// running → canceled with the charge refunded, the worker stopping at its next
 /// checkpoint; already ended → 409 `already_completed`.
+#[utoipa::path(post, path = "/v1/generations/{id}/cancel", tag = "generations", security(("session" = []), ("bearer" = [])), params(("id" = String, Path, description = "A generation id (`gen_…`)")), responses(
+    (status = 202, description = "Canceled: the hold released (queued) or the charge refunded (running)", body = GenerationView, headers(("ETag" = String, description = "Changes whenever the generation does"), ("Location" = String, description = "The generation's URL"))),
+    (status = 409, description = "`already_completed`: terminal states never change."),
+))]
 pub async fn cancel_generation(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -12,10 +12,29 @@ use serde_json::json;
 use crate::AppState;
 use petportrait_core::domain::GenerationKind;
 
+/// `{database, queue, object_store, models}`: which dependency answers, and which
+/// kinds have a model ready.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the body `readyz` builds with `json!`.
+pub struct Readiness {
+    database: bool,
+    queue: bool,
+    object_store: bool,
+    /// Per kind (`portrait`, `music`, `sculpture`): whether a model can run it now.
+    models: std::collections::BTreeMap<String, bool>,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "health", responses(
+    (status = 200, description = "The process is alive", body = String, content_type = "text/plain"),
+))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "The database, queue and object store answer", body = Readiness),
+    (status = 503, description = "One of them does not answer", body = Readiness, content_type = "application/json"),
+))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let limit = Duration::from_secs(2);
     let s = &state.services;

@@ -50,6 +50,13 @@ fn bad_request(code: &'static str, detail: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, code, detail)
 }
 
+#[utoipa::path(post, path = "/webhooks/stripe", tag = "credits", params(
+    ("Stripe-Signature" = String, Header, description = "Stripe's signature of the body"),
+), request_body(content = Object, description = "A Stripe event", content_type = "application/json"), responses(
+    (status = 200, description = "The event is recorded (applied at most once)"),
+    (status = 400, description = "`invalid_signature`: the signature does not verify with any configured secret.\n\n`invalid_event`: not a Stripe event of the expected shape."),
+    (status = 404, description = "`not_found`: purchases are off (no Stripe keys)."),
+))]
 pub async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
     let stripe = state.payments.stripe.as_ref().ok_or_else(ApiError::not_found)?;
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -105,13 +112,13 @@ async fn fulfil(state: &AppState, event_id: &str, kind: &str, session: &Checkout
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequestBody {
     pack_id: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CheckoutView {
     checkout_url: String,
     session_id: String,
@@ -125,6 +132,17 @@ const CHECKOUT_CLAIM_ABANDONED_MS: i64 = 60_000;
 /// `POST /v1/checkout {pack_id}`: a Stripe Checkout Session for one pack. Nothing is
 /// recorded as paid here: credits come only from Stripe's signed events. With an
 /// `Idempotency-Key`, a retry gets the first answer again (and never a second session).
+#[utoipa::path(post, path = "/v1/checkout", tag = "credits", security(("session" = []), ("bearer" = [])), params(
+    ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body answers the same session"),
+), request_body = CheckoutRequestBody, responses(
+    (status = 201, description = "A Stripe Checkout Session: send the person to `checkout_url`", body = CheckoutView),
+    (status = 400, description = "`invalid_idempotency_key`: not 1 to 255 visible ASCII characters."),
+    (status = 404, description = "`purchases_unavailable`: purchases are off here."),
+    (status = 409, description = "`idempotency_in_progress`: the first request with this key is still being answered."),
+    (status = 422, description = "`unknown_pack`: not a pack of `GET /v1/credits`.\n\n`idempotency_conflict`: the key was used with another body."),
+    (status = 502, description = "`payment_provider_error`: Stripe refused the session."),
+    (status = 503, description = "`payment_provider_unavailable`: Stripe did not answer (`Retry-After`)."),
+))]
 pub async fn create_checkout(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -207,7 +225,7 @@ fn created(view: CheckoutView, replayed: bool) -> Response {
     response
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PaymentView {
     id: String,
     pack_id: String,
@@ -219,6 +237,9 @@ pub struct PaymentView {
     created_at: String,
 }
 
+#[utoipa::path(get, path = "/v1/payments", tag = "credits", security(("session" = []), ("bearer" = [])), params(crate::openapi::PageParams), responses(
+    (status = 200, description = "The caller's purchases, newest first", body = Page<PaymentView>),
+))]
 pub async fn list_payments(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

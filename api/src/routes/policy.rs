@@ -13,7 +13,7 @@ use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
 use crate::json::JsonBody;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PolicyView {
     version: String,
     effective_at: String,
@@ -31,6 +31,10 @@ fn absolute_url(state: &AppState, url: &str) -> String {
     if url.starts_with('/') { format!("{}{url}", state.public_url) } else { url.to_owned() }
 }
 
+#[utoipa::path(get, path = "/v1/policy", tag = "account", responses(
+    (status = 200, description = "The privacy policy in force", body = PolicyView),
+    (status = 404, description = "`not_found`: no policy has been published yet."),
+))]
 pub async fn get_policy(State(state): State<AppState>) -> ApiResult<Json<PolicyView>> {
     let policy = in_force(&state).await?;
     Ok(Json(PolicyView {
@@ -40,7 +44,7 @@ pub async fn get_policy(State(state): State<AppState>) -> ApiResult<Json<PolicyV
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptRequest {
     version: String,
@@ -48,6 +52,11 @@ pub struct AcceptRequest {
 
 /// Records the user's acceptance of the version in force; any other version is refused
 /// (nobody can accept a text that is not, or not yet, the policy).
+#[utoipa::path(post, path = "/v1/policy/accept", tag = "account", security(("session" = []), ("bearer" = [])), request_body = AcceptRequest, responses(
+    (status = 204, description = "The acceptance is recorded"),
+    (status = 404, description = "`not_found`: no policy has been published yet."),
+    (status = 422, description = "`policy_version_not_in_force`: only the version in force can be accepted."),
+))]
 pub async fn accept_policy(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -22,13 +22,15 @@ use crate::views::Page;
 /// Enough for every script and integration a person runs; a bound on the table.
 const MAX_TOKENS_PER_USER: i64 = 50;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
+    /// 1 to 100 characters, to tell the tokens apart.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedTokenView {
     id: String,
     name: String,
@@ -37,7 +39,7 @@ pub struct CreatedTokenView {
     created_at: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     id: String,
     name: String,
@@ -45,6 +47,10 @@ pub struct TokenView {
     last_used_at: Option<String>,
 }
 
+#[utoipa::path(post, path = "/v1/me/tokens", tag = "account", security(("session" = []), ("bearer" = [])), request_body = CreateTokenRequest, responses(
+    (status = 201, description = "The token; its secret is shown only in this answer", body = CreatedTokenView),
+    (status = 422, description = "`invalid_name`: not 1 to 100 printable characters.\n\n`too_many_tokens`: the account holds the most it may; revoke one first."),
+))]
 pub async fn create_token(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -70,6 +76,9 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/me/tokens", tag = "account", security(("session" = []), ("bearer" = [])), params(crate::openapi::PageParams), responses(
+    (status = 200, description = "The caller's tokens, without secrets", body = Page<TokenView>),
+))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -90,6 +99,11 @@ pub async fn list_tokens(
     Ok(Json(Page { data, next_cursor }))
 }
 
+#[utoipa::path(delete, path = "/v1/me/tokens/{id}", tag = "account", security(("session" = []), ("bearer" = [])), params(
+    ("id" = String, Path, description = "A token id (`tok_…`)"),
+), responses(
+    (status = 204, description = "Revoked"),
+))]
 pub async fn delete_token(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -55,6 +55,23 @@ async fn read_file_part(multipart: &mut Multipart, max: usize, expected: usize) 
     Err(ApiError::unprocessable("missing_file", "send the image as a multipart part named \"file\""))
 }
 
+/// The multipart body of `POST /v1/uploads`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the form `create_upload` reads part by part.
+pub struct UploadForm {
+    /// A JPEG, PNG or WebP photo.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+#[utoipa::path(post, path = "/v1/uploads", tag = "uploads", security(("session" = []), ("bearer" = [])), request_body(content = UploadForm, content_type = "multipart/form-data"), responses(
+    (status = 201, description = "The photo, checked and stored until `expires_at`", body = UploadView),
+    (status = 400, description = "`invalid_multipart`: not multipart/form-data with a part named `file`."),
+    (status = 413, description = "`payload_too_large`: larger than UPLOAD_MAX_BYTES."),
+    (status = 415, description = "`unsupported_media_type`: not a JPEG, PNG or WebP image."),
+    (status = 422, description = "`missing_file`: no part named `file`.\n\n`image_too_large`: too many pixels.\n\n`image_truncated`, `image_corrupt`: the image cannot be decoded whole.\n\n`image_polyglot`: a ZIP, PDF, web page or script hides in the file."),
+    (status = 503, description = "`busy`: too many uploads are being decoded; try again (`Retry-After`)."),
+))]
 pub async fn create_upload(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -134,6 +151,12 @@ pub fn upload_body_limit(limits: &UploadLimits) -> usize {
     limits.max_bytes + 64 * 1024
 }
 
+#[utoipa::path(get, path = "/v1/uploads/{id}", tag = "uploads", security(("session" = []), ("bearer" = [])), params(
+    ("id" = String, Path, description = "An upload id (`upl_…`)"),
+), responses(
+    (status = 200, description = "The upload's metadata", body = UploadView),
+    (status = 410, description = "`gone`: the upload has expired and its photo was deleted."),
+))]
 pub async fn get_upload(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -28,7 +28,7 @@ const MAX_ENDPOINTS_PER_USER: i64 = 20;
 /// Long enough for any real URL.
 const MAX_URL_LENGTH: usize = 2048;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AccountSecretView {
     secret: String,
     created_at: String,
@@ -46,6 +46,9 @@ impl From<AccountSecret> for AccountSecretView {
     }
 }
 
+#[utoipa::path(get, path = "/v1/me/webhook-secret", tag = "webhooks", security(("session" = []), ("bearer" = [])), responses(
+    (status = 200, description = "The account's signing secret for per-generation webhooks", body = AccountSecretView),
+))]
 pub async fn get_webhook_secret(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -53,6 +56,9 @@ pub async fn get_webhook_secret(
     Ok(Json(state.services.webhooks.account_secret(user.user_id().as_str()).await?.into()))
 }
 
+#[utoipa::path(post, path = "/v1/me/webhook-secret/rotate", tag = "webhooks", security(("session" = []), ("bearer" = [])), responses(
+    (status = 200, description = "The new secret; the previous one keeps signing for a while (`previous_secrets_expire_at`)", body = AccountSecretView),
+))]
 pub async fn rotate_webhook_secret(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -62,20 +68,20 @@ pub async fn rotate_webhook_secret(
     Ok(Json(secret.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpointRequest {
     url: String,
     events: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpointRequest {
     enabled: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EndpointView {
     id: String,
     url: String,
@@ -122,6 +128,10 @@ pub(crate) async fn check_webhook_url(webhooks: &Webhooks, url: &str) -> ApiResu
         .map_err(|error| ApiError::unprocessable("invalid_webhook_url", format!("the webhook URL is refused: {error}")))
 }
 
+#[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks", security(("session" = []), ("bearer" = [])), request_body = CreateEndpointRequest, responses(
+    (status = 201, description = "The endpoint, with its signing secret (shown only here)", body = EndpointView),
+    (status = 422, description = "`invalid_webhook_url`: not a public https URL, or too long.\n\n`unknown_event_type`: an event type the platform does not send, or none.\n\n`too_many_endpoints`: the account has the most it may; delete one first."),
+))]
 pub async fn create_endpoint(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -170,6 +180,9 @@ pub async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(EndpointView::new(row, Some(secret.to_text())))).into_response())
 }
 
+#[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "webhooks", security(("session" = []), ("bearer" = [])), responses(
+    (status = 200, description = "The caller's endpoints (without secrets); one page", body = Page<EndpointView>),
+))]
 pub async fn list_endpoints(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -182,6 +195,9 @@ async fn own_endpoint(state: &AppState, user: &UserId, id: &WebhookEndpointId) -
     state.services.db.get_webhook_endpoint(id.as_str(), user.as_str()).await?.ok_or_else(ApiError::not_found)
 }
 
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", security(("session" = []), ("bearer" = [])), params(("id" = String, Path, description = "A webhook endpoint id (`whe_…`)")), responses(
+    (status = 200, description = "The endpoint (without its secret)", body = EndpointView),
+))]
 pub async fn get_endpoint(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -191,6 +207,10 @@ pub async fn get_endpoint(
 }
 
 /// `PATCH {enabled: true}` turns a disabled endpoint back on (its failures forgotten).
+#[utoipa::path(patch, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", security(("session" = []), ("bearer" = [])), params(("id" = String, Path, description = "A webhook endpoint id (`whe_…`)")), request_body = UpdateEndpointRequest, responses(
+    (status = 200, description = "The endpoint, enabled again", body = EndpointView),
+    (status = 422, description = "`invalid_update`: only `{\"enabled\": true}` can be set."),
+))]
 pub async fn update_endpoint(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -207,6 +227,9 @@ pub async fn update_endpoint(
     Ok(Json(EndpointView::new(own_endpoint(&state, &user_id, &id).await?, None)))
 }
 
+#[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", security(("session" = []), ("bearer" = [])), params(("id" = String, Path, description = "A webhook endpoint id (`whe_…`)")), responses(
+    (status = 204, description = "Deleted; nothing more is sent to it"),
+))]
 pub async fn delete_endpoint(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -220,7 +243,7 @@ pub async fn delete_endpoint(
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     attempt: i64,
     started_at: String,
@@ -230,7 +253,7 @@ pub struct AttemptView {
     response_excerpt: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     id: String,
     endpoint_id: String,
@@ -269,6 +292,9 @@ async fn delivery_view(state: &AppState, row: DeliveryRow) -> ApiResult<Delivery
     })
 }
 
+#[utoipa::path(get, path = "/v1/webhook-endpoints/{id}/deliveries", tag = "webhooks", security(("session" = []), ("bearer" = [])), params(("id" = String, Path, description = "A webhook endpoint id (`whe_…`)"), crate::openapi::PageParams), responses(
+    (status = 200, description = "The endpoint's deliveries with their attempts, newest first", body = Page<DeliveryView>),
+))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
@@ -288,6 +314,12 @@ pub async fn list_deliveries(
 
 /// `POST /v1/webhook-deliveries/{id}/retry`: one more attempt now, with the same
 /// `webhook-id` and body (a pending delivery is brought forward instead).
+#[utoipa::path(post, path = "/v1/webhook-deliveries/{id}/retry", tag = "webhooks", security(("session" = []), ("bearer" = [])), params(
+    ("id" = String, Path, description = "A delivery id (`dlv_…`)"),
+), responses(
+    (status = 202, description = "One more attempt is scheduled now, with the same `webhook-id` and body"),
+    (status = 409, description = "`delivery_in_progress`: an attempt is being made.\n\n`endpoint_disabled`: enable the endpoint first."),
+))]
 pub async fn retry_delivery(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,

@@ -4,7 +4,7 @@ use super::models::Secret;
 use super::{Reader, url_host_is_loopback};
 
 /// One pack of credits for sale.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct CreditPack {
     pub id: String,
     pub credits: i64,

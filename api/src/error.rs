@@ -12,6 +12,8 @@ pub struct ApiError {
     pub detail: String,
     /// Seconds for a `Retry-After` header (503 and 429 answers).
     pub retry_after: Option<u32>,
+    /// Further headers of the answer (a 429's `RateLimit` and `RateLimit-Policy`).
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 #[derive(Serialize)]
@@ -26,7 +28,7 @@ struct Problem<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError { status, code, detail: detail.into(), retry_after: None }
+        ApiError { status, code, detail: detail.into(), retry_after: None, headers: Vec::new() }
     }
 
     /// The server is at capacity for now (503 with `Retry-After`).
@@ -106,6 +108,9 @@ impl IntoResponse for ApiError {
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, bytes).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

@@ -14,6 +14,7 @@ mod models;
 mod oidc;
 mod openapi;
 mod pagination;
+mod rate_limits;
 mod request_id;
 mod routes;
 mod serve;
@@ -64,6 +65,8 @@ pub struct AppState {
     pub sse_heartbeat: Duration,
     /// Which model runs each kind (`models.rs` reads the Cog kinds' availability).
     pub models: petportrait_core::config::ModelsConfig,
+    /// `RATE_LIMIT_*` and `TRUSTED_PROXIES` (`rate_limits.rs`).
+    pub limits: petportrait_core::config::RateLimits,
 }
 
 impl AppState {
@@ -88,6 +91,7 @@ impl AppState {
             live: Arc::new(live::Watchers::new(CancellationToken::new())),
             sse_heartbeat: config.http.sse_heartbeat,
             models: config.models.clone(),
+            limits: config.limits.clone(),
         }
     }
 }
@@ -99,17 +103,34 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         account, catalogue, events, files, gallery, generations, health, payments, policy, tokens, uploads, webhooks,
     };
     let upload_body_limit = uploads::upload_body_limit(&state.uploads);
-    let mut api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(health::healthz))
-        .routes(routes!(health::readyz))
-        .routes(routes!(http_metrics::metrics))
+    // The routes that need no sign-in, limited per client address (the probes, the
+    // metrics and Stripe's events are not: they come from our own infrastructure or
+    // from Stripe, which retries a refusal for days).
+    let mut anonymous = OpenApiRouter::new()
         .routes(routes!(openapi::document))
         .routes(routes!(auth::sessions::logout))
-        .routes(routes!(auth::sessions::logout_all))
         .routes(routes!(auth::google::start))
         .routes(routes!(auth::google::callback))
         .routes(routes!(auth::google::age))
         .routes(routes!(policy::get_policy))
+        .route("/", get(page))
+        .route("/privacy", get(policy::privacy_page))
+        // The documentation page: Swagger UI, its assets compiled into the binary.
+        .merge(OpenApiRouter::from(Router::from(
+            SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")),
+        )));
+    if dev_login {
+        anonymous = anonymous.routes(routes!(auth::dev_login::dev_login));
+    }
+    openapi::limited_per_address(anonymous.get_openapi_mut());
+    let anonymous =
+        anonymous.route_layer(axum::middleware::from_fn_with_state(state.clone(), rate_limits::limit_anonymous));
+    let api = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(anonymous)
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(http_metrics::metrics))
+        .routes(routes!(auth::sessions::logout_all))
         .routes(routes!(policy::accept_policy))
         .routes(routes!(account::get_me, account::patch_me))
         .routes(routes!(tokens::create_token, tokens::list_tokens))
@@ -137,16 +158,9 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .routes(routes!(gallery::list_gallery))
         .routes(routes!(gallery::delete_gallery_item))
         .routes(routes!(files::get_file));
-    if dev_login {
-        api = api.routes(routes!(auth::dev_login::dev_login));
-    }
     let (api, mut document) = api.split_for_parts();
     openapi::complete(&mut document);
-    api.route("/", get(page))
-        .route("/privacy", get(policy::privacy_page))
-        // The documentation page: Swagger UI, its assets compiled into the binary.
-        .merge(SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json")))
-        .route_layer(axum::middleware::from_fn(http_metrics::record))
+    api.route_layer(axum::middleware::from_fn(http_metrics::record))
         .fallback(|method: axum::http::Method| async move {
             http_metrics::count_unrouted(&method, 404);
             ApiError::not_found()

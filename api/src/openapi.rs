@@ -117,6 +117,22 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> Vec<(HttpMethod, &mut Ope
     found
 }
 
+/// Adds the 429 of `RATE_LIMIT_ANONYMOUS` to every operation of `doc` (the routes that
+/// need no sign-in, before they join the others).
+pub fn limited_per_address(doc: &mut OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        for (_, operation) in operations(item) {
+            add_problem(
+                operation,
+                429,
+                "rate_limited",
+                "more than RATE_LIMIT_ANONYMOUS allows for one client address (`Retry-After`, `RateLimit`, \
+                 `RateLimit-Policy`)",
+            );
+        }
+    }
+}
+
 /// The problems an operation can answer because of what it is, not what it does.
 fn shared_problems(path: &str, method: &HttpMethod, operation: &Operation) -> Vec<(u16, &'static str, &'static str)> {
     let mut shared = vec![(500, "internal_error", "an unexpected failure (logged with its cause; retry later)")];

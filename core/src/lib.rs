@@ -18,6 +18,7 @@ pub mod objects;
 pub mod outbound;
 pub mod output_options;
 pub mod queue;
+pub mod rate_limit;
 pub mod sealing;
 pub mod services;
 pub mod shutdown;

@@ -34,6 +34,8 @@ pub enum ServicesError {
     Reseal(#[from] AccountError),
     #[error("cannot use the change feed")]
     Changes(#[from] crate::changes::ChangeFeedError),
+    #[error("cannot use the rate limit store")]
+    RateLimits(#[from] crate::rate_limit::RateLimitError),
 }
 
 /// Whether this process applies migrations or expects them applied.
@@ -63,6 +65,9 @@ pub struct Services {
     pub changes: ChangeFeed,
     /// Webhook secrets, announcements and delivery jobs.
     pub webhooks: Webhooks,
+    /// Request counts per user and per address: in this process (embedded mode) or in
+    /// Redis, shared by every API process (distributed mode).
+    pub limiter: crate::rate_limit::RateLimiter,
     embedded_s3: Option<Arc<EmbeddedS3>>,
 }
 
@@ -98,9 +103,12 @@ impl Services {
         let objects = ObjectWriter::new(db.clone(), store.clone(), config.lifetimes.clone());
         let memory = MemoryBudget::new(config.memory_budget);
         let outbound = Outbound::new(config.outbound_allow_private);
-        let changes = match &config.queue.redis_url {
-            Some(url) => ChangeFeed::redis(url, &config.queue.prefix).await?,
-            None => ChangeFeed::in_process(),
+        let (changes, limiter) = match &config.queue.redis_url {
+            Some(url) => (
+                ChangeFeed::redis(url, &config.queue.prefix).await?,
+                crate::rate_limit::RateLimiter::redis(url, &config.queue.prefix).await?,
+            ),
+            None => (ChangeFeed::in_process(), crate::rate_limit::RateLimiter::local()),
         };
         let webhooks = Webhooks::new(
             db.clone(),
@@ -110,7 +118,7 @@ impl Services {
             config.public_url.clone(),
             config.webhooks.clone(),
         );
-        Ok(Services { db, queue, store, objects, memory, accounts, outbound, changes, webhooks, embedded_s3 })
+        Ok(Services { db, queue, store, objects, memory, accounts, outbound, changes, webhooks, limiter, embedded_s3 })
     }
 
     /// Stops the in-process S3 server (if any) and closes the pools.

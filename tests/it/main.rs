@@ -37,6 +37,7 @@ mod openapi;
 mod operator;
 mod payments;
 mod profile;
+mod rate_limits;
 mod remote;
 mod remote_recovery;
 mod request_ids;

@@ -130,6 +130,10 @@ async fn the_documentation_page_is_served_from_the_binary() {
         create["422"]["content"]["application/problem+json"]["schema"]["$ref"], "#/components/schemas/Problem",
         "{create}"
     );
+    // Rate limits: per user on creating, per address on the routes without sign-in.
+    assert!(create["429"]["headers"]["RateLimit"].is_object(), "{create}");
+    assert!(document["paths"]["/v1/policy"]["get"]["responses"]["429"].is_object());
+    assert!(document["paths"]["/healthz"]["get"]["responses"]["429"].is_null());
     // Dev sign-in is documented only where it is on.
     assert!(document["paths"]["/auth/dev-login"].is_object());
     app.stop().await;

@@ -60,6 +60,11 @@ const POLL_HINT_SECONDS: &str = "1";
     (status = 402, description = "`insufficient_credits`: the available balance is lower than the cost."),
     (status = 409, description = "`idempotency_in_progress`: the first request with this key is still being answered."),
     (status = 422, description = "`unknown_kind`, `unknown_style`: not in the catalogue.\n\n`invalid_options`: options the kind does not take, or out of range.\n\n`upload_not_found`, `upload_expired`: the upload is not the caller's or has expired.\n\n`invalid_webhook_url`, `invalid_webhook_events_filter`, `unknown_event_type`: the per-generation webhook.\n\n`idempotency_conflict`: the key was used with another body."),
+    (status = 429, description = "`rate_limited`: more than RATE_LIMIT_GENERATIONS allows for one user (`Retry-After`; `RateLimit` and `RateLimit-Policy` as in the IETF draft).", headers(
+        ("Retry-After" = u32, description = "Seconds until the request may be sent again"),
+        ("RateLimit-Policy" = String, description = "`\"generations\";q=<requests>;w=<seconds>`"),
+        ("RateLimit" = String, description = "`\"generations\";r=<remaining>;t=<seconds until the allowance is whole>`"),
+    )),
     (status = 503, description = "`model_unavailable`: no model server of this style is ready (`Retry-After`)."),
 ))]
 pub async fn create_generation(
@@ -80,6 +85,8 @@ pub async fn create_generation(
         return replay(&state, existing, &print).await;
     }
 
+    // A replay (above) is not counted: it creates nothing.
+    crate::rate_limits::check(&state, "generations", user_id.as_str(), state.limits.generations).await?;
     let request: CreateGenerationRequest = parse_json(&body)?;
     let style = resolve_style(&request.kind, &request.style)?;
     let kind = style.kind;

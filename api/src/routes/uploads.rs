@@ -70,6 +70,11 @@ pub struct UploadForm {
     (status = 413, description = "`payload_too_large`: larger than UPLOAD_MAX_BYTES."),
     (status = 415, description = "`unsupported_media_type`: not a JPEG, PNG or WebP image."),
     (status = 422, description = "`missing_file`: no part named `file`.\n\n`image_too_large`: too many pixels.\n\n`image_truncated`, `image_corrupt`: the image cannot be decoded whole.\n\n`image_polyglot`: a ZIP, PDF, web page or script hides in the file."),
+    (status = 429, description = "`rate_limited`: more than RATE_LIMIT_UPLOADS allows for one user (`Retry-After`; `RateLimit` and `RateLimit-Policy` as in the IETF draft).", headers(
+        ("Retry-After" = u32, description = "Seconds until the request may be sent again"),
+        ("RateLimit-Policy" = String, description = "`\"uploads\";q=<requests>;w=<seconds>`"),
+        ("RateLimit" = String, description = "`\"uploads\";r=<remaining>;t=<seconds until the allowance is whole>`"),
+    )),
     (status = 503, description = "`busy`: too many uploads are being decoded; try again (`Retry-After`)."),
 ))]
 pub async fn create_upload(
@@ -78,6 +83,8 @@ pub async fn create_upload(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
+    // Counted before the body is read: a refused upload costs us no memory or decode.
+    crate::rate_limits::check(&state, "uploads", &user.id, state.limits.uploads).await?;
     let mut multipart = multipart.map_err(|rejection| {
         ApiError::new(rejection.status(), "invalid_multipart", "send the image as multipart/form-data, part \"file\"")
     })?;

@@ -14,6 +14,7 @@ use std::time::Duration;
 mod accounts;
 mod cog;
 mod http;
+mod limits;
 mod models;
 mod payments;
 mod stores;
@@ -24,6 +25,8 @@ use accounts::{read_encryption_keys, read_google};
 pub use cog::{COG_CANCEL_GRACE, CogConfig, CogRoute, CogServer, is_placeholder};
 pub use http::{HttpLimits, SessionConfig};
 use http::{read_http, read_sessions};
+use limits::read_limits;
+pub use limits::{IpBlock, RateLimits};
 pub use models::{ModelBackend, ModelsConfig, ProviderConfig, Secret};
 use models::{backend_text, read_models};
 use payments::read_payments;
@@ -77,6 +80,8 @@ pub struct Config {
     pub sessions: SessionConfig,
     /// Which model makes each kind, and the remote provider when one is used.
     pub models: ModelsConfig,
+    /// Per-user and per-address request limits, and the trusted proxies.
+    pub limits: RateLimits,
 }
 
 /// How long each kind of object lives before the purge deletes it (`UPLOAD_TTL`,
@@ -423,6 +428,7 @@ impl Config {
         let models = read_models(&mut r, &worker);
         let http = read_http(&mut r);
         let sessions = read_sessions(&mut r);
+        let limits = read_limits(&mut r);
 
         let log = LogConfig {
             filter: r.string("RUST_LOG", "info"),
@@ -464,6 +470,7 @@ impl Config {
             models,
             http,
             sessions,
+            limits,
         })
     }
 

@@ -3,12 +3,15 @@
 use std::time::Duration;
 
 use petportrait_core::ids::GenerationId;
+use petportrait_core::queue::Dispatch;
+use petportrait_core::time::now_ms;
 use petportrait_studio::LocalStudio;
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::studios::StallingStudio;
 use petportrait_tests::{DetachedWorker, Mode, TestApp, wait_until};
 
 both_modes!(killed_worker_job_completes_once, killed_worker_job_completes_once);
+both_modes!(a_lease_about_to_lapse_is_waited_out, a_lease_about_to_lapse_is_waited_out);
 
 async fn killed_worker_job_completes_once(mode: Mode) {
     // The app serves the API and the scheduler; workers run in runtimes of their own.
@@ -49,5 +52,44 @@ async fn killed_worker_job_completes_once(mode: Mode) {
         .expect("row");
     assert_eq!(row.attempts, 2, "the killed attempt and the one that finished");
     survivor.kill();
+    app.stop().await;
+}
+
+/// The queue hands a dead worker's job over when its queue lease lapses, which is often
+/// a few milliseconds before the generation's own lease does (found by `bench/faults`,
+/// kill-worker). That delivery must take the generation over itself rather than push a
+/// look-again job, which would wait behind the whole backlog.
+async fn a_lease_about_to_lapse_is_waited_out(mode: Mode) {
+    let roles = petportrait::Roles { web: true, worker: true, scheduler: false };
+    let app = TestApp::spawn_with(mode, &[], roles, None).await;
+    let ann = app.user("Ann").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let (_, me) = ann.get("/v1/me").await;
+    let user = petportrait_core::ids::UserId::from_db(me["id"].as_str().expect("user id").to_owned());
+    let id = app.create_unqueued_generation(&user, &upload).await;
+
+    // A dead worker's lease with less than a heartbeat (1 s in tests) left, then the
+    // queue's hand-over of its job.
+    let until = now_ms() + 300;
+    app.raw_execute(
+        &format!(
+            "UPDATE generations SET status = 'processing', attempts = 1, lease_owner = 'dead-worker/1', \
+             lease_until = {until} WHERE id = $1"
+        ),
+        &[id.as_str()],
+    )
+    .await;
+    app.services.queue.dispatch(&Dispatch::LookAgain.plan(&id), Duration::ZERO).await.expect("dispatch");
+
+    let done = ann.wait_terminal(id.as_str(), Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let counts = wait_until("the delivery to be recorded", Duration::from_secs(30), || async {
+        let counts = app.services.queue.counts().await.expect("queue counts");
+        (counts.ready + counts.delayed + counts.active == 0 && counts.done >= 1).then_some(counts)
+    })
+    .await;
+    assert_eq!(counts.done, 1, "one delivery, no look-again job: {counts:?}");
+    let row = app.services.db.get_generation(&id).await.expect("read").expect("row");
+    assert_eq!(row.attempts, 2, "the dead worker's attempt and the one that finished");
     app.stop().await;
 }

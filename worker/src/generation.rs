@@ -58,41 +58,57 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
     // same generation to this process must not share it.
     let owner = format!("{}/{}", state.worker_id, ulid::Ulid::generate());
     let owner = owner.as_str();
-    let now = now_ms();
-    let lease_until = now + duration_ms(state.config.worker.job_lease);
-    let claimed = match db.claim_generation(id, owner, now, lease_until).await {
-        Err(error) if error.is_corrupt_row() => {
-            // The row cannot be read, and never will be: fail it (giving the credits
-            // back) rather than claim it again on every delivery.
-            tracing::error!(error = %error_chain(&error), "the generation's row cannot be read; failing it");
-            db.mark_failed(id, None, "corrupt_row", &public_message("corrupt_row"), false, now_ms()).await?;
-            changed(state, id).await;
-            return Ok(());
-        }
-        claimed => claimed?,
-    };
-    let row = match claimed {
-        ClaimOutcome::Claimed(row) => {
-            changed(state, id).await;
-            row
-        }
-        ClaimOutcome::Terminal | ClaimOutcome::Missing => {
-            tracing::info!("generation already ended; nothing to do");
-            return Ok(());
-        }
-        ClaimOutcome::Leased { until } => {
-            // Another delivery holds it. Look again once its lease could have lapsed, in
-            // case that worker dies; if it finishes, the next delivery is a no-op.
-            tracing::info!(lease.until = until, "generation held by another delivery; checking again later");
-            look_again_at(state, id, until + 250).await;
-            return Ok(());
-        }
-        ClaimOutcome::NotYet { due } => {
-            // A delivery of a generation whose retry is not due yet (a replayed dead
-            // job, or the scheduler's sweep racing a retry): the retry waits for its backoff.
-            tracing::info!(retry.due = due, "retry not due yet; checking again then");
-            look_again_at(state, id, due).await;
-            return Ok(());
+    let mut waited_for_lapse = false;
+    let row = loop {
+        let now = now_ms();
+        let lease_until = now + duration_ms(state.config.worker.job_lease);
+        let claimed = match db.claim_generation(id, owner, now, lease_until).await {
+            Err(error) if error.is_corrupt_row() => {
+                // The row cannot be read, and never will be: fail it (giving the credits
+                // back) rather than claim it again on every delivery.
+                tracing::error!(error = %error_chain(&error), "the generation's row cannot be read; failing it");
+                db.mark_failed(id, None, "corrupt_row", &public_message("corrupt_row"), false, now_ms()).await?;
+                changed(state, id).await;
+                return Ok(());
+            }
+            claimed => claimed?,
+        };
+        match claimed {
+            ClaimOutcome::Claimed(row) => {
+                changed(state, id).await;
+                break row;
+            }
+            ClaimOutcome::Terminal | ClaimOutcome::Missing => {
+                tracing::info!("generation already ended; nothing to do");
+                return Ok(());
+            }
+            ClaimOutcome::Leased { until } if !waited_for_lapse && until - now_ms() < heartbeat_ms(state) => {
+                // A lease that a live holder would already have renewed for longer: its
+                // worker has most likely died, and this is the queue handing its job over.
+                // The queue's lease and ours have the same length and are renewed at almost
+                // the same moment, so that hand-over often arrives a few milliseconds before
+                // our lease lapses. Looking again later would be a delayed job, which joins
+                // the back of the queue: the generation would wait behind the whole backlog.
+                // Waiting out the rest of the lease here keeps its place (at most a heartbeat).
+                waited_for_lapse = true;
+                let rest = u64::try_from(until - now_ms()).unwrap_or(0) + 1;
+                tracing::info!(lease.until = until, "generation held by a lease about to lapse; waiting for it");
+                tokio::time::sleep(Duration::from_millis(rest)).await;
+            }
+            ClaimOutcome::Leased { until } => {
+                // Another delivery holds it. Look again once its lease could have lapsed, in
+                // case that worker dies; if it finishes, the next delivery is a no-op.
+                tracing::info!(lease.until = until, "generation held by another delivery; checking again later");
+                look_again_at(state, id, until + 250).await;
+                return Ok(());
+            }
+            ClaimOutcome::NotYet { due } => {
+                // A delivery of a generation whose retry is not due yet (a replayed dead
+                // job, or the scheduler's sweep racing a retry): the retry waits for its backoff.
+                tracing::info!(retry.due = due, "retry not due yet; checking again then");
+                look_again_at(state, id, due).await;
+                return Ok(());
+            }
         }
     };
     tracing::Span::current().record("job.attempt", row.attempts);
@@ -165,6 +181,12 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
             Ok(())
         }
     }
+}
+
+/// The lease-renewal period in milliseconds: a live holder's lease always has more than
+/// this left, less than `JOB_LEASE` minus it only if it missed a renewal.
+fn heartbeat_ms(state: &WorkerState) -> Millis {
+    duration_ms(state.config.worker.heartbeat)
 }
 
 /// Announces a change of the generation that just committed: to event streams (which

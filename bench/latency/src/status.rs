@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn measure(mode: Mode, args: &Args) -> anyhow::Result<()> {
     let name = if mode == Mode::Embedded { "embedded (SQLite)" } else { "distributed (PostgreSQL)" };
-    let app = TestApp::spawn(mode, &[("RUST_LOG", "error")]).await;
+    let app = TestApp::spawn(mode, &[("RUST_LOG", "error"), ("RATE_LIMIT_GENERATIONS", "off")]).await;
     let ann = app.user("Poller").await;
     let upload = ann.upload_ok(pet_jpeg()).await;
     let created = ann.create_portrait(&upload, "pencil_sketch").await;

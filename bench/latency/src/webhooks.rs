@@ -68,6 +68,7 @@ async fn measure(mode: Mode, slow: bool, n: usize) -> anyhow::Result<()> {
         ("STARTER_CREDITS", "1000000"),
         ("WORKER_CONCURRENCY", "1"),
         ("RUST_LOG", "error"),
+        ("RATE_LIMIT_GENERATIONS", "off"),
     ];
     let roles = petportrait::Roles { web: true, worker: true, scheduler: false };
     let (studio, _release) = StallingStudio::new();

@@ -99,7 +99,10 @@ impl Services {
         let memory = MemoryBudget::new(config.memory_budget);
         let outbound = Outbound::new(config.outbound_allow_private);
         let changes = match &config.queue.redis_url {
-            Some(url) => ChangeFeed::redis(url, &config.queue.prefix).await?,
+            Some(url) => {
+                let target = crate::queue::redis_target(url, config.queue.redis_cluster)?;
+                ChangeFeed::redis(&target, &config.queue.prefix).await?
+            }
             None => ChangeFeed::in_process(),
         };
         let webhooks = Webhooks::new(

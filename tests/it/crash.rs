@@ -8,7 +8,7 @@ use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::studios::StallingStudio;
 use petportrait_tests::{DetachedWorker, Mode, TestApp, wait_until};
 
-both_modes!(killed_worker_job_completes_once, killed_worker_job_completes_once);
+all_modes!(killed_worker_job_completes_once, killed_worker_job_completes_once);
 
 async fn killed_worker_job_completes_once(mode: Mode) {
     // The app serves the API and the scheduler; workers run in runtimes of their own.

@@ -4,6 +4,11 @@
 //! is an in-process broadcast; with Redis (distributed mode) a pub/sub channel, which
 //! each API process subscribes to once and fans out in memory.
 //!
+//! On a Redis Cluster the notices are classic pub/sub too: a message published on any
+//! node is forwarded to every node, so the subscription is held on one configured node
+//! (the next one after that node fails) and the publisher's cluster connection sends
+//! each notice wherever it routes it.
+//!
 //! A notice carries the generation's id only: a listener reads the row itself, so a
 //! notice that arrives late or twice is harmless, and one that is lost (a Redis
 //! connection that dropped) is covered by `Notice::Resync`, which tells listeners to
@@ -16,6 +21,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::errors::error_chain;
+use crate::queue::{RedisConnection, RedisTarget};
 
 /// What a listener is told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +36,8 @@ pub enum Notice {
 const BACKLOG: usize = 4096;
 /// How long a dropped Redis subscription waits before subscribing again.
 const RESUBSCRIBE_DELAY: Duration = Duration::from_millis(500);
+/// How long a notice's publication may take before it is given up (and logged).
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeFeedError {
@@ -46,8 +54,10 @@ pub struct ChangeFeed {
 
 #[derive(Clone)]
 struct RedisFeed {
-    client: redis::Client,
-    publisher: redis::aio::ConnectionManager,
+    /// Where the subscription may be held: the server, or each configured node of a
+    /// cluster, tried in turn.
+    subscribers: Vec<redis::Client>,
+    publisher: RedisConnection,
     channel: String,
 }
 
@@ -64,12 +74,13 @@ impl ChangeFeed {
         ChangeFeed { local: broadcast::channel(BACKLOG).0, redis: None }
     }
 
-    /// A feed over Redis pub/sub on `{prefix}:changes`.
-    pub async fn redis(url: &str, prefix: &str) -> Result<ChangeFeed, ChangeFeedError> {
-        let client = redis::Client::open(url)?;
-        let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
+    /// A feed over Redis pub/sub on `{prefix}:changes`, on one server or a cluster.
+    pub async fn redis(target: &RedisTarget, prefix: &str) -> Result<ChangeFeed, ChangeFeedError> {
+        let subscribers = target.pubsub_clients()?;
+        let publisher = target.connect(PUBLISH_TIMEOUT).await?;
         let channel = format!("{prefix}:changes");
-        Ok(ChangeFeed { local: broadcast::channel(BACKLOG).0, redis: Some(RedisFeed { client, publisher, channel }) })
+        let feed = RedisFeed { subscribers, publisher, channel };
+        Ok(ChangeFeed { local: broadcast::channel(BACKLOG).0, redis: Some(feed) })
     }
 
     /// Announces that `generation_id` changed. Called after the change committed; a
@@ -102,8 +113,12 @@ impl ChangeFeed {
     /// `Resync`) whenever the connection drops. Without Redis there is nothing to do.
     pub async fn listen(&self, shutdown: CancellationToken) {
         let Some(feed) = &self.redis else { return };
+        // Each failure moves on to the next node (a cluster's), so a node that is down
+        // does not hold the feed up.
+        let mut nodes = feed.subscribers.iter().cycle();
         while !shutdown.is_cancelled() {
-            match feed.client.get_async_pubsub().await {
+            let Some(client) = nodes.next() else { return };
+            match client.get_async_pubsub().await {
                 Ok(mut pubsub) => match pubsub.subscribe(&feed.channel).await {
                     Ok(()) => {
                         // Whatever was published before this subscription (at start, or

@@ -1,7 +1,8 @@
 //! The platform's one module that knows the queue. No other platform code names apalis
 //! or the queue engine (`scripts/check-boundaries` checks that `petportrait-core` is the
 //! only platform crate that depends on them; it re-exports the engine's two plain
-//! functions, `backoff_delay` here and `error_chain` in `errors`): the API, the worker and the scheduler dispatch
+//! functions, `backoff_delay` here and `error_chain` in `errors`, and its Redis
+//! connection types for the change feed): the API, the worker and the scheduler dispatch
 //! through [`JobQueue::dispatch`], the worker runs a plain async handler through
 //! [`JobQueue::run_generation_workers`].
 //!
@@ -27,6 +28,10 @@ use petportrait_queue::{JobState, NewJob, QueueBackend, QueueConfig, RedisQueue,
 /// Exponential backoff with equal jitter: the engine's own, so the worker's retries of a
 /// generation and the remote studio's retries of a call back off the same way.
 pub use petportrait_queue::backoff_delay;
+/// One Redis server or a cluster, a connection to either, and the clean-up of a
+/// prefix's keys on every master: the engine's own, so the change feed (and the tests'
+/// clean-up) reach Redis the way the queue does.
+pub use petportrait_queue::{RedisConnection, RedisTarget, remove_keys_with_prefix};
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tokio_util::sync::CancellationToken;
@@ -211,8 +216,14 @@ fn delivery_queue_name(prefix: &str) -> String {
     format!("{prefix}:webhook.v1")
 }
 
+/// The server or cluster `REDIS_URL` (with `REDIS_CLUSTER`) names.
+pub fn redis_target(url: &str, cluster: bool) -> Result<RedisTarget, JobQueueError> {
+    RedisTarget::parse(url, cluster).map_err(|error| JobQueueError::Engine(error.into()))
+}
+
 impl JobQueue {
-    /// Connects to Redis when `REDIS_URL` is set, otherwise to the SQLite database.
+    /// Connects to Redis (one server or a cluster) when `REDIS_URL` is set, otherwise
+    /// to the SQLite database.
     pub async fn connect(config: &Config) -> Result<JobQueue, JobQueueError> {
         let mut settings = QueueConfig::new(queue_name(&config.queue.prefix));
         // A worker that stops renewing loses its jobs after the same lease the database
@@ -227,8 +238,11 @@ impl JobQueue {
         delivery_settings.lease = config.webhooks.timeout + Duration::from_secs(15);
         let (store, deliveries) = match (&config.queue.redis_url, &config.database) {
             (Some(url), _) => {
-                let connect =
-                    |settings| async move { RedisQueue::connect(url, settings).await.map_err(JobQueueError::Engine) };
+                let target = redis_target(url, config.queue.redis_cluster)?;
+                let connect = |settings| {
+                    let target = target.clone();
+                    async move { RedisQueue::connect_to(target, settings).await.map_err(JobQueueError::Engine) }
+                };
                 (QueueStore::Redis(connect(settings).await?), QueueStore::Redis(connect(delivery_settings).await?))
             }
             (None, DatabaseTarget::Sqlite { url }) => {

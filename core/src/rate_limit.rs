@@ -57,7 +57,7 @@ pub struct RateLimitError(#[from] redis::RedisError);
 #[derive(Clone)]
 pub enum RateLimiter {
     Local(std::sync::Arc<LocalStore>),
-    Redis { connection: redis::aio::ConnectionManager, prefix: String },
+    Redis { connection: crate::queue::RedisConnection, prefix: String },
 }
 
 impl std::fmt::Debug for RateLimiter {
@@ -92,9 +92,10 @@ impl RateLimiter {
         RateLimiter::Local(std::sync::Arc::new(LocalStore::default()))
     }
 
-    pub async fn redis(url: &str, prefix: &str) -> Result<RateLimiter, RateLimitError> {
-        let client = redis::Client::open(url)?;
-        let connection = redis::aio::ConnectionManager::new(client).await?;
+    /// On one server or a cluster (the script touches one key, so any node can run it).
+    /// A check waits at most a second: past that the request is let through.
+    pub async fn redis(target: &crate::queue::RedisTarget, prefix: &str) -> Result<RateLimiter, RateLimitError> {
+        let connection = target.connect(Duration::from_secs(1)).await?;
         Ok(RateLimiter::Redis { connection, prefix: format!("{prefix}:ratelimit:") })
     }
 

@@ -104,10 +104,13 @@ impl Services {
         let memory = MemoryBudget::new(config.memory_budget);
         let outbound = Outbound::new(config.outbound_allow_private);
         let (changes, limiter) = match &config.queue.redis_url {
-            Some(url) => (
-                ChangeFeed::redis(url, &config.queue.prefix).await?,
-                crate::rate_limit::RateLimiter::redis(url, &config.queue.prefix).await?,
-            ),
+            Some(url) => {
+                let target = crate::queue::redis_target(url, config.queue.redis_cluster)?;
+                (
+                    ChangeFeed::redis(&target, &config.queue.prefix).await?,
+                    crate::rate_limit::RateLimiter::redis(&target, &config.queue.prefix).await?,
+                )
+            }
             None => (ChangeFeed::in_process(), crate::rate_limit::RateLimiter::local()),
         };
         let webhooks = Webhooks::new(

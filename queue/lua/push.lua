@@ -1,29 +1,30 @@
 -- Adds jobs in one round trip.
--- KEYS: 1 ready list, 2 delayed zset, 3 wake-up marker zset
--- ARGV: 1 key prefix, 2 idempotency-key lifetime (ms), then five values per job:
---       id, payload, delay (ms), maximum attempts, idempotency key ('' for none)
+-- KEYS: 1-4 the job hashes (see now.lua), 5 ready list, 6 delayed zset,
+--       7 wake-up marker zset, then the idempotency keys of the jobs that have one
+-- ARGV: 1 idempotency-key lifetime (ms), then five values per job:
+--       id, payload, delay (ms), maximum attempts,
+--       the position in KEYS of its idempotency key (0 for none)
 -- Returns one integer per job: 1 added, 0 skipped (its id or idempotency key exists).
-local prefix = ARGV[1]
-local idempotency_ttl = ARGV[2]
+local idempotency_ttl = ARGV[1]
 local now = now_ms()
 local added = {}
 local woke = false
-for i = 3, #ARGV, 5 do
+for i = 2, #ARGV, 5 do
   local id = ARGV[i]
-  local key = job_key(prefix, id)
-  local idempotency_key = ARGV[i + 4]
-  local fresh = redis.call('EXISTS', key) == 0
-  if fresh and idempotency_key ~= '' then
-    fresh = redis.call('SET', prefix .. 'idem:' .. idempotency_key, id, 'NX', 'PX', idempotency_ttl) ~= false
+  local idempotency_key = tonumber(ARGV[i + 4])
+  local fresh = redis.call('HEXISTS', JOBS, id) == 0
+  if fresh and idempotency_key > 0 then
+    fresh = redis.call('SET', KEYS[idempotency_key], id, 'NX', 'PX', idempotency_ttl) ~= false
   end
   if fresh then
+    redis.call('HSET', PAYLOAD, id, ARGV[i + 1])
     local delay = tonumber(ARGV[i + 2])
     if delay > 0 then
-      redis.call('HSET', key, 'd', ARGV[i + 1], 'a', 0, 'm', ARGV[i + 3], 's', 'delayed', 'c', now)
-      redis.call('ZADD', KEYS[2], due_at(now, delay), id)
+      write_job(id, 'delayed', 0, ARGV[i + 3])
+      redis.call('ZADD', KEYS[6], due_at(now, delay), id)
     else
-      redis.call('HSET', key, 'd', ARGV[i + 1], 'a', 0, 'm', ARGV[i + 3], 's', 'ready', 'c', now)
-      redis.call('LPUSH', KEYS[1], id)
+      write_job(id, 'ready', 0, ARGV[i + 3])
+      redis.call('LPUSH', KEYS[5], id)
     end
     woke = true
     added[#added + 1] = 1
@@ -32,6 +33,6 @@ for i = 3, #ARGV, 5 do
   end
 end
 if woke then
-  redis.call('ZADD', KEYS[3], 0, 'wake')
+  redis.call('ZADD', KEYS[7], 0, 'wake')
 end
 return added

@@ -1,13 +1,15 @@
-//! The Redis store: each operation is one Lua script (in `queue/lua/`) or pipeline.
+//! The Redis store: each operation is one Lua script (in `queue/lua/`) or pipeline, on
+//! one server or a Redis Cluster alike: every key of one call shares the queue's hash
+//! tag, and every key a script touches is passed in `KEYS` (see `keys.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, Value};
+use redis::{Script, ScriptInvocation, Value};
 
 use crate::config::QueueConfig;
-use crate::keys::Keys;
+use crate::connection::{RedisConnection, RedisTarget};
+use crate::keys::{ERROR, JOBS, Keys, PAYLOAD};
 use crate::store::{
     Counts, DeadJob, Delivery, Fetched, JobState, NewJob, Outcome, Pushed, QueueError, Settlement, Store,
 };
@@ -39,15 +41,16 @@ impl Scripts {
 }
 
 /// A handle on one queue, cheap to clone. Commands share one multiplexed connection
-/// that reconnects by itself; a failed call returns an error and the next one retries.
+/// (to a server or a cluster) that reconnects by itself; a failed call returns an error
+/// and the next one retries.
 #[derive(Clone)]
 pub struct RedisQueue {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    client: redis::Client,
-    conn: ConnectionManager,
+    target: RedisTarget,
+    conn: RedisConnection,
     config: QueueConfig,
     keys: Keys,
     scripts: Scripts,
@@ -64,26 +67,45 @@ fn millis(duration: Duration) -> u64 {
 }
 
 impl RedisQueue {
+    /// Connects to the server or cluster `url` names (see [`RedisTarget::parse`]).
     pub async fn connect(url: &str, config: QueueConfig) -> Result<RedisQueue, QueueError> {
-        let client = redis::Client::open(url)?;
-        let conn = manager(&client, config.response_timeout).await?;
+        RedisQueue::connect_to(RedisTarget::parse(url, false)?, config).await
+    }
+
+    pub async fn connect_to(target: RedisTarget, config: QueueConfig) -> Result<RedisQueue, QueueError> {
+        let conn = target.connect(config.response_timeout).await?;
         let keys = Keys::new(&config.name);
-        Ok(RedisQueue { inner: Arc::new(Inner { client, conn, config, keys, scripts: Scripts::load() }) })
+        Ok(RedisQueue { inner: Arc::new(Inner { target, conn, config, keys, scripts: Scripts::load() }) })
+    }
+
+    /// The server or cluster this queue is on.
+    pub fn target(&self) -> &RedisTarget {
+        &self.inner.target
     }
 
     pub(crate) fn keys(&self) -> &Keys {
         &self.inner.keys
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> RedisConnection {
         self.inner.conn.clone()
     }
 
     /// A connection of its own for blocking waits, which would hold up every other
     /// command sharing a multiplexed connection.
-    pub(crate) async fn blocking_connection(&self) -> Result<ConnectionManager, QueueError> {
+    pub(crate) async fn blocking_connection(&self) -> Result<RedisConnection, QueueError> {
         let config = &self.inner.config;
-        manager(&self.inner.client, config.max_idle_wait + config.response_timeout).await
+        Ok(self.inner.target.connect(config.max_idle_wait + config.response_timeout).await?)
+    }
+
+    /// Starts a call of `script` with the job hashes, which every script that touches
+    /// jobs takes first in `KEYS`.
+    fn invocation<'a>(&'a self, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for hash in &self.keys().jobs {
+            invocation.key(hash);
+        }
+        invocation
     }
 
     async fn drain_dead(&self, action: &str) -> Result<u64, QueueError> {
@@ -99,9 +121,9 @@ impl RedisQueue {
 
     async fn dead_action(&self, action: &str, limit: usize, ids: &[String]) -> Result<u64, QueueError> {
         let keys = self.keys();
-        let mut invocation = self.inner.scripts.dead.prepare_invoke();
+        let mut invocation = self.invocation(&self.inner.scripts.dead);
         invocation.key(&keys.ready).key(&keys.marker).key(&keys.dead);
-        invocation.arg(&keys.prefix).arg(action).arg(limit);
+        invocation.arg(action).arg(limit);
         for id in ids {
             invocation.arg(id);
         }
@@ -109,35 +131,28 @@ impl RedisQueue {
     }
 }
 
-/// Deletes every key that starts with `prefix`, a thousand per round trip (SCAN, never
-/// KEYS, so Redis is not blocked).
-pub async fn remove_keys_with_prefix(conn: &mut ConnectionManager, prefix: &str) -> Result<u64, QueueError> {
+/// Deletes every key that starts with `prefix`, on every master of a cluster, a
+/// thousand per round trip (SCAN, never KEYS, so Redis is not blocked).
+pub async fn remove_keys_with_prefix(conn: &mut RedisConnection, prefix: &str) -> Result<u64, QueueError> {
     let escaped: String = prefix
         .chars()
         .flat_map(|c| if matches!(c, '\\' | '[' | ']' | '?' | '*') { vec!['\\', c] } else { vec![c] })
         .collect();
     let pattern = format!("{escaped}*");
-    let mut cursor = 0u64;
     let mut removed = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) =
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1_000).query_async(conn).await?;
-        if !batch.is_empty() {
-            removed += redis::cmd("UNLINK").arg(&batch).query_async::<u64>(conn).await?;
+    for node in conn.masters().await? {
+        let mut cursor = 0u64;
+        loop {
+            let scan = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1_000).clone();
+            let (next, batch): (u64, Vec<String>) = conn.query_on(&node, scan).await?;
+            removed += conn.unlink(&batch).await?;
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        if next == 0 {
-            return Ok(removed);
-        }
-        cursor = next;
     }
-}
-
-async fn manager(client: &redis::Client, response_timeout: Duration) -> Result<ConnectionManager, QueueError> {
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(response_timeout))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_max_delay(Duration::from_secs(2));
-    Ok(client.get_connection_manager_with_config(config).await?)
+    Ok(removed)
 }
 
 fn int(value: &Value) -> Option<i64> {
@@ -181,13 +196,13 @@ fn parse_fetched(reply: Vec<Value>) -> Result<Fetched, QueueError> {
 }
 
 impl Store for RedisQueue {
-    type Waiter = ConnectionManager;
+    type Waiter = RedisConnection;
 
     fn config(&self) -> &QueueConfig {
         &self.inner.config
     }
 
-    async fn waiter(&self) -> Result<ConnectionManager, QueueError> {
+    async fn waiter(&self) -> Result<RedisConnection, QueueError> {
         self.blocking_connection().await
     }
 
@@ -199,18 +214,29 @@ impl Store for RedisQueue {
         }
         let keys = self.keys();
         let config = self.config();
-        let mut invocation = self.inner.scripts.push.prepare_invoke();
+        let mut invocation = self.invocation(&self.inner.scripts.push);
         invocation.key(&keys.ready).key(&keys.delayed).key(&keys.marker);
-        invocation.arg(&keys.prefix).arg(millis(config.idempotency_ttl).max(1));
+        invocation.arg(millis(config.idempotency_ttl).max(1));
+        // The idempotency keys follow the seven fixed keys; a job names its own by its
+        // position in KEYS (1-based, as Lua counts).
+        let mut idempotency_keys = 0;
         let mut ids = Vec::with_capacity(jobs.len());
         for job in jobs {
             let id = job.id.unwrap_or_else(|| ulid::Ulid::generate().to_string());
+            let idempotency_key = match job.idempotency_key {
+                Some(key) => {
+                    invocation.key(keys.idempotency(&key));
+                    idempotency_keys += 1;
+                    keys.jobs.len() + 3 + idempotency_keys
+                }
+                None => 0,
+            };
             invocation
                 .arg(&id)
                 .arg(job.payload)
                 .arg(millis(job.delay))
                 .arg(job.max_attempts.unwrap_or(config.max_attempts).max(1))
-                .arg(job.idempotency_key.unwrap_or_default());
+                .arg(idempotency_key);
             ids.push(id);
         }
         let added: Vec<i64> = invocation.invoke_async(&mut self.conn()).await?;
@@ -233,25 +259,25 @@ impl Store for RedisQueue {
     ) -> Result<Fetched, QueueError> {
         let keys = self.keys();
         let config = self.config();
-        let reply: Vec<Value> = self
-            .inner
-            .scripts
-            .fetch
+        let answered = answered.unwrap_or("");
+        let mut invocation = self.invocation(&self.inner.scripts.fetch);
+        invocation
             .key(&keys.ready)
             .key(&keys.delayed)
             .key(&keys.active)
             .key(&keys.marker)
             .key(&keys.dead)
-            .arg(&keys.prefix)
+            .key(keys.fetch_record(fetch_id))
+            .key(keys.fetch_record(answered));
+        invocation
             .arg(count.max(1))
             .arg(millis(config.lease))
             .arg(owner)
             .arg(config.promote_batch)
             .arg(config.reap_batch)
-            .arg(fetch_id)
-            .arg(answered.unwrap_or(""))
-            .invoke_async(&mut self.conn())
-            .await?;
+            .arg(if fetch_id.is_empty() { "" } else { "1" })
+            .arg(if answered.is_empty() { "" } else { "1" });
+        let reply: Vec<Value> = invocation.invoke_async(&mut self.conn()).await?;
         parse_fetched(reply)
     }
 
@@ -263,16 +289,16 @@ impl Store for RedisQueue {
         }
         let keys = self.keys();
         let config = self.config();
-        let mut invocation = self.inner.scripts.settle.prepare_invoke();
+        let mut invocation = self.invocation(&self.inner.scripts.settle);
         invocation
             .key(&keys.ready)
             .key(&keys.delayed)
             .key(&keys.active)
             .key(&keys.marker)
             .key(&keys.dead)
-            .key(&keys.done);
+            .key(&keys.done)
+            .key(&keys.results);
         invocation
-            .arg(&keys.prefix)
             .arg(owner)
             .arg(config.keep_done.count)
             .arg(millis(config.keep_done.age).max(1))
@@ -297,8 +323,8 @@ impl Store for RedisQueue {
             return Ok(Vec::new());
         }
         let keys = self.keys();
-        let mut invocation = self.inner.scripts.renew.prepare_invoke();
-        invocation.key(&keys.active).arg(&keys.prefix).arg(owner).arg(millis(self.config().lease));
+        let mut invocation = self.invocation(&self.inner.scripts.renew);
+        invocation.key(&keys.active).arg(owner).arg(millis(self.config().lease));
         for (id, attempt) in held {
             invocation.arg(id).arg(*attempt);
         }
@@ -307,7 +333,7 @@ impl Store for RedisQueue {
 
     /// Blocks on `conn` until a push (or a fetch that left work behind) signals work,
     /// or `timeout` passes. Returns whether it was signalled.
-    async fn wait_for_work(&self, conn: &mut ConnectionManager, timeout: Duration) -> Result<bool, QueueError> {
+    async fn wait_for_work(&self, conn: &mut RedisConnection, timeout: Duration) -> Result<bool, QueueError> {
         // BZPOPMIN treats 0 as "forever"; the caller never asks for less than 1 ms.
         let seconds = timeout.max(Duration::from_millis(1)).as_secs_f64();
         let reply: Value = redis::cmd("BZPOPMIN").arg(&self.keys().marker).arg(seconds).query_async(conn).await?;
@@ -318,18 +344,17 @@ impl Store for RedisQueue {
     /// never pushed).
     async fn state(&self, id: &str) -> Result<Option<JobState>, QueueError> {
         let keys = self.keys();
-        let (state, finished): (Option<String>, Option<f64>) =
-            redis::pipe().hget(keys.job(id), "s").zscore(&keys.done, id).query_async(&mut self.conn()).await?;
-        Ok(match state {
-            Some(state) => JobState::parse(&state),
+        let (job, finished): (Option<String>, Option<f64>) =
+            redis::pipe().hget(&keys.jobs[JOBS], id).zscore(&keys.done, id).query_async(&mut self.conn()).await?;
+        Ok(match job {
+            Some(job) => job.split(' ').next().and_then(JobState::parse),
             None => finished.map(|_| JobState::Done),
         })
     }
 
     /// A finished job's result, while its record is retained.
     async fn result(&self, id: &str) -> Result<Option<String>, QueueError> {
-        let results = format!("{}results", self.keys().prefix);
-        Ok(redis::cmd("HGET").arg(results).arg(id).query_async(&mut self.conn()).await?)
+        Ok(redis::cmd("HGET").arg(&self.keys().results).arg(id).query_async(&mut self.conn()).await?)
     }
 
     async fn counts(&self) -> Result<Counts, QueueError> {
@@ -358,16 +383,23 @@ impl Store for RedisQueue {
             .arg("WITHSCORES")
             .query_async(&mut self.conn())
             .await?;
-        let mut pipe = redis::pipe();
-        for (id, _) in &entries {
-            pipe.cmd("HMGET").arg(keys.job(id)).arg("a").arg("e").arg("d");
+        if entries.is_empty() {
+            return Ok(Vec::new());
         }
-        type Details = (Option<u32>, Option<String>, Option<Vec<u8>>);
-        let details: Vec<Details> = pipe.query_async(&mut self.conn()).await?;
+        let ids: Vec<&String> = entries.iter().map(|(id, _)| id).collect();
+        let mut pipe = redis::pipe();
+        for hash in [JOBS, ERROR, PAYLOAD] {
+            pipe.cmd("HMGET").arg(&keys.jobs[hash]).arg(&ids);
+        }
+        type Details = (Vec<Option<String>>, Vec<Option<String>>, Vec<Option<Vec<u8>>>);
+        let (jobs, errors, payloads): Details = pipe.query_async(&mut self.conn()).await?;
+        // `state attempt maximum`: the attempts are the second word.
+        let attempts = jobs.into_iter().map(|job| job.and_then(|j| j.split(' ').nth(1)?.parse::<u32>().ok()));
+        let details = attempts.zip(errors).zip(payloads);
         Ok(entries
             .into_iter()
             .zip(details)
-            .map(|((id, died), (attempts, error, payload))| DeadJob {
+            .map(|((id, died), ((attempts, error), payload))| DeadJob {
                 id,
                 attempts: attempts.unwrap_or(0),
                 error: error.unwrap_or_default(),
@@ -399,8 +431,8 @@ impl Store for RedisQueue {
         let mut total = 0;
         loop {
             let mut conn = self.conn();
-            let mut invocation = self.inner.scripts.forget.prepare_invoke();
-            invocation.key(&keys.done).arg(&keys.prefix).arg(millis(older_than)).arg(1_000);
+            let mut invocation = self.invocation(&self.inner.scripts.forget);
+            invocation.key(&keys.done).key(&keys.results).arg(millis(older_than)).arg(1_000);
             let n: u64 = invocation.invoke_async(&mut conn).await?;
             total += n;
             if n < 1_000 {
@@ -410,7 +442,8 @@ impl Store for RedisQueue {
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        // At the queue's own node: on a cluster that is the one its calls need.
+        let _: String = self.conn().query_at_key(&self.keys().ready, redis::cmd("PING")).await?;
         Ok(())
     }
 

@@ -13,9 +13,9 @@ use petportrait_core::webhooks;
 use petportrait_tests::{Client, Mode, TestApp};
 use reqwest::StatusCode;
 
-both_modes!(personal_fields_are_sealed_at_rest, personal_fields_are_sealed_at_rest);
-both_modes!(rows_written_before_encryption_are_sealed, rows_written_before_encryption_are_sealed);
-both_modes!(a_key_rotation_keeps_accounts_readable, a_key_rotation_keeps_accounts_readable);
+all_modes!(personal_fields_are_sealed_at_rest, personal_fields_are_sealed_at_rest);
+all_modes!(rows_written_before_encryption_are_sealed, rows_written_before_encryption_are_sealed);
+all_modes!(a_key_rotation_keeps_accounts_readable, a_key_rotation_keeps_accounts_readable);
 
 fn key(byte: u8) -> String {
     base64::engine::general_purpose::STANDARD.encode([byte; 32])

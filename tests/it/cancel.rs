@@ -13,10 +13,10 @@ use petportrait_tests::{Mode, TestApp, wait_until};
 use reqwest::StatusCode;
 use serde_json::json;
 
-both_modes!(cancel_before_start_releases_the_hold, cancel_before_start_releases_the_hold);
-both_modes!(cancel_while_running_refunds_and_stays_canceled, cancel_while_running_refunds_and_stays_canceled);
-both_modes!(a_render_finishing_after_cancel_hands_out_no_file, a_render_finishing_after_cancel_hands_out_no_file);
-both_modes!(
+all_modes!(cancel_before_start_releases_the_hold, cancel_before_start_releases_the_hold);
+all_modes!(cancel_while_running_refunds_and_stays_canceled, cancel_while_running_refunds_and_stays_canceled);
+all_modes!(a_render_finishing_after_cancel_hands_out_no_file, a_render_finishing_after_cancel_hands_out_no_file);
+all_modes!(
     a_prediction_succeeding_after_cancel_hands_out_no_file,
     a_prediction_succeeding_after_cancel_hands_out_no_file
 );

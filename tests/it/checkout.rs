@@ -48,7 +48,7 @@ async fn tick(app: &TestApp, at: i64) -> petportrait_scheduler::TickReport {
     petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", at).await.expect("tick")
 }
 
-both_modes!(checkout_opens_a_stripe_session_and_records_nothing, checkout_opens_a_stripe_session_and_records_nothing);
+all_modes!(checkout_opens_a_stripe_session_and_records_nothing, checkout_opens_a_stripe_session_and_records_nothing);
 
 async fn checkout_opens_a_stripe_session_and_records_nothing(mode: Mode) {
     let stripe = FakeStripe::start().await;
@@ -91,7 +91,7 @@ async fn checkout_opens_a_stripe_session_and_records_nothing(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(a_checkout_key_replays_conflicts_and_waits, a_checkout_key_replays_conflicts_and_waits);
+all_modes!(a_checkout_key_replays_conflicts_and_waits, a_checkout_key_replays_conflicts_and_waits);
 
 /// `Idempotency-Key` on `POST /v1/checkout`, as on generations: the same key and body
 /// replay the first answer (Stripe is not asked again); another body is a 422; a key
@@ -154,7 +154,7 @@ async fn a_checkout_key_replays_conflicts_and_waits(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(
+all_modes!(
     reconciliation_applies_paid_sessions_and_reports_drift,
     reconciliation_applies_paid_sessions_and_reports_drift
 );

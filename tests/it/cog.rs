@@ -45,7 +45,7 @@ fn charges_of(ledger: &[Value], generation: &str) -> Vec<String> {
         .collect()
 }
 
-both_modes!(cog_portrait_is_the_predictors_image, portrait_is_the_predictors_image);
+all_modes!(cog_portrait_is_the_predictors_image, portrait_is_the_predictors_image);
 
 async fn portrait_is_the_predictors_image(mode: Mode) {
     let server = CogServer::start("Portrait").await;
@@ -75,7 +75,7 @@ async fn portrait_is_the_predictors_image(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(cog_cancel_reaches_the_server, cancel_reaches_the_server);
+all_modes!(cog_cancel_reaches_the_server, cancel_reaches_the_server);
 
 async fn cancel_reaches_the_server(mode: Mode) {
     let server = CogServer::start("Sleeper").await;
@@ -106,7 +106,7 @@ async fn cancel_reaches_the_server(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(cog_failure_is_refunded, failure_is_refunded);
+all_modes!(cog_failure_is_refunded, failure_is_refunded);
 
 async fn failure_is_refunded(mode: Mode) {
     let server = CogServer::start("Failing").await;
@@ -128,7 +128,7 @@ async fn failure_is_refunded(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(cog_failed_setup_makes_the_kind_unavailable, failed_setup_makes_the_kind_unavailable);
+all_modes!(cog_failed_setup_makes_the_kind_unavailable, failed_setup_makes_the_kind_unavailable);
 
 async fn failed_setup_makes_the_kind_unavailable(mode: Mode) {
     let server = CogServer::start_with("BrokenSetup", 1, "SETUP_FAILED").await;
@@ -156,7 +156,7 @@ async fn failed_setup_makes_the_kind_unavailable(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(cog_server_killed_mid_prediction, server_killed_mid_prediction);
+all_modes!(cog_server_killed_mid_prediction, server_killed_mid_prediction);
 
 /// The first server dies with the prediction running: the render moves to the second
 /// server in the same attempt, and the generation is charged once.
@@ -187,7 +187,7 @@ async fn server_killed_mid_prediction(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(cog_two_servers_share_the_load, two_servers_share_the_load);
+all_modes!(cog_two_servers_share_the_load, two_servers_share_the_load);
 
 /// Twenty generations on a server with two slots and one with one: both work, neither
 /// ever runs more predictions at once than its slots.

@@ -10,8 +10,8 @@ use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::studios::StallingStudio;
 use petportrait_tests::{DetachedWorker, Mode, TestApp, wait_until};
 
-both_modes!(killed_worker_job_completes_once, killed_worker_job_completes_once);
-both_modes!(a_lease_about_to_lapse_is_waited_out, a_lease_about_to_lapse_is_waited_out);
+all_modes!(killed_worker_job_completes_once, killed_worker_job_completes_once);
+all_modes!(a_lease_about_to_lapse_is_waited_out, a_lease_about_to_lapse_is_waited_out);
 
 async fn killed_worker_job_completes_once(mode: Mode) {
     // The app serves the API and the scheduler; workers run in runtimes of their own.

@@ -21,7 +21,7 @@ async fn portrait_file(ann: &Client) -> String {
     done["outputs"][0]["url"].as_str().expect("a url").to_owned()
 }
 
-both_modes!(files_are_served_with_etag_and_ranges, files_are_served_with_etag_and_ranges);
+all_modes!(files_are_served_with_etag_and_ranges, files_are_served_with_etag_and_ranges);
 
 async fn files_are_served_with_etag_and_ranges(mode: Mode) {
     let app = TestApp::spawn(mode, &[]).await;
@@ -71,7 +71,7 @@ async fn files_are_served_with_etag_and_ranges(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(downloads_redirect_to_a_short_lived_link, downloads_redirect_to_a_short_lived_link);
+all_modes!(downloads_redirect_to_a_short_lived_link, downloads_redirect_to_a_short_lived_link);
 
 /// With `S3_PUBLIC_ENDPOINT`, the API answers 302 to a presigned GET that the S3
 /// server (s3s, which checks SigV4) accepts without our cookie; an expired file is 410.

@@ -37,7 +37,7 @@ fn object(event: &Event) -> Value {
     serde_json::from_str(&event.data).expect("the event's data is JSON")
 }
 
-both_modes!(a_stream_follows_a_generation_to_its_end, a_stream_follows_a_generation_to_its_end);
+all_modes!(a_stream_follows_a_generation_to_its_end, a_stream_follows_a_generation_to_its_end);
 
 async fn a_stream_follows_a_generation_to_its_end(mode: Mode) {
     let app = TestApp::spawn(mode, &[]).await;
@@ -84,7 +84,7 @@ async fn a_stream_follows_a_generation_to_its_end(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(a_stream_resumes_waits_and_sees_a_cancel, a_stream_resumes_waits_and_sees_a_cancel);
+all_modes!(a_stream_resumes_waits_and_sees_a_cancel, a_stream_resumes_waits_and_sees_a_cancel);
 
 /// Without workers the generation stays queued: a resumed stream sends nothing until
 /// the cancel, which reaches it through the change feed; heartbeats keep it open; a
@@ -132,7 +132,7 @@ async fn a_stream_resumes_waits_and_sees_a_cancel(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(the_status_route_never_answers_an_old_state, the_status_route_never_answers_an_old_state);
+all_modes!(the_status_route_never_answers_an_old_state, the_status_route_never_answers_an_old_state);
 
 /// `GET /v1/generations/{id}` is answered from a short-lived cache; a change (here a
 /// cancel) is seen at once, and the old `ETag` no longer matches.

@@ -7,9 +7,9 @@ use petportrait_tests::{Mode, TestApp, wait_until};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-both_modes!(portrait_end_to_end, portrait_end_to_end);
-both_modes!(polling_and_history, polling_and_history);
-both_modes!(uploads_are_never_served_back, uploads_are_never_served_back);
+all_modes!(portrait_end_to_end, portrait_end_to_end);
+all_modes!(polling_and_history, polling_and_history);
+all_modes!(uploads_are_never_served_back, uploads_are_never_served_back);
 
 async fn portrait_end_to_end(mode: Mode) {
     let app = TestApp::spawn(mode, &[]).await;

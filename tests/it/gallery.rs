@@ -6,9 +6,9 @@ use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 use std::time::Duration;
 
-both_modes!(saved_items_outlive_output_expiry, saved_items_outlive_output_expiry);
-both_modes!(only_succeeded_generations_can_be_saved, only_succeeded_generations_can_be_saved);
-both_modes!(saving_while_the_purge_deletes_the_output_is_gone, saving_while_the_purge_deletes_the_output_is_gone);
+all_modes!(saved_items_outlive_output_expiry, saved_items_outlive_output_expiry);
+all_modes!(only_succeeded_generations_can_be_saved, only_succeeded_generations_can_be_saved);
+all_modes!(saving_while_the_purge_deletes_the_output_is_gone, saving_while_the_purge_deletes_the_output_is_gone);
 
 const HOUR_MS: i64 = 3_600_000;
 

@@ -11,10 +11,10 @@ use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 use reqwest::header::{LOCATION, SET_COOKIE};
 
-both_modes!(a_new_user_signs_up_through_the_age_question, a_new_user_signs_up_through_the_age_question);
-both_modes!(a_child_is_refused_and_nothing_is_kept, a_child_is_refused_and_nothing_is_kept);
-both_modes!(every_forged_or_mismatched_sign_in_is_refused, every_forged_or_mismatched_sign_in_is_refused);
-both_modes!(a_rotated_signing_key_is_fetched_once, a_rotated_signing_key_is_fetched_once);
+all_modes!(a_new_user_signs_up_through_the_age_question, a_new_user_signs_up_through_the_age_question);
+all_modes!(a_child_is_refused_and_nothing_is_kept, a_child_is_refused_and_nothing_is_kept);
+all_modes!(every_forged_or_mismatched_sign_in_is_refused, every_forged_or_mismatched_sign_in_is_refused);
+all_modes!(a_rotated_signing_key_is_fetched_once, a_rotated_signing_key_is_fetched_once);
 
 fn person(sub: &str, name: &str) -> Person {
     Person {
@@ -234,8 +234,8 @@ async fn a_rotated_signing_key_is_fetched_once(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(the_profile_picture_is_copied_once_and_served_by_us, the_profile_picture_is_copied_once_and_served_by_us);
-both_modes!(a_picture_on_an_internal_address_is_not_fetched, a_picture_on_an_internal_address_is_not_fetched);
+all_modes!(the_profile_picture_is_copied_once_and_served_by_us, the_profile_picture_is_copied_once_and_served_by_us);
+all_modes!(a_picture_on_an_internal_address_is_not_fetched, a_picture_on_an_internal_address_is_not_fetched);
 
 /// Our copy of the picture, fetched from where the app really listens.
 async fn download_picture(app: &TestApp, browser: &Browser, picture_url: &str) -> reqwest::Response {

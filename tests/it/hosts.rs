@@ -8,10 +8,10 @@ use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HOST, SET_COOKIE};
 use serde_json::{Value, json};
 
-both_modes!(a_rebinding_page_cannot_sign_in, a_rebinding_page_cannot_sign_in);
-both_modes!(probes_answer_under_any_host, probes_answer_under_any_host);
-both_modes!(responses_carry_security_headers, responses_carry_security_headers);
-both_modes!(json_bodies_must_say_application_json, json_bodies_must_say_application_json);
+all_modes!(a_rebinding_page_cannot_sign_in, a_rebinding_page_cannot_sign_in);
+all_modes!(probes_answer_under_any_host, probes_answer_under_any_host);
+all_modes!(responses_carry_security_headers, responses_carry_security_headers);
+all_modes!(json_bodies_must_say_application_json, json_bodies_must_say_application_json);
 
 /// The port of the app, for `Host` headers that name another host on it.
 fn port(app: &TestApp) -> u16 {

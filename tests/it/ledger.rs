@@ -9,9 +9,9 @@ use petportrait_core::ids::{GenerationId, UploadId, UserId};
 use petportrait_core::time::now_ms;
 use petportrait_tests::{Mode, TestApp};
 
-both_modes!(holds_never_exceed_the_balance, holds_never_exceed_the_balance);
-both_modes!(charge_release_and_refund_happen_once, charge_release_and_refund_happen_once);
-both_modes!(one_worker_holds_a_generation_at_a_time, one_worker_holds_a_generation_at_a_time);
+all_modes!(holds_never_exceed_the_balance, holds_never_exceed_the_balance);
+all_modes!(charge_release_and_refund_happen_once, charge_release_and_refund_happen_once);
+all_modes!(one_worker_holds_a_generation_at_a_time, one_worker_holds_a_generation_at_a_time);
 
 const NOTHING: petportrait::Roles = petportrait::Roles { web: false, worker: false, scheduler: false };
 

@@ -1,9 +1,11 @@
 //! System tests: the real app on a random port, every scenario in embedded mode
 //! (SQLite + SQLite queue + in-process S3) and distributed mode (PostgreSQL + Redis +
-//! in-process S3). Test names end in `::embedded` or `::distributed`.
+//! in-process S3), and again in distributed mode with Redis a three-master Redis Cluster
+//! (`TEST_REDIS_CLUSTER_URL`). Test names end in `::embedded`, `::distributed` or
+//! `::cluster`.
 
-/// Declares `mod $name { embedded, distributed }` running `$scenario(Mode)`.
-macro_rules! both_modes {
+/// Declares `mod $name { embedded, distributed, cluster }` running `$scenario(Mode)`.
+macro_rules! all_modes {
     ($name:ident, $scenario:ident) => {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,6 +16,11 @@ macro_rules! both_modes {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn distributed() {
                 super::$scenario(petportrait_tests::Mode::Distributed).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                super::$scenario(petportrait_tests::Mode::Cluster).await;
             }
         }
     };

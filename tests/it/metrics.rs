@@ -9,7 +9,7 @@ use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-both_modes!(metrics_show_requests_queue_and_generations, metrics_show_requests_queue_and_generations);
+all_modes!(metrics_show_requests_queue_and_generations, metrics_show_requests_queue_and_generations);
 
 /// The samples named `name` whose labels include every pair of `labels`.
 fn find<'a>(samples: &'a [Value], name: &str, labels: &[(&str, &str)]) -> Vec<&'a Value> {
@@ -98,7 +98,7 @@ async fn metrics_show_requests_queue_and_generations(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(metrics_show_a_waiting_generation, metrics_show_a_waiting_generation);
+all_modes!(metrics_show_a_waiting_generation, metrics_show_a_waiting_generation);
 
 /// With no worker running, a generation waits: the queue shows it ready and its lag grows.
 async fn metrics_show_a_waiting_generation(mode: Mode) {

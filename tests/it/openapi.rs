@@ -10,7 +10,7 @@ use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-both_modes!(the_document_describes_every_answer, the_document_describes_every_answer);
+all_modes!(the_document_describes_every_answer, the_document_describes_every_answer);
 
 /// The checks that say an answer violates the document (or is a server error).
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\

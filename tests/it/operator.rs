@@ -9,8 +9,8 @@ use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::{Mode, TestApp, wait_until};
 use reqwest::StatusCode;
 
-both_modes!(operators_show_and_cancel_a_generation, operators_show_and_cancel_a_generation);
-both_modes!(operators_purge_and_sweep_now, operators_purge_and_sweep_now);
+all_modes!(operators_show_and_cancel_a_generation, operators_show_and_cancel_a_generation);
+all_modes!(operators_purge_and_sweep_now, operators_purge_and_sweep_now);
 
 async fn operators_show_and_cancel_a_generation(mode: Mode) {
     // No worker: the generation waits, queued.
@@ -73,7 +73,7 @@ async fn operators_purge_and_sweep_now(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(migration_status_lists_every_migration, migration_status_lists_every_migration);
+all_modes!(migration_status_lists_every_migration, migration_status_lists_every_migration);
 
 /// Every migration file of the dialect is listed, and applied once the app started.
 async fn migration_status_lists_every_migration(mode: Mode) {
@@ -81,7 +81,7 @@ async fn migration_status_lists_every_migration(mode: Mode) {
     let states = app.services.db.migration_status().await.expect("status");
     let dialect = match mode {
         Mode::Embedded => "sqlite",
-        Mode::Distributed => "postgres",
+        Mode::Distributed | Mode::Cluster => "postgres",
     };
     let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(dialect);
     let files = std::fs::read_dir(folder).expect("the migrations").filter_map(Result::ok).count();

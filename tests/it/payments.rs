@@ -6,7 +6,7 @@ use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 
-both_modes!(the_packs_for_sale_are_listed_once_purchases_are_on, the_packs_for_sale_are_listed_once_purchases_are_on);
+all_modes!(the_packs_for_sale_are_listed_once_purchases_are_on, the_packs_for_sale_are_listed_once_purchases_are_on);
 
 async fn the_packs_for_sale_are_listed_once_purchases_are_on(mode: Mode) {
     let off = TestApp::spawn(mode, &[]).await;
@@ -35,7 +35,7 @@ async fn the_packs_for_sale_are_listed_once_purchases_are_on(mode: Mode) {
     on.stop().await;
 }
 
-both_modes!(stripe_events_grant_each_purchase_once, stripe_events_grant_each_purchase_once);
+all_modes!(stripe_events_grant_each_purchase_once, stripe_events_grant_each_purchase_once);
 
 pub const WEBHOOK_SECRET: &str = "whsec_petportrait_tests";
 
@@ -129,7 +129,7 @@ async fn stripe_events_grant_each_purchase_once(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(a_refund_takes_the_credits_back_as_far_as_it_can, a_refund_takes_the_credits_back_as_far_as_it_can);
+all_modes!(a_refund_takes_the_credits_back_as_far_as_it_can, a_refund_takes_the_credits_back_as_far_as_it_can);
 
 fn refund_event(event_id: &str, intent: &str, refunded: i64) -> String {
     json!({
@@ -192,7 +192,7 @@ async fn a_refund_takes_the_credits_back_as_far_as_it_can(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(an_operator_grants_and_revokes_credits_with_a_reason, an_operator_grants_and_revokes_credits_with_a_reason);
+all_modes!(an_operator_grants_and_revokes_credits_with_a_reason, an_operator_grants_and_revokes_credits_with_a_reason);
 
 /// `petportrait credits grant|revoke` goes through `Db::adjust_credits`.
 async fn an_operator_grants_and_revokes_credits_with_a_reason(mode: Mode) {
@@ -221,7 +221,7 @@ async fn an_operator_grants_and_revokes_credits_with_a_reason(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(concurrent_requests_and_cancels_never_overdraw, concurrent_requests_and_cancels_never_overdraw);
+all_modes!(concurrent_requests_and_cancels_never_overdraw, concurrent_requests_and_cancels_never_overdraw);
 
 /// 40 generation requests at once against one account that can afford 5 of them, each
 /// canceled as soon as it exists, with the workers running: never overdrawn, and

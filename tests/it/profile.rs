@@ -7,8 +7,8 @@ use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-both_modes!(the_policy_in_force_respects_its_effective_date, the_policy_in_force_respects_its_effective_date);
-both_modes!(a_user_corrects_their_profile, a_user_corrects_their_profile);
+all_modes!(the_policy_in_force_respects_its_effective_date, the_policy_in_force_respects_its_effective_date);
+all_modes!(a_user_corrects_their_profile, a_user_corrects_their_profile);
 
 const LAUNCH: &str = "2026-11-29";
 

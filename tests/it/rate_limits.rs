@@ -10,8 +10,8 @@ use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-both_modes!(users_are_limited_one_by_one, users_are_limited_one_by_one);
-both_modes!(addresses_are_limited_behind_trusted_proxies_only, addresses_are_limited_behind_trusted_proxies_only);
+all_modes!(users_are_limited_one_by_one, users_are_limited_one_by_one);
+all_modes!(addresses_are_limited_behind_trusted_proxies_only, addresses_are_limited_behind_trusted_proxies_only);
 
 /// A refusal's status, problem code, `Retry-After` and `RateLimit` fields.
 async fn assert_refused(response: reqwest::Response, policy: &str, limit: u32) {
@@ -100,10 +100,10 @@ mod two_processes_share_one_allowance {
 }
 
 async fn two_processes_share_one_allowance() {
-    let url = petportrait_tests::redis_url();
+    let target = petportrait_core::queue::redis_target(&petportrait_tests::redis_url(), false).expect("a Redis URL");
     let prefix = format!("test-{}", ulid::Ulid::generate().to_string().to_ascii_lowercase());
-    let one = RateLimiter::redis(&url, &prefix).await.expect("first process");
-    let two = RateLimiter::redis(&url, &prefix).await.expect("second process");
+    let one = RateLimiter::redis(&target, &prefix).await.expect("first process");
+    let two = RateLimiter::redis(&target, &prefix).await.expect("second process");
     let rate = Rate { limit: 3, period: Duration::from_secs(60) };
     let mut allowed = 0;
     for limiter in [&one, &two, &one, &two, &one] {

@@ -334,11 +334,11 @@ async fn remote_concurrency_limit_is_never_exceeded() {
 
 // ---------------------------------------------------------------- through the API
 
-both_modes!(remote_generation_succeeds, remote_generation_succeeds);
-both_modes!(remote_5xx_then_success_charges_once, remote_5xx_then_success_charges_once);
-both_modes!(remote_content_policy_fails_and_refunds, remote_content_policy_fails_and_refunds);
-both_modes!(remote_timeouts_are_retried_then_refunded, remote_timeouts_are_retried_then_refunded);
-both_modes!(remote_cancel_reaches_the_provider, remote_cancel_reaches_the_provider);
+all_modes!(remote_generation_succeeds, remote_generation_succeeds);
+all_modes!(remote_5xx_then_success_charges_once, remote_5xx_then_success_charges_once);
+all_modes!(remote_content_policy_fails_and_refunds, remote_content_policy_fails_and_refunds);
+all_modes!(remote_timeouts_are_retried_then_refunded, remote_timeouts_are_retried_then_refunded);
+all_modes!(remote_cancel_reaches_the_provider, remote_cancel_reaches_the_provider);
 
 /// The app with portraits made by the fake provider.
 async fn app_with_fake(mode: Mode, script: Script, extra: &[(&str, &str)]) -> (TestApp, FakeProvider) {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::remote::{create, ledger_kinds, portrait, remote_studio, render};
 use petportrait_studio::{RenderContext, Studio};
 
-both_modes!(remote_killed_worker_prediction_is_followed_again, remote_killed_worker_prediction_is_followed_again);
+all_modes!(remote_killed_worker_prediction_is_followed_again, remote_killed_worker_prediction_is_followed_again);
 
 /// An earlier attempt's recorded prediction is followed while it runs or has
 /// succeeded; one that ended otherwise is replaced by a new prediction.

@@ -9,7 +9,7 @@ use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 
-both_modes!(request_ids_follow_a_generation, request_ids_follow_a_generation);
+all_modes!(request_ids_follow_a_generation, request_ids_follow_a_generation);
 
 async fn request_ids_follow_a_generation(mode: Mode) {
     let logs = CapturedLogs::install();

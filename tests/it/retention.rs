@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 /// The test drives the scheduler's ticks itself, with a clock it moves.
 const NO_SCHEDULER: petportrait::Roles = petportrait::Roles { web: true, worker: true, scheduler: false };
 
-both_modes!(expired_outputs_are_purged_and_gone, expired_outputs_are_purged_and_gone);
-both_modes!(one_scheduler_runs_each_tick, one_scheduler_runs_each_tick);
+all_modes!(expired_outputs_are_purged_and_gone, expired_outputs_are_purged_and_gone);
+all_modes!(one_scheduler_runs_each_tick, one_scheduler_runs_each_tick);
 
 async fn expired_outputs_are_purged_and_gone(mode: Mode) {
     // Outputs live a day; the purge batch is tiny so the purge takes several batches.
@@ -86,7 +86,7 @@ async fn one_scheduler_runs_each_tick(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(expired_uploads_are_gone, expired_uploads_are_gone);
+all_modes!(expired_uploads_are_gone, expired_uploads_are_gone);
 
 async fn expired_uploads_are_gone(mode: Mode) {
     let app = TestApp::spawn_with(mode, &[("UPLOAD_TTL", "1s")], NO_SCHEDULER, None).await;

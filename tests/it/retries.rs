@@ -10,8 +10,8 @@ use petportrait_tests::studios::FlakyStudio;
 use petportrait_tests::{Client, Mode, TestApp};
 use serde_json::{Value, json};
 
-both_modes!(retryable_failures_are_retried_then_succeed, retryable_failures_are_retried_then_succeed);
-both_modes!(exhausted_attempts_fail_and_refund, exhausted_attempts_fail_and_refund);
+all_modes!(retryable_failures_are_retried_then_succeed, retryable_failures_are_retried_then_succeed);
+all_modes!(exhausted_attempts_fail_and_refund, exhausted_attempts_fail_and_refund);
 
 /// Runs one watercolor portrait through a studio that fails `outages` times.
 async fn portrait_through_outages(

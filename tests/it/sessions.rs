@@ -8,12 +8,12 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use serde_json::{Value, json};
 
-both_modes!(sign_out_ends_the_session, sign_out_ends_the_session);
-both_modes!(logout_all_ends_every_session_and_token, logout_all_ends_every_session_and_token);
-both_modes!(a_sign_in_always_gets_a_new_session, a_sign_in_always_gets_a_new_session);
-both_modes!(idle_and_expired_sessions_end, idle_and_expired_sessions_end);
-both_modes!(api_tokens_from_creation_to_revocation, api_tokens_from_creation_to_revocation);
-both_modes!(over_https_the_session_cookie_is_host_only, over_https_the_session_cookie_is_host_only);
+all_modes!(sign_out_ends_the_session, sign_out_ends_the_session);
+all_modes!(logout_all_ends_every_session_and_token, logout_all_ends_every_session_and_token);
+all_modes!(a_sign_in_always_gets_a_new_session, a_sign_in_always_gets_a_new_session);
+all_modes!(idle_and_expired_sessions_end, idle_and_expired_sessions_end);
+all_modes!(api_tokens_from_creation_to_revocation, api_tokens_from_creation_to_revocation);
+all_modes!(over_https_the_session_cookie_is_host_only, over_https_the_session_cookie_is_host_only);
 
 /// A cookie-less client: each request carries exactly the credentials the test gives.
 struct Raw {
@@ -226,7 +226,7 @@ async fn over_https_the_session_cookie_is_host_only(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(
+all_modes!(
     the_account_routes_refuse_anonymous_and_malformed_calls,
     the_account_routes_refuse_anonymous_and_malformed_calls
 );

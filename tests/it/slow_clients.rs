@@ -10,10 +10,10 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-both_modes!(a_client_that_never_finishes_its_headers_is_cut_off, a_client_that_never_finishes_its_headers_is_cut_off);
-both_modes!(a_trickling_upload_answers_408, a_trickling_upload_answers_408);
-both_modes!(health_answers_beside_a_thousand_idle_sockets, health_answers_beside_a_thousand_idle_sockets);
-both_modes!(
+all_modes!(a_client_that_never_finishes_its_headers_is_cut_off, a_client_that_never_finishes_its_headers_is_cut_off);
+all_modes!(a_trickling_upload_answers_408, a_trickling_upload_answers_408);
+all_modes!(health_answers_beside_a_thousand_idle_sockets, health_answers_beside_a_thousand_idle_sockets);
+all_modes!(
     shutdown_ends_at_its_deadline_with_a_request_half_sent,
     shutdown_ends_at_its_deadline_with_a_request_half_sent
 );

@@ -8,7 +8,7 @@ use petportrait_tests::fixtures::{chelsea_jpeg, mean_abs_diff};
 use petportrait_tests::{Mode, TestApp};
 use reqwest::StatusCode;
 
-both_modes!(every_portrait_style_through_the_api, every_portrait_style_through_the_api);
+all_modes!(every_portrait_style_through_the_api, every_portrait_style_through_the_api);
 
 /// Every portrait style the catalogue lists is produced through the API from a real
 /// photo of a cat: a JPEG of the photo's size that visibly differs from it and from the
@@ -210,7 +210,7 @@ fn style_claims(style: &str, photo: &RgbImage, out: &RgbImage) {
     }
 }
 
-both_modes!(orientation_is_honoured_and_metadata_never_served, orientation_is_honoured_and_metadata_never_served);
+all_modes!(orientation_is_honoured_and_metadata_never_served, orientation_is_honoured_and_metadata_never_served);
 
 /// A photo stored sideways with EXIF orientation 6 and GPS coordinates: the upload is
 /// reported upright, stored without its metadata (the orientation in its row), the
@@ -256,8 +256,8 @@ async fn orientation_is_honoured_and_metadata_never_served(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(music_through_the_api, music_through_the_api);
-both_modes!(sculpture_through_the_api, sculpture_through_the_api);
+all_modes!(music_through_the_api, music_through_the_api);
+all_modes!(sculpture_through_the_api, sculpture_through_the_api);
 
 /// The first style the catalogue lists for a kind, which must be available.
 fn first_style(catalogue: &serde_json::Value, kind: &str) -> String {

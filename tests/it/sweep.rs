@@ -7,8 +7,8 @@ use petportrait_core::time::now_ms;
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::{Mode, TestApp};
 
-both_modes!(lost_jobs_are_dispatched_again, lost_jobs_are_dispatched_again);
-both_modes!(a_backlog_is_not_dispatched_twice, a_backlog_is_not_dispatched_twice);
+all_modes!(lost_jobs_are_dispatched_again, lost_jobs_are_dispatched_again);
+all_modes!(a_backlog_is_not_dispatched_twice, a_backlog_is_not_dispatched_twice);
 
 const STALLED_AFTER_MS: i64 = 300_000;
 

@@ -35,7 +35,7 @@ fn of_generation<'a>(messages: &'a [Received], id: &str) -> Vec<&'a Received> {
     messages.iter().filter(|m| m.json()["data"]["id"] == id).collect()
 }
 
-both_modes!(generation_webhooks_verify_through_a_rotation, generation_webhooks_verify_through_a_rotation);
+all_modes!(generation_webhooks_verify_through_a_rotation, generation_webhooks_verify_through_a_rotation);
 
 async fn generation_webhooks_verify_through_a_rotation(mode: Mode) {
     let receiver = Receiver::start().await;
@@ -121,7 +121,7 @@ async fn register(client: &petportrait_tests::client::Client, url: &str, events:
     endpoint
 }
 
-both_modes!(endpoints_retry_log_and_redeliver, endpoints_retry_log_and_redeliver);
+all_modes!(endpoints_retry_log_and_redeliver, endpoints_retry_log_and_redeliver);
 
 async fn endpoints_retry_log_and_redeliver(mode: Mode) {
     let receiver = Receiver::start().await;
@@ -225,7 +225,7 @@ async fn endpoints_retry_log_and_redeliver(mode: Mode) {
     app.stop().await;
 }
 
-both_modes!(gone_silent_and_redirecting_endpoints, gone_silent_and_redirecting_endpoints);
+all_modes!(gone_silent_and_redirecting_endpoints, gone_silent_and_redirecting_endpoints);
 
 async fn gone_silent_and_redirecting_endpoints(mode: Mode) {
     let receiver = Receiver::start().await;
@@ -396,7 +396,7 @@ async fn internal_addresses_are_refused_at_registration_and_at_delivery() {
     app.stop().await;
 }
 
-both_modes!(a_burst_to_one_endpoint_is_delivered_promptly, a_burst_to_one_endpoint_is_delivered_promptly);
+all_modes!(a_burst_to_one_endpoint_is_delivered_promptly, a_burst_to_one_endpoint_is_delivered_promptly);
 
 /// More deliveries than one endpoint may have in flight: each finished attempt hands its
 /// slot on, so none waits for the lease of another (25 s here) to run out.

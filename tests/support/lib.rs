@@ -2,10 +2,12 @@
 //! SQLite queue, in-process S3) or distributed mode (PostgreSQL, Redis, in-process
 //! S3), each test with its own data folder, database, queue prefix and bucket.
 //!
-//! Distributed tests need PostgreSQL and Redis. They never skip themselves: without
-//! the servers they fail with a message saying so. `scripts/test` leaves the
-//! distributed suite out (and says so) on a machine without the servers, unless
-//! `PETPORTRAIT_REQUIRE_SERVICES=1` (set by CI), in which case the servers are mandatory.
+//! Distributed tests need PostgreSQL and Redis; cluster tests (distributed mode on a
+//! Redis Cluster) need PostgreSQL and the cluster at `TEST_REDIS_CLUSTER_URL`. They never
+//! skip themselves: without the servers they fail with a message saying so.
+//! `scripts/test` leaves those suites out (and says so) on a machine without the
+//! servers, unless `PETPORTRAIT_REQUIRE_SERVICES=1` (set by CI), in which case the
+//! servers are mandatory.
 
 pub mod client;
 pub mod cog;
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use petportrait_core::config::Config;
+use petportrait_core::queue::{RedisTarget, remove_keys_with_prefix};
 use petportrait_core::services::{SchemaPolicy, Services};
 use petportrait_studio::Studio;
 use tokio::net::TcpListener;
@@ -39,6 +42,8 @@ pub use client::Client;
 pub enum Mode {
     Embedded,
     Distributed,
+    /// Distributed mode with the queue and the change feed on a Redis Cluster.
+    Cluster,
 }
 
 /// `postgres://` URL of a database this test may create databases from.
@@ -51,12 +56,21 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// The Redis Cluster of the cluster-mode tests (`scripts/redis-cluster` prints its URL).
+fn redis_cluster_url() -> String {
+    std::env::var("TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        panic!("the cluster-mode tests need a Redis Cluster: set TEST_REDIS_CLUSTER_URL (scripts/redis-cluster starts one and prints it)")
+    })
+}
+
 /// Everything a test needs to isolate itself, removed when dropped.
 pub struct Isolation {
     pub tag: String,
     pub data_dir: PathBuf,
     pub vars: Vec<(String, String)>,
     database: Option<String>,
+    /// The Redis (server or cluster) of a distributed test, whose keys it removes.
+    redis: Option<String>,
 }
 
 impl Isolation {
@@ -77,7 +91,8 @@ impl Isolation {
             ("QUEUE_PREFIX".to_owned(), format!("pp-test-{tag}")),
         ];
         let mut database = None;
-        if mode == Mode::Distributed {
+        let mut redis = None;
+        if mode != Mode::Embedded {
             let name = format!("pp_test_{tag}");
             let admin = admin_database_url();
             sqlx::any::install_default_drivers();
@@ -88,15 +103,16 @@ impl Isolation {
                 .expect("create the test database");
             let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b).to_owned();
             vars.push(("DATABASE_URL".into(), format!("{base}/{name}")));
-            let redis = redis_url();
-            check_redis(&redis).await;
-            vars.push(("REDIS_URL".into(), redis));
+            let url = if mode == Mode::Cluster { redis_cluster_url() } else { redis_url() };
+            check_redis(&url).await;
+            vars.push(("REDIS_URL".into(), url.clone()));
+            redis = Some(url);
             // Outside embedded mode the key is given, never generated: a key per test.
             let key: [u8; 32] = rand_key();
             vars.push(("ENCRYPTION_KEY".into(), base64::engine::general_purpose::STANDARD.encode(key)));
             database = Some(name);
         }
-        Isolation { tag, data_dir, vars, database }
+        Isolation { tag, data_dir, vars, database, redis }
     }
 }
 
@@ -121,15 +137,17 @@ async fn connect_admin(url: &str) -> sqlx::AnyConnection {
 
 async fn check_redis(url: &str) {
     let reached = async {
-        let client = redis::Client::open(url)?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut conn = RedisTarget::parse(url, false)?.connect(Duration::from_secs(5)).await?;
         redis::cmd("PING").query_async::<String>(&mut conn).await
     };
     if let Err(error) = tokio::time::timeout(Duration::from_secs(5), reached)
         .await
         .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::Io, "timed out"))))
     {
-        panic!("the distributed-mode tests need Redis at {url} (set TEST_REDIS_URL); it could not be reached: {error}");
+        panic!(
+            "the distributed-mode tests need Redis at {url} (set TEST_REDIS_URL, or TEST_REDIS_CLUSTER_URL for a cluster); \
+             it could not be reached: {error}"
+        );
     }
 }
 
@@ -138,6 +156,7 @@ impl Drop for Isolation {
         let _ = std::fs::remove_dir_all(&self.data_dir);
         if let Some(name) = self.database.take() {
             let prefix = format!("pp-test-{}", self.tag);
+            let redis = self.redis.take();
             // Dropping needs its own runtime: Drop cannot await, and the test's runtime
             // may be shutting down.
             let admin = admin_database_url();
@@ -153,7 +172,9 @@ impl Drop for Isolation {
                                 .execute(&mut conn)
                                 .await;
                     }
-                    remove_redis_keys(&redis_url(), &prefix).await;
+                    if let Some(url) = redis {
+                        remove_redis_keys(&url, &prefix).await;
+                    }
                 });
             })
             .join();
@@ -162,17 +183,14 @@ impl Drop for Isolation {
 }
 
 /// Deletes every Redis key of a test's queue prefix (the queue engine's keys start with
-/// the hash tag `{prefix:…}`), so repeated runs do not fill a Redis that keeps no data.
+/// the hash tag `{prefix:…}`), on every master of a cluster, so repeated runs do not
+/// fill a Redis that keeps no data.
 async fn remove_redis_keys(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else { return };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
-    for pattern in [format!("{prefix}:*"), format!("{{{prefix}:*")] {
-        let keys: Vec<String> = match redis::cmd("KEYS").arg(pattern).query_async(&mut conn).await {
-            Ok(keys) => keys,
-            Err(_) => return,
-        };
-        for chunk in keys.chunks(500) {
-            let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    let Ok(target) = RedisTarget::parse(url, false) else { return };
+    let Ok(mut conn) = target.connect(Duration::from_secs(5)).await else { return };
+    for start in [format!("{prefix}:"), format!("{{{prefix}:")] {
+        if remove_keys_with_prefix(&mut conn, &start).await.is_err() {
+            return;
         }
     }
 }

@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         let name = match mode {
             Mode::Embedded => "embedded",
             Mode::Distributed => "distributed",
+            Mode::Cluster => "cluster",
         };
         println!("{name}: pickup latency median {median} ms; sorted (ms): {pickups:?}");
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, anyhow, bail};
 use apalis::prelude::*;
 use apalis_redis::RedisStorage;
-use petportrait_queue::{NewJob, QueueConfig, RedisQueue, Store, remove_keys_with_prefix};
+use petportrait_queue::{NewJob, QueueConfig, RedisConnection, RedisQueue, Store, remove_keys_with_prefix};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 
@@ -206,7 +206,8 @@ impl Client {
             Client::Ours { queue, .. } => Ok(queue.remove_all().await?),
             Client::Apalis { conn, name, .. } => {
                 let mut conn = conn.clone();
-                let removed = remove_keys_with_prefix(&mut conn, &format!("{name}:")).await?;
+                let mut server = RedisConnection::Server(conn.clone());
+                let removed = remove_keys_with_prefix(&mut server, &format!("{name}:")).await?;
                 // Workers register their queue in a list shared by all queues.
                 let _: u64 = redis::cmd("ZREM")
                     .arg("core:apalis:queues:list")

@@ -303,9 +303,16 @@ impl Config {
 
         let redis_url = r.raw("REDIS_URL").map(str::to_owned);
         if let Some(url) = &redis_url
-            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+            && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+cluster://"))
         {
-            r.problem("REDIS_URL", "must start with redis:// or rediss://");
+            r.problem("REDIS_URL", "must start with redis://, rediss:// or redis+cluster://");
+        }
+        // A `redis+cluster://` URL names a cluster by itself; the flag makes a plain URL
+        // the cluster's first node.
+        let redis_cluster = r.boolean("REDIS_CLUSTER", false)
+            || redis_url.as_deref().is_some_and(|url| url.starts_with("redis+cluster://"));
+        if redis_cluster && redis_url.is_none() {
+            r.problem("REDIS_CLUSTER", "needs REDIS_URL (a node of the cluster)");
         }
         if matches!(database, DatabaseTarget::Postgres { .. }) && redis_url.is_none() {
             r.problem("REDIS_URL", "is required when DATABASE_URL is PostgreSQL (the queue runs on Redis there)");
@@ -452,7 +459,7 @@ impl Config {
             public_url,
             data_dir,
             database,
-            queue: QueueLocation { redis_url, prefix: queue_prefix },
+            queue: QueueLocation { redis_url, redis_cluster, prefix: queue_prefix },
             s3: S3Config { endpoint, bucket, region, credentials, force_path_style, public_endpoint },
             dev_login,
             google,

@@ -25,6 +25,9 @@ impl DatabaseTarget {
 pub struct QueueLocation {
     /// `None` keeps the queue in the SQLite database (embedded mode).
     pub redis_url: Option<String>,
+    /// `REDIS_URL` names a Redis Cluster (`REDIS_CLUSTER=true`, or a
+    /// `redis+cluster://host:port[,host:port…]` URL).
+    pub redis_cluster: bool,
     /// Prefix of every queue name, so that several deployments or tests share one Redis.
     pub prefix: String,
 }
@@ -43,6 +46,7 @@ impl fmt::Debug for QueueLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("QueueLocation")
             .field("redis_url", &self.redis_url.as_deref().map(without_password))
+            .field("redis_cluster", &self.redis_cluster)
             .field("prefix", &self.prefix)
             .finish()
     }

@@ -189,6 +189,23 @@ fn a_public_url_must_name_a_host() {
 }
 
 #[test]
+fn a_redis_cluster_is_named_by_its_url_or_the_flag() {
+    let postgres = ("DATABASE_URL", "postgres://localhost/x");
+    let plain = parse(&[postgres, ("REDIS_URL", "redis://127.0.0.1:6379"), KEY]).expect("one server");
+    assert!(!plain.queue.redis_cluster);
+    let url = ("REDIS_URL", "redis+cluster://:pw-supersecret@10.0.0.1:7000,10.0.0.2:7000");
+    let by_url = parse(&[postgres, url, KEY]).expect("cluster URL");
+    assert!(by_url.queue.redis_cluster);
+    assert!(!format!("{by_url:?}").contains("supersecret"));
+    let flag = [postgres, ("REDIS_URL", "redis://10.0.0.1:7000"), ("REDIS_CLUSTER", "true"), KEY];
+    assert!(parse(&flag).expect("flag").queue.redis_cluster);
+    let err = parse(&[("REDIS_CLUSTER", "true")]).expect_err("a cluster without a node");
+    assert_eq!(err.problems[0].variable, "REDIS_CLUSTER");
+    let err = parse(&[postgres, ("REDIS_URL", "cluster://10.0.0.1:7000"), KEY]).expect_err("scheme");
+    assert_eq!(err.problems[0].variable, "REDIS_URL");
+}
+
+#[test]
 fn database_and_redis_passwords_are_never_printed() {
     let c = parse(&[
         ("DATABASE_URL", "postgres://app:pg-supersecret@db.internal:5432/pets?sslmode=require"),

@@ -187,6 +187,10 @@ mod a_retried_fetch_hands_out_the_same_jobs {
     async fn redis() {
         super::a_retried_fetch_hands_out_the_same_jobs().await
     }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis_cluster() {
+        crate::ON_CLUSTER.scope(true, super::a_retried_fetch_hands_out_the_same_jobs()).await
+    }
 }
 
 async fn a_retried_fetch_hands_out_the_same_jobs() {

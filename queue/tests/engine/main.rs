@@ -1,18 +1,26 @@
-//! One queue test suite for both stores: every test runs on SQLite (`…::sqlite`) and on
-//! a real Redis (`…::redis`). Each test owns a queue of its own name (a SQLite file, or
-//! Redis keys) and removes it when it ends. Without Redis the Redis runs say so and
-//! pass, unless PETPORTRAIT_REQUIRE_SERVICES=1 (CI), where a missing Redis fails them.
+//! One queue test suite for both stores: every test runs on SQLite (`…::sqlite`), on
+//! a real Redis (`…::redis`) and on a Redis Cluster (`…::redis_cluster`, at
+//! `TEST_REDIS_CLUSTER_URL`, e.g. the one `scripts/redis-cluster` starts). Each test owns
+//! a queue of its own name (a SQLite file, or Redis keys) and removes it when it ends.
+//! Without Redis (or without a cluster URL) those runs say so and pass, unless
+//! PETPORTRAIT_REQUIRE_SERVICES=1 (CI), where a missing server fails them.
 
 use std::future::Future;
 use std::time::Duration;
 
-use petportrait_queue::{QueueConfig, RedisQueue, SqliteQueue, Store};
+use petportrait_queue::{QueueConfig, RedisQueue, RedisTarget, SqliteQueue, Store};
 
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// Runs each named generic test on both stores: `name::sqlite` and `name::redis`.
+tokio::task_local! {
+    /// Set for a test's `redis_cluster` run: its queue opens on the cluster.
+    pub static ON_CLUSTER: bool;
+}
+
+/// Runs each named generic test on both stores: `name::sqlite`, `name::redis` and
+/// `name::redis_cluster`.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -24,8 +32,17 @@ macro_rules! on_both_stores {
             async fn redis() {
                 super::$name::<petportrait_queue::RedisQueue>().await
             }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_cluster() {
+                crate::ON_CLUSTER.scope(true, super::$name::<petportrait_queue::RedisQueue>()).await
+            }
         }
     )*};
+}
+
+/// Whether a missing server fails the tests that need it (CI) rather than skipping them.
+fn required() -> bool {
+    std::env::var("PETPORTRAIT_REQUIRE_SERVICES").as_deref() == Ok("1")
 }
 
 /// How a test opens (and cleans up) a queue of its own on one store.
@@ -40,30 +57,45 @@ pub trait TestStore: Store + Sized {
 
 impl TestStore for RedisQueue {
     async fn open(config: QueueConfig) -> Option<RedisQueue> {
-        match RedisQueue::connect(&redis_url(), config).await {
-            Ok(queue) if queue.ping().await.is_ok() => Some(queue),
-            _ if std::env::var("PETPORTRAIT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-                panic!("Redis at {} does not answer and PETPORTRAIT_REQUIRE_SERVICES=1", redis_url())
+        let url = if ON_CLUSTER.try_with(|on| *on).unwrap_or(false) {
+            match std::env::var("TEST_REDIS_CLUSTER_URL") {
+                Ok(url) => url,
+                Err(_) if required() => panic!("PETPORTRAIT_REQUIRE_SERVICES=1 but TEST_REDIS_CLUSTER_URL is not set"),
+                Err(_) => {
+                    eprintln!("NOT RUN: TEST_REDIS_CLUSTER_URL is not set (scripts/redis-cluster starts a cluster)");
+                    return None;
+                }
             }
+        } else {
+            redis_url()
+        };
+        let target = match RedisTarget::parse(&url, false) {
+            Ok(target) => target,
+            Err(error) => panic!("{url} is not a Redis URL: {error}"),
+        };
+        match RedisQueue::connect_to(target, config).await {
+            Ok(queue) if queue.ping().await.is_ok() => Some(queue),
+            _ if required() => panic!("Redis at {url} does not answer and PETPORTRAIT_REQUIRE_SERVICES=1"),
             _ => {
-                eprintln!("NOT RUN: Redis at {} does not answer", redis_url());
+                eprintln!("NOT RUN: Redis at {url} does not answer");
                 None
             }
         }
     }
 
     async fn sibling(&self, config: QueueConfig) -> RedisQueue {
-        RedisQueue::connect(&redis_url(), config).await.expect("second handle")
+        RedisQueue::connect_to(self.target().clone(), config).await.expect("second handle")
     }
 
     fn clean_up(&self) {
         let config = self.config().clone();
+        let target = self.target().clone();
         // Drop runs inside the test's runtime, which cannot block on itself, and the
         // queue's connection belongs to that runtime: clean up with a new one.
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             runtime.block_on(async {
-                let queue = RedisQueue::connect(&redis_url(), config).await.expect("connect for clean-up");
+                let queue = RedisQueue::connect_to(target, config).await.expect("connect for clean-up");
                 queue.remove_all().await.expect("clean-up");
             });
         })

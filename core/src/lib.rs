@@ -9,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod errors;
+pub mod fairness;
 pub mod hosts;
 pub mod ids;
 pub mod imaging;

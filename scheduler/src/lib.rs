@@ -109,8 +109,9 @@ pub async fn tick(
     let idle_since = now - duration_ms(config.sessions.idle_timeout);
     let sessions_deleted = services.db.delete_expired_sessions(now, idle_since, 1_000).await?
         + services.db.delete_expired_sign_in_attempts(now, 1_000).await?;
-    let generations_redispatched =
-        redispatch_stalled(services, now, now - duration_ms(config.scheduler.stalled_after)).await?;
+    let generations_redispatched = redispatch_stalled(services, now, now - duration_ms(config.scheduler.stalled_after))
+        .await?
+        + dispatch_parked(services, now, config.worker.user_max_running).await?;
     let checkout_keys_deleted = services.db.delete_checkout_keys_before(now - CHECKOUT_KEY_RETENTION_MS, 1_000).await?;
     let webhooks = webhooks::catch_up(services, now).await?;
     let reconciliation = reconcile::reconcile_if_due(config, &services.db, now).await?;
@@ -123,6 +124,23 @@ pub async fn tick(
         checkout_keys_deleted,
         reconciliation,
     })
+}
+
+/// The safety net of the per-user cap: a parked generation is dispatched by the worker
+/// that frees its user's slot; if that worker died first, this dispatches one parked
+/// generation of each user who has room (a tick at a time, so a user's backlog never
+/// comes back into the queue at once).
+async fn dispatch_parked(services: &Services, now: Millis, cap: Option<u32>) -> Result<u64, SchedulerError> {
+    let Some(cap) = cap else { return Ok(0) };
+    let mut dispatched = 0;
+    for user in services.db.users_with_parked_and_room(now, cap, 1_000).await? {
+        match petportrait_core::fairness::dispatch_next_parked(&services.db, &services.queue, &user, cap).await {
+            Ok(true) => dispatched += 1,
+            Ok(false) => {}
+            Err(error) => tracing::warn!(error = %error_chain(&error), "could not dispatch a parked generation"),
+        }
+    }
+    Ok(dispatched)
 }
 
 /// Deletes expired uploads and outputs in batches: claim rows, delete the objects,

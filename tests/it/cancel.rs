@@ -66,7 +66,7 @@ async fn cancel_while_running_refunds_and_stays_canceled(mode: Mode) {
     let generation = GenerationId::parse(&id).expect("id");
     let db = &app.services.db;
     assert!(matches!(
-        db.claim_generation(&generation, "late", now_ms(), now_ms() + 1_000).await.expect("claim"),
+        db.claim_generation(&generation, "late", now_ms(), now_ms() + 1_000, None).await.expect("claim"),
         ClaimOutcome::Terminal
     ));
     let (_, after) = ann.get(&format!("/v1/generations/{id}")).await;

@@ -93,7 +93,7 @@ async fn charge_release_and_refund_happen_once(mode: Mode) {
     let (charged, _) = create(&app, &user, &upload, 4).await;
     let now = now_ms();
     assert!(matches!(
-        db.claim_generation(&charged, "run-1", now, now + 60_000).await.expect("claim"),
+        db.claim_generation(&charged, "run-1", now, now + 60_000, None).await.expect("claim"),
         ClaimOutcome::Claimed(_)
     ));
     let results = join_all((0..4).map(|_| db.charge_generation(&charged, "run-1", user.as_str(), 4, now_ms()))).await;
@@ -114,7 +114,7 @@ async fn charge_release_and_refund_happen_once(mode: Mode) {
     let (held, _) = create(&app, &user, &upload, 4).await;
     let now = now_ms();
     assert!(matches!(
-        db.claim_generation(&held, "run-2", now, now + 60_000).await.expect("claim"),
+        db.claim_generation(&held, "run-2", now, now + 60_000, None).await.expect("claim"),
         ClaimOutcome::Claimed(_)
     ));
     assert!(db.mark_failed(&held, None, "x", "x", false, now_ms()).await.expect("fail"));
@@ -142,7 +142,7 @@ async fn one_worker_holds_a_generation_at_a_time(mode: Mode) {
 
     // Three deliveries race, two of them in the same process: one claim wins.
     let owners = ["w1/a", "w1/b", "w2/a"];
-    let claims = join_all(owners.map(|w| db.claim_generation(&id, w, now, now + 30_000))).await;
+    let claims = join_all(owners.map(|w| db.claim_generation(&id, w, now, now + 30_000, None))).await;
     let claimed = claims.iter().filter(|c| matches!(c, Ok(ClaimOutcome::Claimed(_)))).count();
     let leased = claims.iter().filter(|c| matches!(c, Ok(ClaimOutcome::Leased { .. }))).count();
     assert_eq!((claimed, leased), (1, 2), "exactly one worker claims");
@@ -153,7 +153,7 @@ async fn one_worker_holds_a_generation_at_a_time(mode: Mode) {
     // Only the holder may finish; after its lease lapses another worker takes over.
     assert!(!db.mark_succeeded(&id, other, &[], now).await.expect("update"));
     let later = now + 31_000;
-    match db.claim_generation(&id, other, later, later + 30_000).await.expect("claim") {
+    match db.claim_generation(&id, other, later, later + 30_000, None).await.expect("claim") {
         ClaimOutcome::Claimed(row) => assert_eq!(row.attempts, 2),
         outcome => panic!("expected a takeover, got {outcome:?}"),
     }
@@ -162,13 +162,13 @@ async fn one_worker_holds_a_generation_at_a_time(mode: Mode) {
     let due = later + 5_000;
     assert!(db.mark_waiting_for_retry(&id, other, later, due, "01KAAAAAAAAAAAAAAAAAAAAAAB").await.expect("retry"));
     assert!(
-        matches!(db.claim_generation(&id, "early", later + 1, later + 60_000).await.expect("claim"), ClaimOutcome::NotYet { due: d } if d == due)
+        matches!(db.claim_generation(&id, "early", later + 1, later + 60_000, None).await.expect("claim"), ClaimOutcome::NotYet { due: d } if d == due)
     );
-    match db.claim_generation(&id, other, due, due + 30_000).await.expect("claim") {
+    match db.claim_generation(&id, other, due, due + 30_000, None).await.expect("claim") {
         ClaimOutcome::Claimed(row) => assert_eq!(row.attempts, 3),
         outcome => panic!("expected the retry to claim, got {outcome:?}"),
     }
     assert!(db.mark_succeeded(&id, other, &[], due).await.expect("update"));
-    assert!(matches!(db.claim_generation(&id, "w9", due, due + 1).await.expect("claim"), ClaimOutcome::Terminal));
+    assert!(matches!(db.claim_generation(&id, "w9", due, due + 1, None).await.expect("claim"), ClaimOutcome::Terminal));
     app.stop().await;
 }

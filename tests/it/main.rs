@@ -34,6 +34,7 @@ mod cog;
 mod crash;
 mod downloads;
 mod events;
+mod fairness;
 mod flow;
 mod gallery;
 mod google;

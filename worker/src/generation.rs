@@ -62,7 +62,8 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
     let row = loop {
         let now = now_ms();
         let lease_until = now + duration_ms(state.config.worker.job_lease);
-        let claimed = match db.claim_generation(id, owner, now, lease_until).await {
+        let cap = state.config.worker.user_max_running;
+        let claimed = match db.claim_generation(id, owner, now, lease_until, cap).await {
             Err(error) if error.is_corrupt_row() => {
                 // The row cannot be read, and never will be: fail it (giving the credits
                 // back) rather than claim it again on every delivery.
@@ -102,6 +103,16 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
                 look_again_at(state, id, until + 250).await;
                 return Ok(());
             }
+            ClaimOutcome::UserAtCap => {
+                // Its user runs as many as they may: it waits out of the queue, and the
+                // end of one of those runs dispatches it (`db/fairness.rs`).
+                if let Some(user) = db.park_generation(id, now_ms()).await? {
+                    tracing::info!("the user's running generations are at USER_MAX_RUNNING; parked");
+                    // One of them may have ended meanwhile, finding nothing parked yet.
+                    dispatch_next_parked(state, &user).await;
+                }
+                return Ok(());
+            }
             ClaimOutcome::NotYet { due } => {
                 // A delivery of a generation whose retry is not due yet (a replayed dead
                 // job, or the scheduler's sweep racing a retry): the retry waits for its backoff.
@@ -111,6 +122,21 @@ async fn process(state: &WorkerState, id: &GenerationId) -> Result<(), petportra
             }
         }
     };
+    let user = row.user_id.clone();
+    let result = finish_claimed(state, id, owner, *row).await;
+    // Whatever became of this run, the user's slot is free again.
+    dispatch_next_parked(state, &user).await;
+    result
+}
+
+/// Runs a claimed generation and records where it ends (or its retry).
+async fn finish_claimed(
+    state: &WorkerState,
+    id: &GenerationId,
+    owner: &str,
+    row: GenerationRow,
+) -> Result<(), petportrait_core::db::DbError> {
+    let db = &state.services.db;
     tracing::Span::current().record("job.attempt", row.attempts);
     if let Some(request) = &row.request_id {
         tracing::Span::current().record("request.id", request.as_str());
@@ -194,6 +220,17 @@ fn heartbeat_ms(state: &WorkerState) -> Millis {
 async fn changed(state: &WorkerState, id: &GenerationId) {
     state.services.changes.publish(id.as_str()).await;
     state.services.webhooks.announce(id.as_str()).await;
+}
+
+/// Dispatches the user's oldest parked generation if the user has a free slot. A
+/// failure is logged: the scheduler's sweep dispatches parked generations too.
+async fn dispatch_next_parked(state: &WorkerState, user: &str) {
+    let Some(cap) = state.config.worker.user_max_running else { return };
+    let services = &state.services;
+    if let Err(error) = petportrait_core::fairness::dispatch_next_parked(&services.db, &services.queue, user, cap).await
+    {
+        tracing::warn!(error = %error_chain(&error), "could not dispatch a parked generation; the sweep will");
+    }
 }
 
 /// Dispatches the generation again at `at` (ms). Each look is a job of its own: a

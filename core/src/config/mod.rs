@@ -126,6 +126,10 @@ pub struct WorkerConfig {
     pub retry_max_delay: Duration,
     /// How often an idle worker looks for new jobs.
     pub poll_interval: Duration,
+    /// How many generations of one user may run at once across every worker
+    /// (`USER_MAX_RUNNING`; `None` when 0: no cap). The others wait their turn, so one
+    /// user's backlog cannot take every worker while other users wait.
+    pub user_max_running: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -409,6 +413,8 @@ impl Config {
             retry_base_delay: r.duration("RETRY_BASE_DELAY", Duration::from_secs(2)),
             retry_max_delay: r.duration("RETRY_MAX_DELAY", Duration::from_secs(600)),
             poll_interval: r.duration("WORKER_POLL_INTERVAL", Duration::from_millis(50)),
+            user_max_running: Some(r.parsed("USER_MAX_RUNNING", 4u32, "a number of generations (0: no cap)"))
+                .filter(|cap| *cap > 0),
         };
         if worker.concurrency == 0 {
             r.problem("WORKER_CONCURRENCY", "must be at least 1");

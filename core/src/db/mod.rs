@@ -11,6 +11,7 @@ mod cancel;
 mod checkout;
 mod credits;
 mod deliveries;
+mod fairness;
 mod gallery;
 mod gauges;
 mod generations;

@@ -25,6 +25,8 @@ pub enum ClaimOutcome {
     NotYet { due: Millis },
     /// No such generation (it was deleted).
     Missing,
+    /// Its user already runs `USER_MAX_RUNNING` generations: it waits for one of them.
+    UserAtCap,
 }
 
 /// What a worker's charge did.
@@ -42,42 +44,67 @@ impl Db {
     /// Takes the generation for `owner` (a token unique to this delivery) until
     /// `lease_until`, counting an attempt. A lapsed lease (its worker died) is taken
     /// over; a live one is left alone, even if the same process holds it.
+    /// `max_running` is the user's cap on running generations (`USER_MAX_RUNNING`; `None`:
+    /// no cap): the claim counts the user's other live leases in the same statement.
     pub async fn claim_generation(
         &self,
         id: &GenerationId,
         owner: &str,
         now: Millis,
         lease_until: Millis,
+        max_running: Option<u32>,
     ) -> DbResult<ClaimOutcome> {
+        let cap = max_running.map_or(i64::MAX, i64::from);
+        let mut tx = self.pool.begin().await?;
+        if self.dialect() == super::Dialect::Postgres {
+            // Dialect: PostgreSQL runs concurrent claims side by side, so two could both
+            // count the user's last free slot; one user's claims take turns on a lock
+            // named after the user (held until this transaction ends). SQLite has one writer.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext(user_id))::text FROM generations WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        }
         let claimed: Option<GenerationRow> = sqlx::query_as(sql(&[
             "UPDATE generations SET status = 'starting', attempts = attempts + 1, lease_owner = $2, \
              lease_until = $4, started_at = COALESCE(started_at, $3), progress_stage = 'starting', \
-             updated_at = $3, version = version + 1 \
+             updated_at = $3, version = version + 1, parked_at = NULL \
              WHERE id = $1 AND status IN ('queued', 'starting', 'processing') \
-             AND (lease_until IS NULL OR lease_until < $3) AND (not_before IS NULL OR not_before <= $3) RETURNING ",
+             AND (lease_until IS NULL OR lease_until < $3) AND (not_before IS NULL OR not_before <= $3) \
+             AND (SELECT COUNT(*) FROM generations other WHERE other.user_id = generations.user_id \
+                  AND other.id <> $1 AND other.status IN ('starting', 'processing') AND other.lease_until >= $3) < $5 \
+             RETURNING ",
             GENERATION_COLUMNS,
         ]))
         .bind(id.as_str())
         .bind(owner)
         .bind(now)
         .bind(lease_until)
-        .fetch_optional(&self.pool)
+        .bind(cap)
+        .fetch_optional(&mut *tx)
         .await?;
+        tx.commit().await?;
         if let Some(row) = claimed {
             return Ok(ClaimOutcome::Claimed(Box::new(row)));
         }
-        let current: Option<(String, Option<Millis>, Option<Millis>)> =
-            sqlx::query_as("SELECT status, lease_until, not_before FROM generations WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
+        let current: Option<(String, Option<Millis>, Option<Millis>, i64)> = sqlx::query_as(
+            "SELECT status, lease_until, not_before, (SELECT COUNT(*) FROM generations other \
+             WHERE other.user_id = generations.user_id AND other.id <> $1 \
+             AND other.status IN ('starting', 'processing') AND other.lease_until >= $2) \
+             FROM generations WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(match current {
             None => ClaimOutcome::Missing,
-            Some((status, _, _)) if GenerationStatus::parse(&status).is_none_or(GenerationStatus::is_terminal) => {
+            Some((status, ..)) if GenerationStatus::parse(&status).is_none_or(GenerationStatus::is_terminal) => {
                 ClaimOutcome::Terminal
             }
-            Some((_, Some(until), _)) if until >= now => ClaimOutcome::Leased { until },
-            Some((_, _, Some(due))) if due > now => ClaimOutcome::NotYet { due },
+            Some((_, Some(until), _, _)) if until >= now => ClaimOutcome::Leased { until },
+            Some((_, _, Some(due), _)) if due > now => ClaimOutcome::NotYet { due },
+            Some((.., running)) if running >= cap => ClaimOutcome::UserAtCap,
             // The row changed between the two statements; look again shortly.
             Some(_) => ClaimOutcome::Leased { until: now },
         })

@@ -27,7 +27,7 @@ impl Db {
         let (after_at, after_id) = after.unwrap_or((Millis::MIN, ""));
         Ok(sqlx::query_as(
             "SELECT id, dispatch_task, updated_at FROM generations \
-             WHERE status IN ('queued', 'starting', 'processing') \
+             WHERE status IN ('queued', 'starting', 'processing') AND parked_at IS NULL \
              AND updated_at < $2 AND (lease_until IS NULL OR lease_until < $1) \
              AND (not_before IS NULL OR not_before < $2) \
              AND (updated_at > $3 OR (updated_at = $3 AND id > $4)) \

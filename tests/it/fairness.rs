@@ -1,0 +1,81 @@
+//! The per-user cap on running generations (`USER_MAX_RUNNING`): one user's backlog
+//! holds at most the cap's worth of workers; another user's generation takes a free
+//! worker at once; the end of a run dispatches the user's next parked generation.
+
+use std::time::Duration;
+
+use petportrait_tests::client::Client;
+use petportrait_tests::fixtures::pet_jpeg;
+use petportrait_tests::studios::StallingStudio;
+use petportrait_tests::{Mode, TestApp, wait_until};
+use reqwest::StatusCode;
+use serde_json::json;
+
+all_modes!(one_users_backlog_leaves_workers_for_others, one_users_backlog_leaves_workers_for_others);
+
+async fn statuses(client: &Client, ids: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for id in ids {
+        let (status, body) = client.get(&format!("/v1/generations/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        found.push(body["status"].as_str().expect("a status").to_owned());
+    }
+    found
+}
+
+fn running(statuses: &[String]) -> usize {
+    statuses.iter().filter(|s| matches!(s.as_str(), "starting" | "processing")).count()
+}
+
+async fn one_users_backlog_leaves_workers_for_others(mode: Mode) {
+    // Every render blocks until released: whatever starts, stays running.
+    let (stalling, release) = StallingStudio::new();
+    let vars = [("USER_MAX_RUNNING", "1"), ("WORKER_CONCURRENCY", "2"), ("STARTER_CREDITS", "100")];
+    let app = TestApp::spawn_with(mode, &vars, petportrait::Roles::ALL, Some(stalling)).await;
+    let ann = app.user("Ann").await;
+    let bob = app.user("Bob").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let mut anns = Vec::new();
+    for _ in 0..3 {
+        anns.push(ann.create_portrait(&upload, "watercolor").await["id"].as_str().expect("id").to_owned());
+    }
+    let deadline = Duration::from_secs(30);
+    wait_until("one of Ann's generations to run", deadline, || async {
+        (running(&statuses(&ann, &anns).await) == 1).then_some(())
+    })
+    .await;
+
+    // Two workers, Ann may use one: Bob's generation starts while Ann's backlog waits.
+    let bobs_upload = bob.upload_ok(pet_jpeg()).await;
+    let bobs = bob.create_portrait(&bobs_upload, "watercolor").await["id"].as_str().expect("id").to_owned();
+    wait_until("Bob's generation to run", deadline, || async {
+        (running(&statuses(&bob, std::slice::from_ref(&bobs)).await) == 1).then_some(())
+    })
+    .await;
+    let now = statuses(&ann, &anns).await;
+    assert_eq!(running(&now), 1, "Ann runs one at a time: {now:?}");
+    assert_eq!(now.iter().filter(|s| *s == "queued").count(), 2, "{now:?}");
+
+    // Ann's running generation ends (canceled, its render released): her next one starts.
+    let first =
+        anns.iter().zip(&now).find(|(_, s)| matches!(s.as_str(), "starting" | "processing")).expect("one runs").0;
+    let (status, body) = ann.post_json(&format!("/v1/generations/{first}/cancel"), &json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    release.send(()).expect("release the first render");
+    let rest: Vec<String> = anns.iter().filter(|id| *id != first).cloned().collect();
+    wait_until("Ann's next generation to run", deadline, || async {
+        (running(&statuses(&ann, &rest).await) == 1).then_some(())
+    })
+    .await;
+    let now = statuses(&ann, &rest).await;
+    assert_eq!(running(&now), 1, "still one at a time: {now:?}");
+
+    for id in rest.iter().chain(std::iter::once(&bobs)) {
+        let owner = if *id == bobs { &bob } else { &ann };
+        owner.post_json(&format!("/v1/generations/{id}/cancel"), &json!({})).await;
+    }
+    for _ in 0..4 {
+        let _ = release.send(());
+    }
+    app.stop().await;
+}

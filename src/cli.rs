@@ -59,6 +59,14 @@ pub enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
+    /// Show an account
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+        /// Print JSON instead of text
+        #[arg(long, global = true)]
+        json: bool,
+    },
     /// Purge every expired object now (the scheduler does it every tick)
     Purge {
         /// Print JSON instead of text
@@ -128,6 +136,19 @@ pub enum GenerationCommand {
     Show { id: String },
     /// Cancel generation ID as its owner would (credits released or refunded)
     Cancel { id: String },
+    /// Run unfinished generation ID again now (a retry's wait or a parking ends)
+    Retry { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Credits and counts of what account WHO (a usr_… id or an e-mail address) holds
+    Show {
+        who: String,
+        /// Also print the name and e-mail address
+        #[arg(long)]
+        personal: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

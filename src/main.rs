@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         Command::S3Server { port } => commands::s3_server(config, port).await,
         Command::Queue { command, json } => ops::queue_command(config, command, json).await,
         Command::Generation { command, json } => ops::generation_command(config, command, json).await,
+        Command::Users { command, json } => ops::users_command(config, command, json).await,
         Command::Purge { json } => ops::scheduler_command(config, ops::SchedulerWork::Purge, json).await,
         Command::Sweep { json } => ops::scheduler_command(config, ops::SchedulerWork::Sweep, json).await,
     }

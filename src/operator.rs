@@ -1,11 +1,14 @@
-//! Operator commands on generations and the scheduler's work, as functions over the
+//! Operator commands on generations, accounts and the scheduler's work, as functions over the
 //! services that return what they did as JSON (the command line prints it as text or,
 //! with `--json`, as is; the system tests call them directly).
+
+use std::time::Duration;
 
 use anyhow::Context;
 use petportrait_core::config::Config;
 use petportrait_core::db::{CancelOutcome, GenerationRow};
 use petportrait_core::ids::{GenerationId, UserId};
+use petportrait_core::queue::Dispatch;
 use petportrait_core::services::Services;
 use petportrait_core::time::{now_ms, rfc3339};
 use serde_json::{Value, json};
@@ -51,6 +54,64 @@ pub async fn generation_cancel(services: &Services, id: &str) -> anyhow::Result<
         CancelOutcome::NotFound => anyhow::bail!("no generation {id}"),
     };
     Ok(json!({"id": row.id, "result": result}))
+}
+
+/// Runs an unfinished generation again now: a retry waiting for its backoff starts at
+/// once, a parked one (its user at `USER_MAX_RUNNING`) is dispatched (and parked again if
+/// the user is still at the cap), one the queue lost is dispatched. A generation that a
+/// worker holds is left to it, and an ended one stays ended (terminal states never change:
+/// its owner makes a new one).
+pub async fn generation_retry(services: &Services, id: &str) -> anyhow::Result<Value> {
+    let row = find(services, id).await?;
+    anyhow::ensure!(
+        !row.status.is_terminal(),
+        "generation {id} has ended ({}); ended generations never change",
+        row.status.as_str()
+    );
+    let now = now_ms();
+    let generation = GenerationId::parse(&row.id).context("the stored id")?;
+    let dispatch = Dispatch::Sweep { at: now }.plan(&generation);
+    let recorded = services
+        .db
+        .make_runnable_now(&row.id, now, &dispatch.task().to_string())
+        .await
+        .context("recording the retry")?;
+    anyhow::ensure!(recorded, "generation {id} is held by a worker now (or changed meanwhile); look at it again");
+    services.queue.dispatch(&dispatch, Duration::ZERO).await.context("dispatching")?;
+    Ok(json!({"id": row.id, "result": "dispatched", "status": row.status.as_str(), "attempts": row.attempts}))
+}
+
+/// One account, by id (`usr_…`) or e-mail address (found by its blind index): its
+/// credits and counts of what it holds. Name and address only with `personal`: an
+/// operator's report is no place for them unless asked.
+pub async fn user_show(services: &Services, who: &str, personal: bool) -> anyhow::Result<Value> {
+    let user = if who.contains('@') {
+        services.accounts.find_by_email(who).await.context("looking the address up")?
+    } else {
+        let id = UserId::parse(who)
+            .with_context(|| format!("{who:?} is neither a user id (usr_…) nor an e-mail address"))?;
+        services.db.get_user(&id).await.context("reading the account")?
+    };
+    let user = user.with_context(|| format!("no account {who}"))?;
+    let summary = services.db.account_summary(&user.id).await.context("counting what the account holds")?;
+    let mut report = json!({
+        "id": user.id,
+        "created_at": rfc3339(user.created_at),
+        "credits": {"balance": user.credits_balance, "held": user.credits_held},
+        "generations": summary.generations,
+        "sessions": summary.sessions,
+        "api_tokens": summary.api_tokens,
+        "gallery_items": summary.gallery_items,
+        "payments": summary.payments,
+        "webhook_endpoints": summary.webhook_endpoints,
+        "accepted_policy": summary.accepted_policy,
+    });
+    if personal {
+        let profile = services.accounts.profile(&user).context("opening the sealed profile")?;
+        report["name"] = json!(profile.name);
+        report["email"] = json!(profile.email);
+    }
+    Ok(report)
 }
 
 /// Purges every expired object now, in the scheduler's batches, until none is due.

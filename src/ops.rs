@@ -6,7 +6,7 @@ use petportrait_core::config::Config;
 use petportrait_core::queue::JobQueue;
 use serde_json::json;
 
-use crate::cli::{CreditsCommand, GenerationCommand, PolicyCommand, QueueCommand};
+use crate::cli::{CreditsCommand, GenerationCommand, PolicyCommand, QueueCommand, UsersCommand};
 use crate::commands::prepare_data_dir;
 
 pub async fn queue_command(config: Config, command: QueueCommand, json: bool) -> anyhow::Result<()> {
@@ -23,6 +23,17 @@ pub async fn generation_command(config: Config, command: GenerationCommand, json
     let result = match command {
         GenerationCommand::Show { id } => petportrait::operator::generation_show(&services, &id).await,
         GenerationCommand::Cancel { id } => petportrait::operator::generation_cancel(&services, &id).await,
+        GenerationCommand::Retry { id } => petportrait::operator::generation_retry(&services, &id).await,
+    };
+    services.close().await;
+    print_report(&result?, json)
+}
+
+/// `petportrait users show WHO [--personal]`.
+pub async fn users_command(config: Config, command: UsersCommand, json: bool) -> anyhow::Result<()> {
+    let services = connect(&config).await?;
+    let result = match command {
+        UsersCommand::Show { who, personal } => petportrait::operator::user_show(&services, &who, personal).await,
     };
     services.close().await;
     print_report(&result?, json)

@@ -122,6 +122,14 @@ impl Accounts {
         Ok(self.db.find_user_by_subject(&indexes).await?)
     }
 
+    /// The account whose e-mail address is `email` (as the identity provider gave it,
+    /// or in lower case), found by its blind index: for the operator's `users show`.
+    pub async fn find_by_email(&self, email: &str) -> Result<Option<UserRow>, AccountError> {
+        let mut indexes = self.keyring.indexes(IndexPurpose::Email, email);
+        indexes.extend(self.keyring.indexes(IndexPurpose::Email, &email.to_lowercase()));
+        Ok(self.db.find_user_by_email(&indexes).await?)
+    }
+
     /// The account's personal fields, opened.
     pub fn profile(&self, user: &UserRow) -> Result<Profile, SealError> {
         Ok(Profile {

@@ -1,5 +1,5 @@
-//! The operator's commands (`petportrait generation show|cancel`, `purge`, `sweep`),
-//! through the functions the command line prints.
+//! The operator's commands (`petportrait generation show|cancel|retry`, `users show`,
+//! `purge`, `sweep`, `migrate --status`), through the functions the command line prints.
 
 use std::time::Duration;
 
@@ -70,6 +70,59 @@ async fn operators_purge_and_sweep_now(mode: Mode) {
     .await;
     let done = ann.wait_terminal(id.as_str(), Duration::from_secs(60)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
+    app.stop().await;
+}
+
+all_modes!(operators_retry_a_waiting_generation_now, operators_retry_a_waiting_generation_now);
+all_modes!(operators_show_an_account_by_id_or_address, operators_show_an_account_by_id_or_address);
+
+async fn operators_retry_a_waiting_generation_now(mode: Mode) {
+    // The first render fails (retryable) and the retry would wait an hour.
+    let flaky = petportrait_tests::studios::FlakyStudio::new(1);
+    let vars = [("RETRY_BASE_DELAY", "1h"), ("RETRY_MAX_DELAY", "2h")];
+    let app = TestApp::spawn_with(mode, &vars, petportrait::Roles::ALL, Some(flaky)).await;
+    let ann = app.user("Ann").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let id = ann.create_portrait(&upload, "watercolor").await["id"].as_str().expect("id").to_owned();
+    wait_until("the first attempt to fail", Duration::from_secs(30), || async {
+        let shown = operator::generation_show(&app.services, &id).await.expect("show");
+        (shown["status"] == "queued" && shown["attempts"] == 1).then_some(())
+    })
+    .await;
+
+    let retried = operator::generation_retry(&app.services, &id).await.expect("retry");
+    assert_eq!(retried["result"], "dispatched", "{retried}");
+    let done = ann.wait_terminal(&id, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "retried at once, not in an hour: {done}");
+
+    // An ended generation stays ended.
+    let refused = operator::generation_retry(&app.services, &id).await.expect_err("ended");
+    assert!(refused.to_string().contains("has ended"), "{refused}");
+    app.stop().await;
+}
+
+async fn operators_show_an_account_by_id_or_address(mode: Mode) {
+    let roles = petportrait::Roles { web: true, worker: false, scheduler: false };
+    let app = TestApp::spawn_with(mode, &[], roles, None).await;
+    let ann = app.user("Ann").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    ann.create_portrait(&upload, "watercolor").await;
+    let id = ann.user_id().await;
+
+    let by_id = operator::user_show(&app.services, &id, false).await.expect("by id");
+    assert_eq!(by_id["id"], id.as_str());
+    assert_eq!(by_id["generations"]["queued"], 1, "{by_id}");
+    assert_eq!(by_id["credits"]["held"], 4, "{by_id}");
+    assert_eq!(by_id["sessions"], 1, "{by_id}");
+    assert!(!by_id.to_string().contains(&ann.email) && !by_id.to_string().contains("Ann"), "no personal data: {by_id}");
+
+    // Found by the address's blind index, in any case.
+    let by_address = operator::user_show(&app.services, &ann.email.to_uppercase(), true).await.expect("by address");
+    assert_eq!(by_address["id"], id.as_str());
+    assert_eq!((by_address["email"].as_str(), by_address["name"].as_str()), (Some(ann.email.as_str()), Some("Ann")));
+
+    let nobody = operator::user_show(&app.services, "nobody@example.org", false).await.expect_err("unknown");
+    assert!(nobody.to_string().contains("no account"), "{nobody}");
     app.stop().await;
 }
 

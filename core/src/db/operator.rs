@@ -4,7 +4,6 @@
 
 use crate::time::Millis;
 
-use super::users::{USER_COLUMNS, placeholders};
 use super::{Db, DbResult, UserRow};
 
 /// Counts of what one account holds, for `users show`.
@@ -23,16 +22,7 @@ pub struct AccountSummary {
 impl Db {
     /// The account whose e-mail index is one of `email_indexes` (one per key of the ring).
     pub async fn find_user_by_email(&self, email_indexes: &[String]) -> DbResult<Option<UserRow>> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.email_index IN ({})",
-            placeholders(1, email_indexes.len())
-        );
-        // Safe: only our column list and numbered placeholders are formatted in.
-        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-        for index in email_indexes {
-            query = query.bind(index);
-        }
-        Ok(query.fetch_optional(&self.pool).await?)
+        self.find_user_by_index("email_index", email_indexes).await
     }
 
     pub async fn account_summary(&self, user: &str) -> DbResult<AccountSummary> {

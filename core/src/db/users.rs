@@ -40,13 +40,20 @@ pub(super) fn placeholders(from: usize, count: usize) -> String {
 impl Db {
     /// The account whose subject index is one of `subject_indexes` (one per key of the ring).
     pub async fn find_user_by_subject(&self, subject_indexes: &[String]) -> DbResult<Option<UserRow>> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users u WHERE u.subject_index IN ({})",
-            placeholders(1, subject_indexes.len())
-        );
-        // Safe: only our column list and numbered placeholders are formatted in.
+        self.find_user_by_index("subject_index", subject_indexes).await
+    }
+
+    /// The account whose blind index `column` is one of `indexes`.
+    pub(super) async fn find_user_by_index(
+        &self,
+        column: &'static str,
+        indexes: &[String],
+    ) -> DbResult<Option<UserRow>> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users u WHERE u.{column} IN ({})", placeholders(1, indexes.len()));
+        // Safe: only our column names and numbered placeholders are formatted in.
         let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-        for index in subject_indexes {
+        for index in indexes {
             query = query.bind(index);
         }
         Ok(query.fetch_optional(&self.pool).await?)

@@ -44,6 +44,7 @@ mod metrics;
 mod openapi;
 mod operator;
 mod payments;
+mod privacy_inventory;
 mod profile;
 mod rate_limits;
 mod remote;

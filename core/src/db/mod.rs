@@ -24,6 +24,7 @@ mod policy;
 mod reconcile;
 mod rows;
 mod runs;
+mod schema;
 mod sessions;
 mod sweep;
 mod users;

@@ -54,6 +54,8 @@ pub enum IndexPurpose {
     Email,
     /// The identity provider's `iss` and `sub` of an account (dev sign-in: `dev` and the e-mail).
     Subject,
+    /// A user id, as the audit log names its subject (a pseudonym that outlives the account).
+    AuditSubject,
 }
 
 impl IndexPurpose {
@@ -61,6 +63,7 @@ impl IndexPurpose {
         match self {
             IndexPurpose::Email => b"email",
             IndexPurpose::Subject => b"subject",
+            IndexPurpose::AuditSubject => b"audit-subject",
         }
     }
 }

@@ -27,6 +27,7 @@ macro_rules! all_modes {
 }
 
 mod accounts;
+mod audit;
 mod bad_input;
 mod cancel;
 mod checkout;

@@ -370,6 +370,14 @@ impl TestApp {
     /// Runs one statement on the app's database behind its back (test-only SQL, to set
     /// up states the app itself never writes).
     pub async fn raw_execute(&self, sql: &str, binds: &[&str]) {
+        if let Err(error) = self.try_raw_execute(sql, binds).await {
+            panic!("raw statement: {error}");
+        }
+    }
+
+    /// Runs `sql` outside the application's code; the database's error as text when it
+    /// refuses (a trigger, a constraint).
+    pub async fn try_raw_execute(&self, sql: &str, binds: &[&str]) -> Result<u64, String> {
         use sqlx::Connection;
         let mut conn =
             sqlx::AnyConnection::connect(self.config.database.url()).await.expect("connect to the test database");
@@ -377,7 +385,7 @@ impl TestApp {
         for value in binds {
             query = query.bind(value.to_string());
         }
-        query.execute(&mut conn).await.expect("raw statement");
+        query.execute(&mut conn).await.map(|done| done.rows_affected()).map_err(|error| error.to_string())
     }
 }
 

@@ -8,6 +8,8 @@ use petportrait_core::db::PolicyVersionRow;
 use petportrait_core::time::{now_ms, rfc3339};
 use serde::{Deserialize, Serialize};
 
+use petportrait_core::privacy::audit::{self, AuditAction};
+
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
@@ -69,7 +71,12 @@ pub async fn accept_policy(
             format!("the policy in force is version {}", policy.version),
         ));
     }
-    state.services.db.accept_policy(&user.user_id(), &policy.version, now_ms()).await?;
+    let now = now_ms();
+    state.services.db.accept_policy(&user.user_id(), &policy.version, now).await?;
+    let services = &state.services;
+    let detail = serde_json::json!({"version": policy.version});
+    audit::record(&services.db, services.accounts.keyring(), &user.id, AuditAction::PolicyAccepted, detail, now)
+        .await?;
     tracing::info!(user.id = %user.id, policy.version = %policy.version, "policy accepted");
     Ok(StatusCode::NO_CONTENT)
 }

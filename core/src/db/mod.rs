@@ -7,6 +7,7 @@
 //! cannot upgrade without `SQLITE_BUSY`), and conditional state changes are single
 //! `UPDATE ... WHERE` statements rather than check-then-act.
 
+mod audit;
 mod cancel;
 mod checkout;
 mod credits;
@@ -35,6 +36,7 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
+pub use audit::AuditRow;
 pub use cancel::CancelOutcome;
 pub use checkout::CheckoutClaim;
 pub use credits::Adjustment;

@@ -38,6 +38,9 @@ pub enum Deletion {
     /// The rows are kept for a legal reason, detached from the person (no user id,
     /// name or e-mail left), until `retained_days` after their creation.
     Detach { reason: &'static str, retained_days: u32 },
+    /// The rows name a person only by a pseudonym that no table links back once the
+    /// account is gone (the audit log); kept until `retained_days` after creation.
+    Pseudonymous { reason: &'static str, retained_days: u32 },
     /// The table holds nothing about a person.
     NotPersonal,
 }
@@ -406,6 +409,22 @@ pub const TABLES: &[Table] = &[
             c("status_code", Integration, true),
             c("error", Integration, true),
             c("response_excerpt", Integration, true),
+        ],
+    },
+    Table {
+        name: "audit_log",
+        owner: Owner::Nobody,
+        deletion: Deletion::Pseudonymous {
+            reason: "accountability: a record that privacy requests were received and carried out",
+            retained_days: crate::privacy::audit::AUDIT_RETENTION_DAYS,
+        },
+        columns: &[
+            c("id", Operational, true),
+            c("subject", Operational, false),
+            c("action", Consent, true),
+            c("detail", Consent, true),
+            c("created_at", Consent, true),
+            c("retain_until", Consent, true),
         ],
     },
     Table {

@@ -129,12 +129,14 @@ pub async fn purge_now(config: &Config, services: &Services) -> anyhow::Result<V
 }
 
 /// Dispatches again, now, every generation that has not moved for `STALLED_AFTER`
-/// and that the queue no longer holds (the scheduler's sweep).
+/// and that the queue no longer holds, and parked generations whose users have room
+/// (the scheduler's sweep).
 pub async fn sweep_now(config: &Config, services: &Services) -> anyhow::Result<Value> {
     let now = now_ms();
     let quiet_since = now - petportrait_core::time::duration_ms(config.scheduler.stalled_after);
     let redispatched = petportrait_scheduler::redispatch_stalled(services, now, quiet_since).await?;
-    Ok(json!({"generations_redispatched": redispatched}))
+    let unparked = petportrait_scheduler::dispatch_parked(services, now, config.worker.user_max_running).await?;
+    Ok(json!({"generations_redispatched": redispatched, "parked_dispatched": unparked}))
 }
 
 async fn find(services: &Services, id: &str) -> anyhow::Result<GenerationRow> {

@@ -5,6 +5,7 @@
 //! missing session, a body of the wrong type…) come from shared extractors and
 //! middleware, so they are added here, once, from what each operation declares.
 
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
@@ -129,9 +130,23 @@ pub fn limited_per_address(doc: &mut OpenApi) {
                 "more than RATE_LIMIT_ANONYMOUS allows for one client address (`Retry-After`, `RateLimit`, \
                  `RateLimit-Policy`)",
             );
+            if let Some(utoipa::openapi::RefOr::T(response)) = operation.responses.responses.get_mut("429") {
+                for (name, description) in [
+                    ("Retry-After", "Seconds until the request may be sent again"),
+                    ("RateLimit-Policy", "`\"anonymous\";q=<requests>;w=<seconds>`"),
+                    ("RateLimit", "`\"anonymous\";r=<remaining>;t=<seconds until the allowance is whole>`"),
+                ] {
+                    let header = HeaderBuilder::new().description(Some(description)).build();
+                    response.headers.insert(name.to_owned(), header.into());
+                }
+            }
         }
     }
 }
+
+/// Operations that read their body as raw bytes (Stripe's events: the signature covers
+/// the bytes as sent), so no JSON or media-type problem can come of it.
+const RAW_BODY_OPERATIONS: [&str; 1] = ["stripe_webhook"];
 
 /// The problems an operation can answer because of what it is, not what it does.
 fn shared_problems(path: &str, method: &HttpMethod, operation: &Operation) -> Vec<(u16, &'static str, &'static str)> {
@@ -158,7 +173,10 @@ fn shared_problems(path: &str, method: &HttpMethod, operation: &Operation) -> Ve
         shared.push((400, "invalid_parameter", "a query parameter that cannot be read"));
         shared.push((422, "invalid_parameter", "a query parameter out of range or unknown"));
     }
-    if operation.request_body.is_some() {
+    let raw_body = operation.operation_id.as_deref().is_some_and(|id| RAW_BODY_OPERATIONS.contains(&id));
+    if operation.request_body.is_some() && raw_body {
+        shared.push((413, "payload_too_large", "the body is larger than this route accepts"));
+    } else if operation.request_body.is_some() {
         shared.push((408, "request_timeout", "the body did not arrive within HTTP_BODY_TIMEOUT"));
         shared.push((413, "payload_too_large", "the body is larger than this route accepts"));
         shared.push((415, "unsupported_media_type", "the body is not of the documented media type"));

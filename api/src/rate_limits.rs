@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use petportrait_core::config::IpBlock;
+use petportrait_core::config::{ForwardedHeader, IpBlock};
 use petportrait_core::rate_limit::{Decision, Rate};
 
 use crate::AppState;
@@ -57,52 +57,81 @@ fn refusal(policy: &'static str, rate: Rate, decision: Decision) -> ApiError {
     error
 }
 
-/// The layer of the routes that need no sign-in: one allowance per client address.
+/// The layer of the routes that need no sign-in: one allowance per client address (per
+/// /64 for IPv6, where one subscriber holds a whole /64 to rotate through).
 pub async fn limit_anonymous(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
     if let Some(peer) = peer {
-        let client = client_address(peer, request.headers(), &state.limits.trusted_proxies);
-        if let Err(refused) = check(&state, "anonymous", &client.to_string(), state.limits.anonymous).await {
+        let limits = &state.limits;
+        let client = client_address(peer, request.headers(), &limits.trusted_proxies, limits.forwarded_header);
+        if let Err(refused) = check(&state, "anonymous", &limit_key(client), limits.anonymous).await {
             return refused.into_response();
         }
     }
     next.run(request).await
 }
 
+fn limit_key(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => format!("{}/64", std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+        },
+    }
+}
+
 /// The client's address: the peer's, unless the peer is a trusted proxy; then the
-/// nearest address in `X-Forwarded-For` (or `Forwarded`'s `for=`) that is not itself a
-/// trusted proxy. What a client writes there itself is never believed, since only the
-/// entries our proxies appended are read, from the right.
-pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpBlock]) -> IpAddr {
+/// nearest entry of the configured header (`FORWARDED_HEADER`) that is not itself a
+/// trusted proxy, read from the right (the entries our proxies appended). An entry that
+/// cannot be read ends the walk at the peer: what lies left of it may be the client's
+/// own writing. The other header is never read, since our proxies leave it as the
+/// client sent it.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpBlock], header: ForwardedHeader) -> IpAddr {
     let is_trusted = |address: IpAddr| trusted.iter().any(|block| block.contains(address));
     if !is_trusted(peer) {
         return peer;
     }
-    let mut chain: Vec<IpAddr> = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
+    let (name, read): (&str, fn(&str) -> Option<IpAddr>) = match header {
+        ForwardedHeader::XForwardedFor => ("x-forwarded-for", address_with_port),
+        ForwardedHeader::Forwarded => ("forwarded", forwarded_for),
+    };
+    let mut chain = Vec::new();
+    for value in headers.get_all(name) {
         let Ok(text) = value.to_str() else { return peer };
-        chain.extend(text.split(',').filter_map(|entry| entry.trim().parse::<IpAddr>().ok()));
+        chain.extend(text.split(',').map(read));
     }
-    if chain.is_empty() {
-        for value in headers.get_all("forwarded") {
-            let Ok(text) = value.to_str() else { return peer };
-            chain.extend(text.split(',').filter_map(forwarded_for));
+    for entry in chain.into_iter().rev() {
+        match entry {
+            None => return peer,
+            Some(address) if is_trusted(address) => {}
+            Some(address) => return address,
         }
     }
-    chain.into_iter().rev().find(|address| !is_trusted(*address)).unwrap_or(peer)
+    peer
+}
+
+/// `192.0.2.1`, `192.0.2.1:4711`, `2001:db8::1`, `[2001:db8::1]` or `[2001:db8::1]:4711`.
+fn address_with_port(text: &str) -> Option<IpAddr> {
+    let text = text.trim().trim_matches('"');
+    if let Some(rest) = text.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    text.parse().ok().or_else(|| {
+        let (host, port) = text.rsplit_once(':')?;
+        // One colon only: an IPv4 address with a port (IPv6 ports need brackets).
+        (!host.contains(':') && port.parse::<u16>().is_ok()).then(|| host.parse().ok()).flatten()
+    })
 }
 
 /// The address of one `Forwarded` element's `for=` (RFC 7239): `for=192.0.2.60`,
-/// `for="[2001:db8::1]:4711"`; an obfuscated or unknown one is skipped.
+/// `for="[2001:db8::1]:4711"`; an obfuscated or unknown one cannot be read.
 fn forwarded_for(element: &str) -> Option<IpAddr> {
     let value = element.split(';').find_map(|pair| {
         let (name, value) = pair.trim().split_once('=')?;
-        name.trim().eq_ignore_ascii_case("for").then_some(value.trim().trim_matches('"'))
+        name.trim().eq_ignore_ascii_case("for").then_some(value)
     })?;
-    if let Some(rest) = value.strip_prefix('[') {
-        return rest.split(']').next()?.parse().ok();
-    }
-    value.parse().ok().or_else(|| value.rsplit_once(':').and_then(|(host, _)| host.parse().ok()))
+    address_with_port(value)
 }
 
 #[cfg(test)]
@@ -124,19 +153,39 @@ mod tests {
     fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
         let proxy: IpAddr = "10.0.0.5".parse().expect("ip");
         let trusted = [IpBlock::parse("10.0.0.0/24").expect("block")];
+        let xff = ForwardedHeader::XForwardedFor;
+        let ip = |text: &str| text.parse::<IpAddr>().expect("ip");
         let forged = headers(&[("x-forwarded-for", "203.0.113.9, 198.51.100.7")]);
         // A direct client's header is ignored.
-        let direct: IpAddr = "198.51.100.1".parse().expect("ip");
-        assert_eq!(client_address(direct, &forged, &trusted), direct);
+        let direct = ip("198.51.100.1");
+        assert_eq!(client_address(direct, &forged, &trusted, xff), direct);
         // Behind our proxy, the rightmost entry it appended is the client; the forged
         // entry to its left is not read.
-        assert_eq!(client_address(proxy, &forged, &trusted), "198.51.100.7".parse::<IpAddr>().expect("ip"));
-        // Two proxies of ours in the chain are skipped.
-        let chained = headers(&[("x-forwarded-for", "198.51.100.7, 10.0.0.9")]);
-        assert_eq!(client_address(proxy, &chained, &trusted), "198.51.100.7".parse::<IpAddr>().expect("ip"));
+        assert_eq!(client_address(proxy, &forged, &trusted, xff), ip("198.51.100.7"));
+        // Two proxies of ours in the chain are skipped; ports are read past.
+        let chained = headers(&[("x-forwarded-for", "198.51.100.7:5123, 10.0.0.9")]);
+        assert_eq!(client_address(proxy, &chained, &trusted, xff), ip("198.51.100.7"));
+        let bracketed = headers(&[("x-forwarded-for", "203.0.113.9, [2001:db8::5]:443")]);
+        assert_eq!(client_address(proxy, &bracketed, &trusted, xff), ip("2001:db8::5"));
+        // An entry that cannot be read stops the walk at the peer: the forged address
+        // left of it is never believed.
+        let garbled = headers(&[("x-forwarded-for", "203.0.113.9, unknown")]);
+        assert_eq!(client_address(proxy, &garbled, &trusted, xff), proxy);
+        // Only the configured header counts: a Forwarded the client wrote is ignored.
+        assert_eq!(client_address(proxy, &headers(&[("forwarded", "for=203.0.113.9")]), &trusted, xff), proxy);
         let rfc7239 = headers(&[("forwarded", "for=192.0.2.43, for=\"[2001:db8:cafe::17]:4711\";proto=https")]);
-        assert_eq!(client_address(proxy, &rfc7239, &trusted), "2001:db8:cafe::17".parse::<IpAddr>().expect("ip"));
+        let fwd = ForwardedHeader::Forwarded;
+        assert_eq!(client_address(proxy, &rfc7239, &trusted, fwd), ip("2001:db8:cafe::17"));
+        assert_eq!(client_address(proxy, &forged, &trusted, fwd), proxy);
         // Nothing forwarded: the proxy itself.
-        assert_eq!(client_address(proxy, &HeaderMap::new(), &trusted), proxy);
+        assert_eq!(client_address(proxy, &HeaderMap::new(), &trusted, xff), proxy);
+    }
+
+    #[test]
+    fn ipv6_clients_share_their_64() {
+        assert_eq!(limit_key("2001:db8:1:2:aaaa::1".parse().expect("ip")), "2001:db8:1:2::/64");
+        assert_eq!(limit_key("2001:db8:1:2:bbbb::9".parse().expect("ip")), "2001:db8:1:2::/64");
+        assert_eq!(limit_key("::ffff:192.0.2.1".parse().expect("ip")), "192.0.2.1");
+        assert_eq!(limit_key("192.0.2.1".parse().expect("ip")), "192.0.2.1");
     }
 }

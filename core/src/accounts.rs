@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::db::{Db, DbError, NewUser, SealedUserFields, UserRow};
 use crate::ids::UserId;
+use crate::privacy::audit::AuditAction;
 use crate::sealing::{IndexPurpose, Keyring, SealError, USER_EMAIL, USER_NAME, USER_PICTURE, USER_SUBJECT};
 use crate::time::Millis;
 
@@ -152,8 +153,19 @@ impl Accounts {
         preferences: Option<&str>,
         now: Millis,
     ) -> Result<bool, AccountError> {
+        if name.is_none() && preferences.is_none() {
+            // Nothing to correct, and nothing to record.
+            return Ok(true);
+        }
         let sealed_name = name.map(|n| self.keyring.seal(USER_NAME, &user.id, n));
-        Ok(self.db.update_user_profile(&user.user_id(), sealed_name.as_deref(), preferences, now).await?)
+        // Field names only: what was corrected, never the values.
+        let fields: Vec<&str> = [("name", name.is_some()), ("preferences", preferences.is_some())]
+            .into_iter()
+            .filter_map(|(field, corrected)| corrected.then_some(field))
+            .collect();
+        let detail = serde_json::json!({ "fields": fields });
+        let audit = crate::privacy::audit::entry(&self.keyring, &user.id, AuditAction::CorrectionMade, detail, now);
+        Ok(self.db.update_user_profile(&user.user_id(), sealed_name.as_deref(), preferences, now, &audit).await?)
     }
 
     /// Reseals every account not sealed under the newest key: rows of an older key after

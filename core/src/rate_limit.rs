@@ -127,7 +127,15 @@ impl RateLimiter {
 /// The limits of one process (embedded mode).
 #[derive(Default)]
 pub struct LocalStore {
-    arrivals: Mutex<HashMap<String, Instant>>,
+    arrivals: Mutex<Arrivals>,
+}
+
+#[derive(Default)]
+struct Arrivals {
+    at: HashMap<String, Instant>,
+    /// The size past which the next prune runs: twice what the last one left, so a
+    /// flood of new keys costs each check a constant amount on average.
+    prune_above: usize,
 }
 
 /// Past this many keys, the ones whose allowance is whole again are forgotten.
@@ -137,10 +145,13 @@ impl LocalStore {
     fn check(&self, key: &str, interval_ms: u64, period_ms: u64, now: Instant) -> Decision {
         let interval = Duration::from_millis(interval_ms);
         let period = Duration::from_millis(period_ms);
-        let mut arrivals = self.arrivals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if arrivals.len() > LOCAL_KEYS_BEFORE_PRUNE {
-            arrivals.retain(|_, tat| *tat > now);
+        let mut guard = self.arrivals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let arrivals = &mut *guard;
+        if arrivals.at.len() > arrivals.prune_above.max(LOCAL_KEYS_BEFORE_PRUNE) {
+            arrivals.at.retain(|_, tat| *tat > now);
+            arrivals.prune_above = arrivals.at.len() * 2;
         }
+        let arrivals = &mut arrivals.at;
         let tat = arrivals.get(key).copied().filter(|tat| *tat > now).unwrap_or(now);
         let new_tat = tat + interval;
         let allow_at = new_tat.checked_sub(period).unwrap_or(now);

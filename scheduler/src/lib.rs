@@ -135,19 +135,31 @@ pub async fn tick(
 /// The safety net of the per-user cap: a parked generation is dispatched by the worker
 /// that frees its user's slot; if that worker died first, this dispatches one parked
 /// generation of each user who has room (a tick at a time, so a user's backlog never
-/// comes back into the queue at once).
-async fn dispatch_parked(services: &Services, now: Millis, cap: Option<u32>) -> Result<u64, SchedulerError> {
-    let Some(cap) = cap else { return Ok(0) };
+/// comes back into the queue at once). With the cap off (perhaps just turned off),
+/// every parked generation goes back, up to `PARKED_PER_USER_UNCAPPED` of each user a tick.
+pub async fn dispatch_parked(services: &Services, now: Millis, cap: Option<u32>) -> Result<u64, SchedulerError> {
+    let (room, per_user) = match cap {
+        Some(cap) => (cap, 1),
+        None => (u32::MAX, PARKED_PER_USER_UNCAPPED),
+    };
     let mut dispatched = 0;
-    for user in services.db.users_with_parked_and_room(now, cap, 1_000).await? {
-        match petportrait_core::fairness::dispatch_next_parked(&services.db, &services.queue, &user, cap).await {
-            Ok(true) => dispatched += 1,
-            Ok(false) => {}
-            Err(error) => tracing::warn!(error = %error_chain(&error), "could not dispatch a parked generation"),
+    for user in services.db.users_with_parked_and_room(now, room, 1_000).await? {
+        for _ in 0..per_user {
+            match petportrait_core::fairness::dispatch_next_parked(&services.db, &services.queue, &user, room).await {
+                Ok(true) => dispatched += 1,
+                Ok(false) => break,
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), "could not dispatch a parked generation");
+                    break;
+                }
+            }
         }
     }
     Ok(dispatched)
 }
+
+/// Parked generations of one user dispatched per tick once the cap is off.
+const PARKED_PER_USER_UNCAPPED: usize = 100;
 
 /// Deletes expired uploads and outputs in batches: claim rows, delete the objects,
 /// mark the rows. A crash between the steps leaves rows `deleting`, claimed again next

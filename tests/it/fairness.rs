@@ -12,6 +12,24 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 all_modes!(one_users_backlog_leaves_workers_for_others, one_users_backlog_leaves_workers_for_others);
+all_modes!(parked_generations_go_back_once_the_cap_is_off, parked_generations_go_back_once_the_cap_is_off);
+
+/// A generation parked under a cap that an operator then turned off is not stranded:
+/// the sweep dispatches it.
+async fn parked_generations_go_back_once_the_cap_is_off(mode: Mode) {
+    let roles = petportrait::Roles { web: true, worker: true, scheduler: false };
+    let app = TestApp::spawn_with(mode, &[("USER_MAX_RUNNING", "0")], roles, None).await;
+    let ann = app.user("Ann").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let user = petportrait_core::ids::UserId::from_db(ann.user_id().await);
+    let id = app.create_unqueued_generation(&user, &upload).await;
+    app.raw_execute("UPDATE generations SET parked_at = 1 WHERE id = $1", &[id.as_str()]).await;
+    let swept = petportrait::operator::sweep_now(&app.config, &app.services).await.expect("sweep");
+    assert_eq!(swept["parked_dispatched"], 1, "{swept}");
+    let done = ann.wait_terminal(id.as_str(), Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    app.stop().await;
+}
 
 async fn statuses(client: &Client, ids: &[String]) -> Vec<String> {
     let mut found = Vec::new();

@@ -89,6 +89,17 @@ async fn stripe_events_grant_each_purchase_once(mode: Mode) {
         "a body changed after signing"
     );
     assert_eq!(balance().await, 10);
+    // A body over the route's limit is refused as a problem, before any signature check.
+    let huge = reqwest::Client::new()
+        .post(format!("{}/webhooks/stripe", app.base_url))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 300 * 1024])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(huge.headers()["content-type"], "application/problem+json");
+    assert_eq!(huge.json::<serde_json::Value>().await.expect("a problem")["code"], "payload_too_large");
 
     // The same event ten times at once, then again: one grant.
     let copies = (0..10).map(|_| post_event(&app, &paid, signed(&paid)));

@@ -49,11 +49,11 @@ fn the_inventory_is_consistent() {
                 assert!(columns.contains(column), "{}: no column {column}", t.name);
                 assert!(table(parent).is_some(), "{}: {parent} is not registered", t.name);
             }
-            Owner::Nobody => assert!(
-                matches!(t.deletion, Deletion::NotPersonal | Deletion::Pseudonymous { .. }),
-                "{}: nobody's rows",
-                t.name
-            ),
+            Owner::Pseudonym { column } => {
+                assert!(columns.contains(column), "{}: no pseudonym column {column}", t.name);
+                assert!(matches!(t.deletion, Deletion::Pseudonymous { .. }), "{}: a pseudonymous table", t.name);
+            }
+            Owner::Nobody => assert_eq!(t.deletion, Deletion::NotPersonal, "{}: nobody's rows", t.name),
         }
         if t.deletion == Deletion::NotPersonal {
             assert_eq!(t.owner, Owner::Nobody, "{}: a person's rows must say what deletion does", t.name);

@@ -225,7 +225,8 @@ async fn changed(state: &WorkerState, id: &GenerationId) {
 /// Dispatches the user's oldest parked generation if the user has a free slot. A
 /// failure is logged: the scheduler's sweep dispatches parked generations too.
 async fn dispatch_next_parked(state: &WorkerState, user: &str) {
-    let Some(cap) = state.config.worker.user_max_running else { return };
+    // With no cap, a generation parked while there was one still goes back.
+    let cap = state.config.worker.user_max_running.unwrap_or(u32::MAX);
     let services = &state.services;
     if let Err(error) = petportrait_core::fairness::dispatch_next_parked(&services.db, &services.queue, user, cap).await
     {

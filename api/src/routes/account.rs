@@ -11,8 +11,6 @@ use petportrait_core::domain::{CATALOGUE, GenerationKind, LedgerKind, find_style
 use petportrait_core::time::{now_ms, rfc3339};
 use serde::{Deserialize, Serialize};
 
-use petportrait_core::privacy::audit::{self, AuditAction};
-
 use crate::AppState;
 use crate::auth::CurrentUser;
 use crate::error::{ApiError, ApiResult};
@@ -106,14 +104,6 @@ pub async fn patch_me(
     let now = now_ms();
     state.services.accounts.correct(&user, name, preferences.as_deref(), now).await?;
     // Field names only: what was corrected, never the values.
-    let fields: Vec<&str> = [("name", name.is_some()), ("preferences", preferences.is_some())]
-        .into_iter()
-        .filter_map(|(field, corrected)| corrected.then_some(field))
-        .collect();
-    let services = &state.services;
-    let detail = serde_json::json!({"fields": fields});
-    audit::record(&services.db, services.accounts.keyring(), &user.id, AuditAction::CorrectionMade, detail, now)
-        .await?;
     tracing::info!(user.id = %user.id, name = name.is_some(), preferences = preferences.is_some(), "profile corrected");
     let user = state.services.db.get_user(&user.user_id()).await?.ok_or_else(ApiError::not_found)?;
     me_view(&state, &user).await.map(Json)

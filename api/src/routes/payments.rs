@@ -57,8 +57,18 @@ fn bad_request(code: &'static str, detail: &str) -> ApiError {
     (status = 400, description = "`invalid_signature`: the signature does not verify with any configured secret.\n\n`invalid_event`: not a Stripe event of the expected shape."),
     (status = 404, description = "`not_found`: purchases are off (no Stripe keys)."),
 ))]
-pub async fn stripe_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+pub async fn stripe_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> ApiResult<StatusCode> {
     let stripe = state.payments.stripe.as_ref().ok_or_else(ApiError::not_found)?;
+    // A body over the route's limit, or one that could not be read, as problem+json.
+    let body = body.map_err(|rejection| {
+        let code =
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "invalid_body" };
+        ApiError::new(rejection.status(), code, rejection.body_text())
+    })?;
     let signature = headers.get("stripe-signature").and_then(|v| v.to_str().ok()).unwrap_or_default();
     if let Err(refusal) = verify_signature(signature, &body, &stripe.webhook_secrets, now_ms() / 1000) {
         tracing::warn!(reason = %refusal, "a Stripe event was refused");

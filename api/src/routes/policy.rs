@@ -72,11 +72,10 @@ pub async fn accept_policy(
         ));
     }
     let now = now_ms();
-    state.services.db.accept_policy(&user.user_id(), &policy.version, now).await?;
-    let services = &state.services;
     let detail = serde_json::json!({"version": policy.version});
-    audit::record(&services.db, services.accounts.keyring(), &user.id, AuditAction::PolicyAccepted, detail, now)
-        .await?;
+    let keyring = state.services.accounts.keyring();
+    let audit = audit::entry(keyring, &user.id, AuditAction::PolicyAccepted, detail, now);
+    state.services.db.accept_policy(&user.user_id(), &policy.version, now, &audit).await?;
     tracing::info!(user.id = %user.id, policy.version = %policy.version, "policy accepted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -18,6 +18,14 @@ pub struct RateLimits {
     /// Peers whose `X-Forwarded-For` / `Forwarded` name the client (`TRUSTED_PROXIES`):
     /// addresses or CIDR blocks. Anyone else's are ignored: a client could forge them.
     pub trusted_proxies: Vec<IpBlock>,
+    /// Which header those proxies write (`FORWARDED_HEADER`); the other is never read.
+    pub forwarded_header: ForwardedHeader,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    XForwardedFor,
+    Forwarded,
 }
 
 /// An address block: `10.0.0.0/8`, `::1/128`, or one address.
@@ -81,6 +89,14 @@ pub(super) fn read_limits(r: &mut Reader<'_>) -> RateLimits {
         uploads: rate(r, "RATE_LIMIT_UPLOADS", "60/1m"),
         anonymous: rate(r, "RATE_LIMIT_ANONYMOUS", "300/1m"),
         trusted_proxies,
+        forwarded_header: match r.raw("FORWARDED_HEADER").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("x-forwarded-for") => ForwardedHeader::XForwardedFor,
+            Some("forwarded") => ForwardedHeader::Forwarded,
+            Some(other) => {
+                r.problem("FORWARDED_HEADER", format!("expected x-forwarded-for or forwarded, got {other:?}"));
+                ForwardedHeader::XForwardedFor
+            }
+        },
     }
 }
 

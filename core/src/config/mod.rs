@@ -26,7 +26,7 @@ pub use cog::{COG_CANCEL_GRACE, CogConfig, CogRoute, CogServer, is_placeholder};
 pub use http::{HttpLimits, SessionConfig};
 use http::{read_http, read_sessions};
 use limits::read_limits;
-pub use limits::{IpBlock, RateLimits};
+pub use limits::{ForwardedHeader, IpBlock, RateLimits};
 pub use models::{ModelBackend, ModelsConfig, ProviderConfig, Secret};
 use models::{backend_text, read_models};
 use payments::read_payments;

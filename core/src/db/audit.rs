@@ -18,23 +18,25 @@ pub struct AuditRow {
     pub retain_until: Millis,
 }
 
-impl Db {
-    pub async fn append_audit(&self, row: &AuditRow) -> DbResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (id, subject, action, detail, created_at, retain_until) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&row.id)
-        .bind(&row.subject)
-        .bind(&row.action)
-        .bind(&row.detail)
-        .bind(row.created_at)
-        .bind(row.retain_until)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
+/// Appends `row` within the transaction of the change it records, so the change and its
+/// entry commit together or not at all.
+pub(super) async fn insert_audit(tx: &mut sqlx::AnyConnection, row: &AuditRow) -> DbResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, subject, action, detail, created_at, retain_until) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&row.id)
+    .bind(&row.subject)
+    .bind(&row.action)
+    .bind(&row.detail)
+    .bind(row.created_at)
+    .bind(row.retain_until)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
 
+impl Db {
     /// The entries about one person (any of the pseudonyms the key ring's keys give).
     pub async fn audit_entries(&self, subjects: &[String]) -> DbResult<Vec<AuditRow>> {
         let sql = format!(

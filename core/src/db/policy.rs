@@ -3,7 +3,7 @@
 use crate::ids::UserId;
 use crate::time::Millis;
 
-use super::{Db, DbResult};
+use super::{AuditRow, Db, DbResult};
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct PolicyVersionRow {
@@ -53,16 +53,23 @@ impl Db {
     }
 
     /// Records that the user accepted `version` (once; accepting again changes nothing).
-    pub async fn accept_policy(&self, user: &UserId, version: &str, now: Millis) -> DbResult<()> {
-        sqlx::query(
+    /// Records the acceptance and, when it is new, its audit entry, in one transaction.
+    pub async fn accept_policy(&self, user: &UserId, version: &str, now: Millis, audit: &AuditRow) -> DbResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
             "INSERT INTO policy_acceptances (user_id, version, accepted_at) VALUES ($1, $2, $3) \
              ON CONFLICT (user_id, version) DO NOTHING",
         )
         .bind(user.as_str())
         .bind(version)
         .bind(now)
-        .execute(&self.pool)
-        .await?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            super::audit::insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

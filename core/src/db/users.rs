@@ -107,18 +107,26 @@ impl Db {
         sealed_name: Option<&str>,
         preferences: Option<&str>,
         now: Millis,
+        audit: &super::AuditRow,
     ) -> DbResult<bool> {
-        Ok(sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
             "UPDATE users SET name = COALESCE($2, name), preferences = COALESCE($3, preferences),              name_edited_at = CASE WHEN $2 IS NULL THEN name_edited_at ELSE $4 END WHERE id = $1",
         )
         .bind(id.as_str())
         .bind(sealed_name)
         .bind(preferences)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?
         .rows_affected()
-            == 1)
+            == 1;
+        if updated {
+            // The correction and its audit entry commit together.
+            super::audit::insert_audit(&mut tx, audit).await?;
+        }
+        tx.commit().await?;
+        Ok(updated)
     }
 
     /// A sign-in's fresh copy of the provider's fields: the e-mail (and its index)

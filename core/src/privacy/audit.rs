@@ -3,7 +3,7 @@
 //! never with tokens, e-mails or names. Rows are append-only (triggers in both
 //! backends); only the retention deletes them, after `AUDIT_RETENTION_DAYS`.
 
-use crate::db::{AuditRow, Db, DbResult};
+use crate::db::AuditRow;
 use crate::sealing::{IndexPurpose, Keyring};
 use crate::time::Millis;
 
@@ -45,23 +45,22 @@ pub fn subjects(keyring: &Keyring, user_id: &str) -> Vec<String> {
     keyring.indexes(IndexPurpose::AuditSubject, user_id)
 }
 
-/// Appends an entry about `user_id`. `detail` must name no person: field names, a
-/// policy version, a request's id.
-pub async fn record(
-    db: &Db,
+/// An entry about `user_id`, for the transaction of the change it records (the change
+/// and its entry commit together). `detail` must name no person: field names, a policy
+/// version, a request's id.
+pub fn entry(
     keyring: &Keyring,
     user_id: &str,
     action: AuditAction,
     detail: serde_json::Value,
     now: Millis,
-) -> DbResult<()> {
-    let row = AuditRow {
+) -> AuditRow {
+    AuditRow {
         id: format!("aud_{}", ulid::Ulid::generate().to_string().to_ascii_lowercase()),
         subject: subject(keyring, user_id),
         action: action.as_str().to_owned(),
         detail: detail.to_string(),
         created_at: now,
         retain_until: now + i64::from(AUDIT_RETENTION_DAYS) * 86_400_000,
-    };
-    db.append_audit(&row).await
+    }
 }

@@ -35,8 +35,9 @@ pub enum Category {
 pub enum Deletion {
     /// The rows are deleted.
     Delete,
-    /// The rows are kept for a legal reason, detached from the person (no user id,
-    /// name or e-mail left), until `retained_days` after their creation.
+    /// The rows are kept for a legal reason, detached from the account (no user id,
+    /// name or e-mail left; a payment provider's references stay, which that provider can
+    /// link to its own customer record), until `retained_days` after their creation.
     Detach { reason: &'static str, retained_days: u32 },
     /// The rows name a person only by a pseudonym that no table links back once the
     /// account is gone (the audit log); kept until `retained_days` after creation.
@@ -53,6 +54,9 @@ pub enum Owner {
     User { column: &'static str },
     /// Through another table's row (`column` references `table`'s id).
     Through { column: &'static str, table: &'static str },
+    /// A pseudonym of the user in `column` (a keyed hash of the user id, which
+    /// `privacy::audit::subjects` computes for an export).
+    Pseudonym { column: &'static str },
     /// Nobody.
     Nobody,
 }
@@ -413,7 +417,7 @@ pub const TABLES: &[Table] = &[
     },
     Table {
         name: "audit_log",
-        owner: Owner::Nobody,
+        owner: Owner::Pseudonym { column: "subject" },
         deletion: Deletion::Pseudonymous {
             reason: "accountability: a record that privacy requests were received and carried out",
             retained_days: crate::privacy::audit::AUDIT_RETENTION_DAYS,
@@ -508,7 +512,7 @@ pub const TABLES: &[Table] = &[
 /// The bucket's key prefixes under a user's own `u/{user}/` (`objects.rs`'s `Placement`,
 /// whose test checks the same names): everything of a user is under that one prefix.
 pub const OBJECT_PREFIXES: &[ObjectPrefix] = &[
-    ObjectPrefix { prefix: "u/{user}/uploads/", category: Content, exported: false, deletion: DELETE },
+    ObjectPrefix { prefix: "u/{user}/uploads/", category: Content, exported: true, deletion: DELETE },
     ObjectPrefix { prefix: "u/{user}/generated/", category: Content, exported: true, deletion: DELETE },
     ObjectPrefix { prefix: "u/{user}/gallery/", category: Content, exported: true, deletion: DELETE },
     ObjectPrefix { prefix: "u/{user}/profile/", category: Account, exported: true, deletion: DELETE },

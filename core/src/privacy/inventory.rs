@@ -93,6 +93,19 @@ const fn c(name: &'static str, category: Category, exported: bool) -> Column {
 use Category::{Account, Authentication, Consent, Content, Integration, None as NotAbout, Operational, Payment, Usage};
 
 const DELETE: Deletion = Deletion::Delete;
+
+/// A table about nobody: every column registered (so a new one still fails the schema
+/// test until someone says what it holds), none exported, nothing to delete.
+macro_rules! not_personal {
+    ($name:literal: $($column:literal),+ $(,)?) => {
+        Table {
+            name: $name,
+            owner: Owner::Nobody,
+            deletion: Deletion::NotPersonal,
+            columns: &[$(c($column, NotAbout, false)),+],
+        }
+    };
+}
 const fn user(column: &'static str) -> Owner {
     Owner::User { column }
 }
@@ -147,18 +160,7 @@ pub const TABLES: &[Table] = &[
             c("last_used_at", Authentication, true),
         ],
     },
-    Table {
-        name: "sign_in_attempts",
-        owner: Owner::Nobody,
-        deletion: Deletion::NotPersonal,
-        columns: &[
-            c("id_hash", NotAbout, false),
-            c("state", NotAbout, false),
-            c("nonce", NotAbout, false),
-            c("pkce_verifier", NotAbout, false),
-            c("expires_at", NotAbout, false),
-        ],
-    },
+    not_personal!("sign_in_attempts": "id_hash", "state", "nonce", "pkce_verifier", "expires_at"),
     Table {
         name: "uploads",
         owner: user("user_id"),
@@ -316,23 +318,8 @@ pub const TABLES: &[Table] = &[
             c("created_at", Payment, true),
         ],
     },
-    Table {
-        name: "stripe_events",
-        owner: Owner::Nobody,
-        deletion: Deletion::NotPersonal,
-        columns: &[c("event_id", NotAbout, false), c("event_type", NotAbout, false), c("received_at", NotAbout, false)],
-    },
-    Table {
-        name: "policy_versions",
-        owner: Owner::Nobody,
-        deletion: Deletion::NotPersonal,
-        columns: &[
-            c("version", NotAbout, false),
-            c("effective_at", NotAbout, false),
-            c("url", NotAbout, false),
-            c("published_at", NotAbout, false),
-        ],
-    },
+    not_personal!("stripe_events": "event_id", "event_type", "received_at"),
+    not_personal!("policy_versions": "version", "effective_at", "url", "published_at"),
     Table {
         name: "policy_acceptances",
         owner: user("user_id"),
@@ -431,82 +418,14 @@ pub const TABLES: &[Table] = &[
             c("retain_until", Consent, true),
         ],
     },
-    Table {
-        name: "model_availability",
-        owner: Owner::Nobody,
-        deletion: Deletion::NotPersonal,
-        columns: &[
-            c("kind", NotAbout, false),
-            c("style", NotAbout, false),
-            c("reporter", NotAbout, false),
-            c("available", NotAbout, false),
-            c("detail", NotAbout, false),
-            c("checked_at", NotAbout, false),
-        ],
-    },
-    Table {
-        name: "reconciliation_runs",
-        owner: Owner::Nobody,
-        deletion: Deletion::NotPersonal,
-        columns: &[
-            c("id", NotAbout, false),
-            c("ran_at", NotAbout, false),
-            c("users_checked", NotAbout, false),
-            c("balance_differences", NotAbout, false),
-            c("sessions_checked", NotAbout, false),
-            c("sessions_applied", NotAbout, false),
-            c("stripe_error", NotAbout, false),
-        ],
-    },
-    Table {
-        name: "scheduler_leases",
-        owner: Owner::Nobody,
-        deletion: Deletion::NotPersonal,
-        columns: &[c("name", NotAbout, false), c("holder", NotAbout, false), c("expires_at", NotAbout, false)],
-    },
-    Table {
-        name: "_petportrait_migrations",
-        owner: Owner::Nobody,
-        deletion: Deletion::NotPersonal,
-        columns: &[
-            c("version", NotAbout, false),
-            c("description", NotAbout, false),
-            c("installed_on", NotAbout, false),
-            c("success", NotAbout, false),
-            c("checksum", NotAbout, false),
-            c("execution_time", NotAbout, false),
-        ],
-    },
+    not_personal!("model_availability": "kind", "style", "reporter", "available", "detail", "checked_at"),
+    not_personal!("reconciliation_runs": "id", "ran_at", "users_checked", "balance_differences", "sessions_checked", "sessions_applied", "stripe_error"),
+    not_personal!("scheduler_leases": "name", "holder", "expires_at"),
+    not_personal!("_petportrait_migrations": "version", "description", "installed_on", "success", "checksum", "execution_time"),
     // The embedded queue store (SQLite only; distributed mode keeps the queue in
     // Redis). Its payloads carry a generation's id and nothing else.
-    Table {
-        name: "pp_queue_jobs",
-        owner: Owner::Nobody,
-        deletion: Deletion::NotPersonal,
-        columns: &[
-            c("queue", NotAbout, false),
-            c("id", NotAbout, false),
-            c("payload", NotAbout, false),
-            c("attempts", NotAbout, false),
-            c("max_attempts", NotAbout, false),
-            c("state", NotAbout, false),
-            c("at", NotAbout, false),
-            c("owner", NotAbout, false),
-            c("error", NotAbout, false),
-            c("result", NotAbout, false),
-        ],
-    },
-    Table {
-        name: "pp_queue_idempotency",
-        owner: Owner::Nobody,
-        deletion: Deletion::NotPersonal,
-        columns: &[
-            c("queue", NotAbout, false),
-            c("key", NotAbout, false),
-            c("id", NotAbout, false),
-            c("expires_at", NotAbout, false),
-        ],
-    },
+    not_personal!("pp_queue_jobs": "queue", "id", "payload", "attempts", "max_attempts", "state", "at", "owner", "error", "result"),
+    not_personal!("pp_queue_idempotency": "queue", "key", "id", "expires_at"),
 ];
 
 /// The bucket's key prefixes under a user's own `u/{user}/` (`objects.rs`'s `Placement`,

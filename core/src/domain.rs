@@ -86,6 +86,8 @@ text_enum! {
         Gallery = "gallery",
         /// The user's profile picture, copied from the identity provider at sign-in.
         Picture = "picture",
+        /// An access export's archive, downloadable by its owner until `EXPORT_TTL`.
+        Export = "export",
     }
 }
 
@@ -224,8 +226,8 @@ mod tests {
         }
         assert_eq!(GenerationKind::parse("video"), None);
         assert_eq!(
-            StoredObjectKind::try_from("export".to_owned()),
-            Err(UnknownValue { what: "StoredObjectKind", value: "export".into() })
+            StoredObjectKind::try_from("archive".to_owned()),
+            Err(UnknownValue { what: "StoredObjectKind", value: "archive".into() })
         );
         assert_eq!(ObjectState::try_from("active".to_owned()), Ok(ObjectState::Active));
     }

@@ -102,6 +102,9 @@ id_type!(
 id_type!(
     /// One webhook message to one endpoint: the `webhook-id` its attempts share.
     DeliveryId, "msg");
+id_type!(
+    /// A privacy request (an access export or an account deletion).
+    PrivacyRequestId, "prq");
 
 #[cfg(test)]
 mod tests {

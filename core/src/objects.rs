@@ -11,7 +11,7 @@ use bytes::Bytes;
 use crate::config::ObjectLifetimes;
 use crate::db::{Db, DbError, NewObject};
 use crate::domain::StoredObjectKind;
-use crate::ids::{GalleryItemId, GenerationId, ObjectId, UploadId, UserId};
+use crate::ids::{GalleryItemId, GenerationId, ObjectId, PrivacyRequestId, UploadId, UserId};
 use crate::storage::{ObjectStore, StorageError};
 use crate::time::{Millis, duration_ms};
 
@@ -34,6 +34,8 @@ pub enum Placement<'a> {
     Gallery { item: &'a GalleryItemId },
     /// A profile picture; each fetch gets a key of its own (`version`, a fresh ULID).
     Picture { version: &'a str },
+    /// An access export's archive, keyed by its request.
+    Export { request: &'a PrivacyRequestId },
 }
 
 impl Placement<'_> {
@@ -43,6 +45,7 @@ impl Placement<'_> {
             Placement::Output { .. } => StoredObjectKind::Output,
             Placement::Gallery { .. } => StoredObjectKind::Gallery,
             Placement::Picture { .. } => StoredObjectKind::Picture,
+            Placement::Export { .. } => StoredObjectKind::Export,
         }
     }
 
@@ -55,6 +58,7 @@ impl Placement<'_> {
             }
             Placement::Gallery { item } => format!("u/{user}/gallery/{item}"),
             Placement::Picture { version } => format!("u/{user}/profile/{version}"),
+            Placement::Export { request } => format!("u/{user}/exports/{request}.zip"),
         }
     }
 
@@ -62,7 +66,10 @@ impl Placement<'_> {
     fn expires_at(&self, lifetimes: &ObjectLifetimes, now: Millis) -> Millis {
         match self {
             Placement::Upload { .. } => now + duration_ms(lifetimes.upload_ttl),
-            Placement::Output { .. } | Placement::Gallery { .. } | Placement::Picture { .. } => {
+            Placement::Output { .. }
+            | Placement::Gallery { .. }
+            | Placement::Picture { .. }
+            | Placement::Export { .. } => {
                 now + PROVISIONAL_TTL_MS
             }
         }
@@ -179,6 +186,7 @@ fn lasting_expiry(lifetimes: &ObjectLifetimes, kind: StoredObjectKind, now: Mill
     match kind {
         StoredObjectKind::Upload => Some(now + duration_ms(lifetimes.upload_ttl)),
         StoredObjectKind::Output => Some(now + duration_ms(lifetimes.output_ttl)),
+        StoredObjectKind::Export => Some(now + duration_ms(lifetimes.export_ttl)),
         StoredObjectKind::Gallery | StoredObjectKind::Picture => None,
     }
 }
@@ -195,6 +203,7 @@ mod tests {
         let upload = UploadId::generate();
         let generation = GenerationId::generate();
         let item = GalleryItemId::generate();
+        let request = PrivacyRequestId::generate();
         let placements = [
             (Placement::Upload { upload: &upload, extension: "jpg" }, format!("u/{user}/uploads/{upload}.jpg")),
             (
@@ -202,6 +211,7 @@ mod tests {
                 format!("u/{user}/generated/{generation}/a2-1-portrait.png"),
             ),
             (Placement::Gallery { item: &item }, format!("u/{user}/gallery/{item}")),
+            (Placement::Export { request: &request }, format!("u/{user}/exports/{request}.zip")),
         ];
         for (placement, key) in placements {
             assert_eq!(placement.key(&user), key);

@@ -133,6 +133,7 @@ pub const TABLES: &[Table] = &[
             c("subject_index", Account, false),
             c("email_index", Account, false),
             c("name_edited_at", Account, true),
+            c("deleted_at", Account, false),
         ],
     },
     Table {
@@ -418,6 +419,34 @@ pub const TABLES: &[Table] = &[
             c("retain_until", Consent, true),
         ],
     },
+    Table {
+        name: "privacy_requests",
+        owner: user("user_id"),
+        deletion: Deletion::Detach {
+            reason: "accountability: a record that privacy requests were received and carried out",
+            retained_days: crate::privacy::audit::AUDIT_RETENTION_DAYS,
+        },
+        columns: &[
+            c("id", Operational, true),
+            c("user_id", Operational, false),
+            c("subject", Operational, false),
+            c("kind", Consent, true),
+            c("status", Consent, true),
+            c("step", Operational, true),
+            c("attempts", Operational, false),
+            c("lease_owner", Operational, false),
+            c("lease_until", Operational, false),
+            c("error_code", Consent, true),
+            c("object_id", Operational, false),
+            c("receipt", Consent, true),
+            c("created_at", Consent, true),
+            c("updated_at", Operational, true),
+            c("due_at", Consent, true),
+            c("completed_at", Consent, true),
+            c("expires_at", Consent, true),
+            c("retain_until", Consent, false),
+        ],
+    },
     not_personal!("model_availability": "kind", "style", "reporter", "available", "detail", "checked_at"),
     not_personal!("reconciliation_runs": "id", "ran_at", "users_checked", "balance_differences", "sessions_checked", "sessions_applied", "stripe_error"),
     not_personal!("scheduler_leases": "name", "holder", "expires_at"),
@@ -435,6 +464,8 @@ pub const OBJECT_PREFIXES: &[ObjectPrefix] = &[
     ObjectPrefix { prefix: "u/{user}/generated/", category: Content, exported: true, deletion: DELETE },
     ObjectPrefix { prefix: "u/{user}/gallery/", category: Content, exported: true, deletion: DELETE },
     ObjectPrefix { prefix: "u/{user}/profile/", category: Account, exported: true, deletion: DELETE },
+    // An export is not exported again: it is a copy of the rest.
+    ObjectPrefix { prefix: "u/{user}/exports/", category: Account, exported: false, deletion: DELETE },
 ];
 
 /// The registered table named `name`.

@@ -100,7 +100,8 @@ impl AppState {
 /// takes each one's method and path from its handler's `#[utoipa::path]` (see `openapi.rs`).
 pub fn router(state: AppState, dev_login: bool) -> Router {
     use routes::{
-        account, catalogue, events, files, gallery, generations, health, payments, policy, tokens, uploads, webhooks,
+        account, catalogue, events, files, gallery, generations, health, payments, policy, privacy, tokens, uploads,
+        webhooks,
     };
     let upload_body_limit = uploads::upload_body_limit(&state.uploads);
     // The routes that need no sign-in, limited per client address (the probes, the
@@ -157,7 +158,12 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .routes(routes!(gallery::save_generation))
         .routes(routes!(gallery::list_gallery))
         .routes(routes!(gallery::delete_gallery_item))
-        .routes(routes!(files::get_file));
+        .routes(routes!(files::get_file))
+        .routes(routes!(privacy::request_export))
+        .routes(routes!(privacy::request_deletion))
+        .routes(routes!(privacy::list_requests))
+        .routes(routes!(privacy::get_request))
+        .routes(routes!(privacy::download_export));
     let (api, mut document) = api.split_for_parts();
     openapi::complete(&mut document);
     api.route_layer(axum::middleware::from_fn(http_metrics::record))

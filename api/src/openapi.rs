@@ -60,6 +60,7 @@ pub const PROBLEM: &str = "application/problem+json";
         (name = "gallery", description = "Saved results that outlive their expiry"),
         (name = "credits", description = "Balance, ledger and purchases"),
         (name = "webhooks", description = "Endpoints, deliveries and the signing secret"),
+        (name = "privacy", description = "Privacy requests: an export of your data, the deletion of your account"),
     )
 )]
 pub struct ApiDoc;

@@ -257,6 +257,30 @@ text_enum! {
 }
 
 text_enum! {
+    /// What a privacy request asks for.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PrivacyKind {
+        /// A copy of the person's data (access and portability).
+        Export = "export",
+        /// The account and its data removed.
+        Deletion = "deletion",
+    }
+}
+
+text_enum! {
+    /// Where a privacy request stands.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum PrivacyStatus {
+        Received = "received",
+        InProgress = "in_progress",
+        Completed = "completed",
+        Failed = "failed",
+    }
+}
+
+text_enum! {
     /// What a per-generation `webhook_events_filter` names (Replicate's words).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub enum GenerationEventFilter {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod objects;
 pub mod outbound;
 pub mod output_options;
+pub mod pipe;
 pub mod privacy;
 pub mod queue;
 pub mod rate_limit;

@@ -7,6 +7,7 @@
 use std::future::Future;
 
 use bytes::Bytes;
+use tokio::io::AsyncRead;
 
 use crate::config::ObjectLifetimes;
 use crate::db::{Db, DbError, NewObject};
@@ -69,9 +70,7 @@ impl Placement<'_> {
             Placement::Output { .. }
             | Placement::Gallery { .. }
             | Placement::Picture { .. }
-            | Placement::Export { .. } => {
-                now + PROVISIONAL_TTL_MS
-            }
+            | Placement::Export { .. } => now + PROVISIONAL_TTL_MS,
         }
     }
 }
@@ -113,6 +112,10 @@ pub enum ObjectWriteError {
     Db(#[from] DbError),
     #[error("writing the object's bytes failed")]
     Storage(#[source] StorageError),
+    /// A streamed write's source failed (its producer gave up before finishing):
+    /// nothing was stored and `record` was not called.
+    #[error("the object's bytes could not be read from their source")]
+    Source(#[source] StorageError),
     /// A copy found its source gone: it expired and the purge deleted it meanwhile.
     /// The copy's row stays provisional, so the purge removes it too.
     #[error("the object to copy no longer exists")]
@@ -177,6 +180,50 @@ impl ObjectWriter {
                 e => ObjectWriteError::Storage(e),
             })?,
         }
+        let written = WrittenObject { id, key, bytes, created_at: now, expires_at };
+        record(written).await.map_err(ObjectWriteError::Record)
+    }
+
+    /// Like [`ObjectWriter::write`], with the bytes read from `reader` as they come (a
+    /// multipart upload holding one part in memory, never the whole object): the row
+    /// first (its length 0 until known), then the bytes, then the row's length, then
+    /// `record`. The object is complete only if `reader` ends cleanly, so a producer
+    /// must signal its failure as a read error: write through [`crate::pipe::pipe`],
+    /// not a bare `tokio::io::duplex`, whose reader sees a failed producer's dropped
+    /// writer as a clean end. On any failure no object is stored at the key (an earlier
+    /// one stays), `record` is not called and the row is left to the purge.
+    pub async fn write_stream<T, F, Fut, R>(
+        &self,
+        user: &UserId,
+        placement: Placement<'_>,
+        content_type: &str,
+        reader: R,
+        now: Millis,
+        record: F,
+    ) -> Result<T, ObjectWriteError>
+    where
+        R: AsyncRead + Unpin + Send,
+        F: FnOnce(WrittenObject) -> Fut,
+        Fut: Future<Output = Result<T, DbError>>,
+    {
+        let key = placement.key(user);
+        let expires_at = placement.expires_at(&self.lifetimes, now);
+        let row = NewObject {
+            user_id: user,
+            kind: placement.kind(),
+            object_key: &key,
+            content_type,
+            bytes: 0,
+            expires_at: Some(expires_at),
+        };
+        let id = self.db.insert_stored_object(&row, now).await?;
+        let bytes = self.store.put_stream(&key, content_type, reader).await.map_err(|e| match e {
+            StorageError::Source(_) => ObjectWriteError::Source(e),
+            e => ObjectWriteError::Storage(e),
+        })?;
+        // Recorded here rather than by the caller's step, so that every streamed
+        // object's row says its length whatever the caller records.
+        self.db.set_object_bytes(&id, bytes).await?;
         let written = WrittenObject { id, key, bytes, created_at: now, expires_at };
         record(written).await.map_err(ObjectWriteError::Record)
     }

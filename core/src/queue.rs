@@ -53,6 +53,12 @@ pub struct DeliveryJob {
     pub delivery_id: String,
 }
 
+/// The payload of a privacy job: the request's id (its row holds the rest).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PrivacyJob {
+    pub request_id: String,
+}
+
 /// The id of one queue task that dispatches a generation. The database records the
 /// latest one, so the scheduler can ask the queue whether that task still waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,15 +183,20 @@ pub struct DeadEntry {
 /// Attempts after which the queue stops redelivering a job whose handler could not
 /// record an outcome (the scheduler's stalled sweep still finds the generation).
 const QUEUE_MAX_ATTEMPTS: u32 = 25;
+/// How long a privacy job holds its queue task without renewing it (the engine renews
+/// while the handler runs; the request's own lease in the database is what admits one
+/// job at a time).
+const PRIVACY_JOB_LEASE: Duration = Duration::from_secs(300);
 /// How long finished jobs stay in the queue's storage before vacuum removes them.
 const FINISHED_RETENTION: Duration = Duration::from_secs(3_600);
 
-/// A handle on the queues, cheap to clone: generations, and webhook deliveries (a queue
-/// of their own, so a backlog of deliveries never holds up a generation, nor the reverse).
+/// A handle on the queues, cheap to clone: generations, webhook deliveries and privacy
+/// requests, each a queue of its own, so a backlog of one never holds up another.
 #[derive(Clone, Debug)]
 pub struct JobQueue {
     store: QueueStore,
     deliveries: QueueStore,
+    privacy: QueueStore,
 }
 
 #[derive(Clone, Debug)]
@@ -216,6 +227,10 @@ fn delivery_queue_name(prefix: &str) -> String {
     format!("{prefix}:webhook.v1")
 }
 
+fn privacy_queue_name(prefix: &str) -> String {
+    format!("{prefix}:privacy.v1")
+}
+
 /// The server or cluster `REDIS_URL` (with `REDIS_CLUSTER`) names.
 pub fn redis_target(url: &str, cluster: bool) -> Result<RedisTarget, JobQueueError> {
     RedisTarget::parse(url, cluster).map_err(|error| JobQueueError::Engine(error.into()))
@@ -236,14 +251,21 @@ impl JobQueue {
         delivery_settings.name = delivery_queue_name(&config.queue.prefix);
         // An attempt holds its job for at most the endpoint's timeout and two writes.
         delivery_settings.lease = config.webhooks.timeout + Duration::from_secs(15);
-        let (store, deliveries) = match (&config.queue.redis_url, &config.database) {
+        let mut privacy_settings = settings.clone();
+        privacy_settings.name = privacy_queue_name(&config.queue.prefix);
+        privacy_settings.lease = PRIVACY_JOB_LEASE;
+        let (store, deliveries, privacy) = match (&config.queue.redis_url, &config.database) {
             (Some(url), _) => {
                 let target = redis_target(url, config.queue.redis_cluster)?;
                 let connect = |settings| {
                     let target = target.clone();
                     async move { RedisQueue::connect_to(target, settings).await.map_err(JobQueueError::Engine) }
                 };
-                (QueueStore::Redis(connect(settings).await?), QueueStore::Redis(connect(delivery_settings).await?))
+                (
+                    QueueStore::Redis(connect(settings).await?),
+                    QueueStore::Redis(connect(delivery_settings).await?),
+                    QueueStore::Redis(connect(privacy_settings).await?),
+                )
             }
             (None, DatabaseTarget::Sqlite { url }) => {
                 let options: SqliteConnectOptions = url.parse().map_err(JobQueueError::Sqlite)?;
@@ -261,15 +283,20 @@ impl JobQueue {
                 // bounds the wait for work pushed by another process on the same file.
                 settings.max_idle_wait = config.worker.poll_interval;
                 delivery_settings.max_idle_wait = config.worker.poll_interval;
+                privacy_settings.max_idle_wait = config.worker.poll_interval;
                 let connect = |settings| {
                     let pool = pool.clone();
                     async move { SqliteQueue::connect(pool, settings).await.map_err(JobQueueError::Engine) }
                 };
-                (QueueStore::Sqlite(connect(settings).await?), QueueStore::Sqlite(connect(delivery_settings).await?))
+                (
+                    QueueStore::Sqlite(connect(settings).await?),
+                    QueueStore::Sqlite(connect(delivery_settings).await?),
+                    QueueStore::Sqlite(connect(privacy_settings).await?),
+                )
             }
             (None, DatabaseTarget::Postgres { .. }) => return Err(JobQueueError::NoSqliteDatabase),
         };
-        Ok(JobQueue { store, deliveries })
+        Ok(JobQueue { store, deliveries, privacy })
     }
 
     /// Pushes the job of webhook delivery `delivery`, due after `delay`. `key` names
@@ -279,6 +306,18 @@ impl JobQueue {
             serde_json::to_vec(&DeliveryJob { delivery_id: delivery.to_owned() }).map_err(JobQueueError::Encode)?;
         let job = NewJob::new(payload).after(delay).idempotency_key(format!("{delivery}:{key}"));
         on_store!(@ &self.deliveries, store => Store::push(store, vec![job]).await)
+            .map(|_| ())
+            .map_err(JobQueueError::Engine)
+    }
+
+    /// Pushes the job of privacy request `request`. `key` names this push (the request's
+    /// receipt, or the scheduler's look at a stalled request), so the same push made
+    /// twice enqueues one job.
+    pub async fn dispatch_privacy(&self, request: &str, key: &str) -> Result<(), JobQueueError> {
+        let payload =
+            serde_json::to_vec(&PrivacyJob { request_id: request.to_owned() }).map_err(JobQueueError::Encode)?;
+        let job = NewJob::new(payload).idempotency_key(format!("{request}:{key}"));
+        on_store!(@ &self.privacy, store => Store::push(store, vec![job]).await)
             .map(|_| ())
             .map_err(JobQueueError::Engine)
     }
@@ -312,7 +351,9 @@ impl JobQueue {
             on_store!(self, store => Store::forget_finished(store, older_than).await).map_err(JobQueueError::Engine)?;
         let deliveries = on_store!(@ &self.deliveries, store => Store::forget_finished(store, older_than).await)
             .map_err(JobQueueError::Engine)?;
-        Ok(generations + deliveries)
+        let privacy = on_store!(@ &self.privacy, store => Store::forget_finished(store, older_than).await)
+            .map_err(JobQueueError::Engine)?;
+        Ok(generations + deliveries + privacy)
     }
 
     /// How many jobs wait, run, wait for a retry, are dead or recently finished.
@@ -356,15 +397,17 @@ impl JobQueue {
         }
     }
 
-    /// Runs the generation and delivery workers, each passing its jobs to its handler,
-    /// until `shutdown` is cancelled; then running jobs get their `drain_timeout`.
+    /// Runs the generation, delivery and privacy workers, each passing its jobs to its
+    /// handler, until `shutdown` is cancelled; then running jobs get their `drain_timeout`.
     pub async fn run_workers(
         &self,
         generations: Workers<GenerationJob>,
         deliveries: Workers<DeliveryJob>,
+        privacy: Workers<PrivacyJob>,
         shutdown: CancellationToken,
     ) -> Result<(), JobQueueError> {
-        let drain = generations.options.drain_timeout.max(deliveries.options.drain_timeout);
+        let drain =
+            generations.options.drain_timeout.max(deliveries.options.drain_timeout).max(privacy.options.drain_timeout);
         let monitor = Monitor::new()
             .should_restart(|ctx, error| {
                 tracing::error!(worker = ctx.name(), error = %error, "queue worker failed; restarting it");
@@ -374,6 +417,7 @@ impl JobQueue {
         let monitor = on_store!(self, store => register!(monitor, generations, store.clone(), GenerationJob));
         let monitor =
             on_store!(@ &self.deliveries, store => register!(monitor, deliveries, store.clone(), DeliveryJob));
+        let monitor = on_store!(@ &self.privacy, store => register!(monitor, privacy, store.clone(), PrivacyJob));
         let vacuum = self.spawn_vacuum(shutdown.clone());
         let result = monitor
             .run_with_signal(async move {

@@ -109,3 +109,43 @@ impl GenerationView {
         Ok(GenerationView::build(row, &outputs, position, base))
     }
 }
+
+/// A privacy request as the contract shows it (`GET /v1/privacy/requests/{id}`, and the
+/// `privacy_export.ready` webhook's data).
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct PrivacyRequestView {
+    pub id: String,
+    pub kind: crate::domain::PrivacyKind,
+    pub status: crate::domain::PrivacyStatus,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+    /// One month after the request was received: when it must be carried out by.
+    pub due_at: String,
+    /// A completed export's archive, for its owner, until `expires_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Why a failed request failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+}
+
+impl PrivacyRequestView {
+    /// The view at `now`; links start with `base` (empty for the API's relative links,
+    /// `PUBLIC_URL` for webhooks). An expired export has no link.
+    pub fn new(row: &crate::db::PrivacyRequestRow, base: &str, now: crate::time::Millis) -> PrivacyRequestView {
+        let live = row.object_id.is_some() && row.expires_at.is_some_and(|at| at > now);
+        PrivacyRequestView {
+            id: row.id.clone(),
+            kind: row.kind,
+            status: row.status,
+            created_at: rfc3339(row.created_at),
+            completed_at: row.completed_at.map(rfc3339),
+            due_at: rfc3339(row.due_at),
+            download_url: live.then(|| format!("{base}/v1/privacy/requests/{}/download", row.id)),
+            expires_at: row.expires_at.map(rfc3339),
+            error_code: row.error_code.clone(),
+        }
+    }
+}

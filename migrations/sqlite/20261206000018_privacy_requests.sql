@@ -29,13 +29,12 @@ CREATE INDEX IF NOT EXISTS stored_objects_user_id_idx ON stored_objects (user_id
 
 -- Privacy requests (access export, account deletion), each carried out by a queue job
 -- in checkpointed steps (`step` names the last one finished, so a crashed job resumes
--- there). At most one open request of each kind per user. A deletion detaches the
--- user's requests (user_id NULL) and keeps them, named by `subject` (the audit log's
--- pseudonym), as the record that the request was carried out, until `retain_until`.
+-- there). At most one open request of each kind per user. A deletion removes the
+-- user's requests with the rest; its receipt is kept in the audit log, under the
+-- user's pseudonym.
 CREATE TABLE IF NOT EXISTS privacy_requests (
     id            TEXT PRIMARY KEY,
-    user_id       TEXT REFERENCES users (id) ON DELETE SET NULL,
-    subject       TEXT NOT NULL,
+    user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     kind          TEXT NOT NULL CHECK (kind IN ('export', 'deletion')),
     status        TEXT NOT NULL CHECK (status IN ('received', 'in_progress', 'completed', 'failed')),
     step          TEXT NOT NULL DEFAULT 'received',
@@ -49,13 +48,11 @@ CREATE TABLE IF NOT EXISTS privacy_requests (
     updated_at    BIGINT NOT NULL,
     due_at        BIGINT NOT NULL,
     completed_at  BIGINT,
-    expires_at    BIGINT,
-    retain_until  BIGINT
+    expires_at    BIGINT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS privacy_requests_one_open_key ON privacy_requests (user_id, kind)
     WHERE status IN ('received', 'in_progress');
 CREATE INDEX IF NOT EXISTS privacy_requests_user_idx ON privacy_requests (user_id, created_at);
 CREATE INDEX IF NOT EXISTS privacy_requests_open_idx ON privacy_requests (status, updated_at);
-CREATE INDEX IF NOT EXISTS privacy_requests_retain_idx ON privacy_requests (retain_until);
 COMMIT;
 PRAGMA foreign_keys = ON;

@@ -2,6 +2,7 @@
 //! a database lease lets one of them work per tick, and the work itself is idempotent,
 //! so a tick that runs twice (a lease that lapsed mid-tick) does no harm.
 
+mod privacy;
 mod reconcile;
 mod webhooks;
 
@@ -26,6 +27,7 @@ const STALLED_BATCH: i64 = 200;
 /// `Idempotency-Key`s of checkouts are kept this long (then a retry is a new request).
 const CHECKOUT_KEY_RETENTION_MS: Millis = 24 * 3_600_000;
 
+pub use privacy::redispatch_stalled_requests;
 pub use reconcile::reconcile;
 pub use webhooks::WebhookCatchUp;
 
@@ -50,6 +52,8 @@ pub struct TickReport {
     pub checkout_keys_deleted: u64,
     /// Audit log entries past their retention period.
     pub audit_entries_deleted: u64,
+    /// Open privacy requests nobody worked on, dispatched again.
+    pub privacy_requests_redispatched: u64,
     /// Webhook announcements made late, delivery jobs pushed again, log entries purged.
     pub webhooks: WebhookCatchUp,
     /// What the reconciliation found, when this tick ran it.
@@ -79,6 +83,7 @@ pub async fn run(config: &Config, services: &Services, shutdown: CancellationTok
                     redispatched = report.generations_redispatched,
                     checkout_keys = report.checkout_keys_deleted,
                     audit_entries = report.audit_entries_deleted,
+                    privacy_redispatched = report.privacy_requests_redispatched,
                     webhooks.announced = report.webhooks.generations_announced,
                     webhooks.requeued = report.webhooks.deliveries_requeued,
                     webhooks.purged = report.webhooks.deliveries_purged,
@@ -118,6 +123,8 @@ pub async fn tick(
     let checkout_keys_deleted = services.db.delete_checkout_keys_before(now - CHECKOUT_KEY_RETENTION_MS, 1_000).await?;
     // A minute's margin: the audit log's trigger checks the database's own clock.
     let audit_entries_deleted = services.db.delete_expired_audit(now - 60_000, 1_000).await?;
+    let privacy_requests_redispatched =
+        privacy::redispatch_stalled_requests(services, now, now - duration_ms(config.scheduler.stalled_after)).await?;
     let webhooks = webhooks::catch_up(services, now).await?;
     let reconciliation = reconcile::reconcile_if_due(config, &services.db, now).await?;
     Ok(TickReport {
@@ -128,6 +135,7 @@ pub async fn tick(
         generations_redispatched,
         checkout_keys_deleted,
         audit_entries_deleted,
+        privacy_requests_redispatched,
         reconciliation,
     })
 }

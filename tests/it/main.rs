@@ -27,6 +27,7 @@ macro_rules! all_modes {
 }
 
 mod accounts;
+mod archive;
 mod audit;
 mod bad_input;
 mod cancel;
@@ -45,6 +46,7 @@ mod metrics;
 mod openapi;
 mod operator;
 mod payments;
+mod privacy;
 mod privacy_inventory;
 mod profile;
 mod rate_limits;

@@ -446,9 +446,10 @@ async fn store_output(
             ObjectWriteError::Db(error) | ObjectWriteError::Record(error) => {
                 JobError::Retry { code: "database", source: Box::new(error) }
             }
-            ObjectWriteError::Storage(error) | ObjectWriteError::SourceGone(error) => {
-                JobError::Retry { code: "storage", source: Box::new(error) }
-            }
+            // `Source` is a streamed write's; this one writes bytes it holds.
+            ObjectWriteError::Storage(error)
+            | ObjectWriteError::SourceGone(error)
+            | ObjectWriteError::Source(error) => JobError::Retry { code: "storage", source: Box::new(error) },
         })?;
     Ok(OutputRow {
         id: format!("out_{}_{position}", id.as_str().trim_start_matches("gen_")),

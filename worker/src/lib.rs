@@ -4,6 +4,7 @@
 mod error;
 pub mod generation;
 mod models;
+pub mod privacy;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -46,6 +47,10 @@ pub async fn run(
         concurrency: config.webhooks.concurrency,
         drain_timeout: config.webhooks.timeout,
     };
+    // Privacy requests are rare and heavy (an export streams a whole account): one at a
+    // time per process.
+    let privacy_options =
+        WorkerOptions { name: format!("{worker_id}-privacy"), concurrency: 1, drain_timeout: config.worker.job_lease };
     let queue = services.queue.clone();
     if let Some(cog) = &config.models.cog {
         let reporter = worker_id.clone();
@@ -53,9 +58,11 @@ pub async fn run(
     }
     let state = Arc::new(WorkerState { config, services, studio, worker_id });
     let for_deliveries = state.clone();
+    let for_privacy = state.clone();
     let generations = Workers::new(options, move |job| generation::handle(state.clone(), job));
     let deliveries = Workers::new(delivery_options, move |job| webhook::handle(for_deliveries.clone(), job));
-    queue.run_workers(generations, deliveries, shutdown).await
+    let privacy = Workers::new(privacy_options, move |job| privacy::handle(for_privacy.clone(), job));
+    queue.run_workers(generations, deliveries, privacy, shutdown).await
 }
 
 /// `host-pid-random`: unique across replicas and restarts, readable in logs.

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 
+pub(crate) use sessions::cleared_session_cookie;
 pub use sessions::start_session;
 pub use tokens::new_token;
 

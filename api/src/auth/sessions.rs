@@ -102,6 +102,11 @@ pub(super) async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiRe
     Ok(Some(found.user))
 }
 
+/// The header that clears the session cookie (the session itself is already gone).
+pub(crate) fn cleared_session_cookie(state: &AppState) -> HeaderValue {
+    set_cookie(&state.public_url, SESSION, "", 0)
+}
+
 fn ended(state: &AppState) -> ApiResult<Response> {
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(header::SET_COOKIE, set_cookie(&state.public_url, SESSION, "", 0));

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use petportrait_core::db::StoredObjectRow;
 use petportrait_core::domain::StoredObjectKind;
 use petportrait_core::ids::ObjectId;
 use petportrait_core::storage::ByteRange;
@@ -47,18 +48,30 @@ pub async fn get_file(
 ) -> ApiResult<Response> {
     let db = &state.services.db;
     // Uploads are never served back (their ids are never handed out either): only what
-    // the service made can be downloaded.
+    // the service made can be downloaded. An export is downloaded through its request
+    // (`/v1/privacy/requests/{id}/download`), which records the download.
     let object = db
         .get_object_of_user(id.as_str(), &user.user_id())
         .await?
-        .filter(|object| object.kind != StoredObjectKind::Upload)
+        .filter(|object| !matches!(object.kind, StoredObjectKind::Upload | StoredObjectKind::Export))
         .ok_or_else(ApiError::not_found)?;
-    let now = now_ms();
-    if !object.is_available(now) {
+    if !object.is_available(now_ms()) {
         return Err(ApiError::gone("this file has expired and was deleted"));
     }
     let filename = db.download_filename(&object.id).await?.unwrap_or_else(|| object.id.clone());
-    let disposition = content_disposition(&filename);
+    serve_object(&state, &object, &filename, &headers).await
+}
+
+/// Answers with an available object of the caller: a 302 to a presigned link when the
+/// store has a public endpoint, else the bytes (with `ETag` and one `Range`).
+pub(crate) async fn serve_object(
+    state: &AppState,
+    object: &StoredObjectRow,
+    filename: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let now = now_ms();
+    let disposition = content_disposition(filename);
     let store = &state.services.store;
     let left = object.expires_at.map_or(LINK_TTL, |at| Duration::from_millis((at - now).max(1_000) as u64));
     // `None` without a public endpoint: the bytes are served below.

@@ -9,6 +9,7 @@ pub mod generations;
 pub mod health;
 pub mod payments;
 pub mod policy;
+pub mod privacy;
 pub mod tokens;
 pub mod uploads;
 pub mod webhooks;

@@ -37,6 +37,13 @@ pub(super) async fn insert_audit(tx: &mut sqlx::AnyConnection, row: &AuditRow) -
 }
 
 impl Db {
+    /// Appends an entry on its own, for an operation that changes nothing else (an
+    /// export downloaded).
+    pub async fn record_audit(&self, row: &AuditRow) -> DbResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut conn, row).await
+    }
+
     /// The entries about one person (any of the pseudonyms the key ring's keys give).
     pub async fn audit_entries(&self, subjects: &[String]) -> DbResult<Vec<AuditRow>> {
         let sql = format!(

@@ -49,6 +49,17 @@ impl Db {
         Ok(ObjectId::from_db(id))
     }
 
+    /// Records the length of an object written from a stream, known only once its
+    /// bytes are stored.
+    pub async fn set_object_bytes(&self, id: &ObjectId, bytes: i64) -> DbResult<()> {
+        sqlx::query("UPDATE stored_objects SET bytes = $2 WHERE id = $1")
+            .bind(id.as_str())
+            .bind(bytes)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// An object of this user, whatever its state; `None` for another user's.
     pub async fn get_object_of_user(&self, id: &str, user: &UserId) -> DbResult<Option<StoredObjectRow>> {
         Ok(sqlx::query_as(

@@ -242,6 +242,17 @@ impl Db {
         .await?)
     }
 
+    /// The user's enabled account endpoints (events not about a generation go to these).
+    pub async fn account_subscribers(&self, user: &str) -> DbResult<Vec<Subscriber>> {
+        Ok(sqlx::query_as(
+            "SELECT id AS endpoint_id, kind, events, CAST(NULL AS TEXT) AS filter FROM webhook_endpoints \
+             WHERE user_id = $1 AND enabled = 1 AND kind = 'account'",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Moves the generation's marks from `from` to `to` and records `deliveries`, in
     /// one transaction. `false` (and nothing recorded) when another announcement moved
     /// the marks first: the caller reads the row again.
@@ -270,21 +281,7 @@ impl Db {
             tx.rollback().await?;
             return Ok(false);
         }
-        for delivery in deliveries {
-            sqlx::query(
-                "INSERT INTO webhook_deliveries \
-                 (id, endpoint_id, generation_id, event_type, body, status, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
-            )
-            .bind(&delivery.id)
-            .bind(&delivery.endpoint_id)
-            .bind(&delivery.generation_id)
-            .bind(delivery.event_type)
-            .bind(&delivery.body)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_deliveries(&mut tx, deliveries, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -337,4 +334,28 @@ impl Db {
             sqlx::query(sql).bind(&secret.id).bind(&secret.sealed).bind(new).execute(&self.pool).await?.rows_affected();
         Ok(changed == 1)
     }
+}
+
+/// Records deliveries, due now, within the transaction of the change they announce.
+pub(super) async fn insert_deliveries(
+    tx: &mut sqlx::AnyConnection,
+    deliveries: &[NewDelivery],
+    now: Millis,
+) -> DbResult<()> {
+    for delivery in deliveries {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries \
+             (id, endpoint_id, generation_id, event_type, body, status, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', $6, $6)",
+        )
+        .bind(&delivery.id)
+        .bind(&delivery.endpoint_id)
+        .bind(&delivery.generation_id)
+        .bind(delivery.event_type)
+        .bind(&delivery.body)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }

@@ -18,6 +18,7 @@ pub enum AuditAction {
     StepDone,
     ExportDownloaded,
     DeletionCompleted,
+    RequestFailed,
     CorrectionMade,
     PolicyAccepted,
 }
@@ -29,6 +30,7 @@ impl AuditAction {
             AuditAction::StepDone => "step_done",
             AuditAction::ExportDownloaded => "export_downloaded",
             AuditAction::DeletionCompleted => "deletion_completed",
+            AuditAction::RequestFailed => "request_failed",
             AuditAction::CorrectionMade => "correction_made",
             AuditAction::PolicyAccepted => "policy_accepted",
         }

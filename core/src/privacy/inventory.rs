@@ -422,14 +422,12 @@ pub const TABLES: &[Table] = &[
     Table {
         name: "privacy_requests",
         owner: user("user_id"),
-        deletion: Deletion::Detach {
-            reason: "accountability: a record that privacy requests were received and carried out",
-            retained_days: crate::privacy::audit::AUDIT_RETENTION_DAYS,
-        },
+        // Deleted with the account: the audit log keeps, under the pseudonym, that each
+        // request was received and carried out, and the deletion's receipt.
+        deletion: DELETE,
         columns: &[
             c("id", Operational, true),
             c("user_id", Operational, false),
-            c("subject", Operational, false),
             c("kind", Consent, true),
             c("status", Consent, true),
             c("step", Operational, true),
@@ -444,7 +442,6 @@ pub const TABLES: &[Table] = &[
             c("due_at", Consent, true),
             c("completed_at", Consent, true),
             c("expires_at", Consent, true),
-            c("retain_until", Consent, false),
         ],
     },
     not_personal!("model_availability": "kind", "style", "reporter", "available", "detail", "checked_at"),

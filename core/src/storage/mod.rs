@@ -1,7 +1,9 @@
 //! The object store: one aws-sdk-s3 client for every S3-compatible server, including
-//! the in-process one of embedded mode (`embedded.rs`).
+//! the in-process one of embedded mode (`embedded.rs`); objects written and read chunk
+//! by chunk in `streams.rs`.
 
 mod embedded;
+mod streams;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
@@ -10,6 +12,7 @@ use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use bytes::Bytes;
 
 pub use embedded::{EmbeddedS3, generated_credentials};
+pub use streams::ObjectStream;
 
 use crate::config::{S3Config, Secret};
 
@@ -24,6 +27,10 @@ pub enum StorageError {
     },
     #[error("reading an object body failed")]
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The source of a streamed write failed (its producer gave up): nothing was
+    /// stored. Worth retrying only if the producer's failure is.
+    #[error("reading the bytes to store from their source failed")]
+    Source(#[source] std::io::Error),
     /// A copy's source key does not exist (the purge deleted it). Not worth retrying.
     #[error("the object {key} to copy from does not exist")]
     SourceMissing { key: String },

@@ -268,6 +268,39 @@ fn new_message_id() -> String {
     crate::ids::DeliveryId::generate().to_string()
 }
 
+impl Webhooks {
+    /// The deliveries of an event about the user's account rather than a generation
+    /// (`privacy_export.ready`), one per account endpoint that asked for it, to record in
+    /// the transaction of the change; `push` their jobs after it commits.
+    pub async fn account_event_deliveries<T: Serialize>(
+        &self,
+        user: &str,
+        event: EventType,
+        data: &T,
+        now: Millis,
+    ) -> Result<Vec<NewDelivery>, WebhookError> {
+        let subscribers = self.db.account_subscribers(user).await?;
+        let payload = Payload { kind: event.as_str(), timestamp: rfc3339(now), data };
+        let body = serde_json::to_string(&payload).unwrap_or_default();
+        Ok(subscribers
+            .iter()
+            .filter(|s| wants(s, event))
+            .map(|s| NewDelivery {
+                id: new_message_id(),
+                endpoint_id: s.endpoint_id.clone(),
+                generation_id: None,
+                event_type: event.as_str(),
+                body: body.clone(),
+            })
+            .collect())
+    }
+
+    /// `PUBLIC_URL`, for absolute links in events.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+}
+
 /// Whether `subscriber` asked for `event`.
 fn wants(subscriber: &Subscriber, event: EventType) -> bool {
     match &subscriber.filter {

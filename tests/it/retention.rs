@@ -280,5 +280,14 @@ async fn the_object_walk_resumes_from_its_cursor(mode: Mode) {
     let walk = walk_objects(&app.services, later, 2, 10).await.expect("walk");
     assert_eq!((walk.keys_listed, walk.orphans_deleted, walk.missing_marked, walk.wrapped), (4, 0, 0, true));
     assert_eq!(cursor().await, None);
+
+    // A cursor naming a user's key is reset for the account's deletion, no other.
+    walk_objects(&app.services, later, 2, 1).await.expect("walk");
+    assert_eq!(cursor().await.as_ref(), Some(&keys[1]));
+    let reset =
+        |prefix: String| async move { db.reset_maintenance_cursors_under(&prefix, later).await.expect("reset") };
+    assert_eq!(reset("u/usr_someone_else/".to_owned()).await, 0);
+    assert_eq!(reset(format!("u/{user}/")).await, 1);
+    assert_eq!(cursor().await, None);
     app.stop().await;
 }

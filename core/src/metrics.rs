@@ -40,6 +40,10 @@ pub const PREDICTIONS_IN_FLIGHT: &str = "petportrait_model_predictions_in_flight
 /// Objects the purge deleted, and generations the sweep dispatched again.
 pub const PURGED_OBJECTS: &str = "petportrait_purged_objects_total";
 pub const SWEPT_GENERATIONS: &str = "petportrait_swept_generations_total";
+/// Objects the scheduler's walk of the bucket deleted because no row owned them.
+pub const ORPHAN_OBJECTS_DELETED: &str = "petportrait_orphan_objects_deleted_total";
+/// Rows the walk marked deleted because their object was missing from the store.
+pub const MISSING_OBJECTS: &str = "petportrait_missing_objects_total";
 
 /// Every metric above (the dashboard in `ops/` is checked against it).
 pub const ALL: &[&str] = &[
@@ -58,6 +62,8 @@ pub const ALL: &[&str] = &[
     PREDICTIONS_IN_FLIGHT,
     PURGED_OBJECTS,
     SWEPT_GENERATIONS,
+    ORPHAN_OBJECTS_DELETED,
+    MISSING_OBJECTS,
 ];
 
 /// Histogram buckets in seconds: requests from a millisecond, renders up to ten minutes.

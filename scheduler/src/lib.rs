@@ -2,6 +2,7 @@
 //! a database lease lets one of them work per tick, and the work itself is idempotent,
 //! so a tick that runs twice (a lease that lapsed mid-tick) does no harm.
 
+mod objects;
 mod privacy;
 mod reconcile;
 mod webhooks;
@@ -12,6 +13,7 @@ use petportrait_core::config::Config;
 use petportrait_core::db::{DbError, ReconciliationRow, StalledGeneration};
 use petportrait_core::errors::error_chain;
 use petportrait_core::ids::GenerationId;
+use petportrait_core::privacy::inventory::PAYMENT_RETENTION_DAYS;
 use petportrait_core::queue::{Dispatch, DispatchId};
 use petportrait_core::services::Services;
 use petportrait_core::storage::StorageError;
@@ -24,9 +26,15 @@ const LEASE_NAME: &str = "maintenance";
 const MAX_BATCHES_PER_TICK: usize = 50;
 /// How many stalled generations one tick dispatches again.
 const STALLED_BATCH: i64 = 200;
-/// `Idempotency-Key`s of checkouts are kept this long (then a retry is a new request).
-const CHECKOUT_KEY_RETENTION_MS: Millis = 24 * 3_600_000;
+/// `Idempotency-Key`s of checkouts and generations are honoured this long; then a retry
+/// is a new request, and the key is deleted (checkouts) or cleared (generations).
+pub const IDEMPOTENCY_KEY_RETENTION_MS: Millis = 24 * 3_600_000;
+/// Rows of each retention deleted or cleared per tick (payments, generation keys).
+const RETENTION_BATCH: i64 = 1_000;
 
+pub use objects::{
+    OBJECT_WALK, OBJECT_WALK_PAGE, OBJECT_WALK_PAGES_PER_TICK, ORPHAN_GRACE_MS, ObjectWalk, walk_objects,
+};
 pub use privacy::redispatch_stalled_requests;
 pub use reconcile::reconcile;
 pub use webhooks::WebhookCatchUp;
@@ -54,6 +62,12 @@ pub struct TickReport {
     pub audit_entries_deleted: u64,
     /// Open privacy requests nobody worked on, dispatched again.
     pub privacy_requests_redispatched: u64,
+    /// Payment records past `PAYMENT_RETENTION_DAYS`.
+    pub payments_deleted: u64,
+    /// Generations whose `Idempotency-Key` was cleared after a day.
+    pub generation_keys_cleared: u64,
+    /// The walk of the object store: orphans deleted, rows of missing objects marked.
+    pub objects: ObjectWalk,
     /// Webhook announcements made late, delivery jobs pushed again, log entries purged.
     pub webhooks: WebhookCatchUp,
     /// What the reconciliation found, when this tick ran it.
@@ -77,6 +91,9 @@ pub async fn run(config: &Config, services: &Services, shutdown: CancellationTok
                 metrics::counter!(petportrait_core::metrics::PURGED_OBJECTS).increment(report.objects_purged);
                 metrics::counter!(petportrait_core::metrics::SWEPT_GENERATIONS)
                     .increment(report.generations_redispatched);
+                metrics::counter!(petportrait_core::metrics::ORPHAN_OBJECTS_DELETED)
+                    .increment(report.objects.orphans_deleted);
+                metrics::counter!(petportrait_core::metrics::MISSING_OBJECTS).increment(report.objects.missing_marked);
                 tracing::info!(
                     purged = report.objects_purged,
                     sessions = report.sessions_deleted,
@@ -84,6 +101,11 @@ pub async fn run(config: &Config, services: &Services, shutdown: CancellationTok
                     checkout_keys = report.checkout_keys_deleted,
                     audit_entries = report.audit_entries_deleted,
                     privacy_redispatched = report.privacy_requests_redispatched,
+                    payments = report.payments_deleted,
+                    generation_keys = report.generation_keys_cleared,
+                    objects.listed = report.objects.keys_listed,
+                    objects.orphans = report.objects.orphans_deleted,
+                    objects.missing = report.objects.missing_marked,
                     webhooks.announced = report.webhooks.generations_announced,
                     webhooks.requeued = report.webhooks.deliveries_requeued,
                     webhooks.purged = report.webhooks.deliveries_purged,
@@ -120,11 +142,24 @@ pub async fn tick(
     let generations_redispatched = redispatch_stalled(services, now, now - duration_ms(config.scheduler.stalled_after))
         .await?
         + dispatch_parked(services, now, config.worker.user_max_running).await?;
-    let checkout_keys_deleted = services.db.delete_checkout_keys_before(now - CHECKOUT_KEY_RETENTION_MS, 1_000).await?;
+    let keys_before = now - IDEMPOTENCY_KEY_RETENTION_MS;
+    let checkout_keys_deleted = services.db.delete_checkout_keys_before(keys_before, 1_000).await?;
+    let generation_keys_cleared = services.db.clear_idempotency_keys_before(keys_before, RETENTION_BATCH).await?;
     // A minute's margin: the audit log's trigger checks the database's own clock.
     let audit_entries_deleted = services.db.delete_expired_audit(now - 60_000, 1_000).await?;
     let privacy_requests_redispatched =
         privacy::redispatch_stalled_requests(services, now, now - duration_ms(config.scheduler.stalled_after)).await?;
+    let payments_before = now - i64::from(PAYMENT_RETENTION_DAYS) * 86_400_000;
+    let payments_deleted = services.db.delete_payments_before(payments_before, RETENTION_BATCH).await?;
+    // The walk's failure (the store unreachable) must not hold up the rest of the tick;
+    // it resumes from its cursor next time.
+    let objects = match walk_objects(services, now, OBJECT_WALK_PAGE, OBJECT_WALK_PAGES_PER_TICK).await {
+        Ok(walk) => walk,
+        Err(error) => {
+            tracing::warn!(error = %error_chain(&error), "the object walk failed; the next tick resumes it");
+            ObjectWalk::default()
+        }
+    };
     let webhooks = webhooks::catch_up(services, now).await?;
     let reconciliation = reconcile::reconcile_if_due(config, &services.db, now).await?;
     Ok(TickReport {
@@ -136,6 +171,9 @@ pub async fn tick(
         checkout_keys_deleted,
         audit_entries_deleted,
         privacy_requests_redispatched,
+        payments_deleted,
+        generation_keys_cleared,
+        objects,
         reconciliation,
     })
 }

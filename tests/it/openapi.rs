@@ -47,6 +47,13 @@ async fn the_document_describes_every_answer(mode: Mode) {
         ann.get(&format!("/v1/webhook-endpoints/{}/deliveries", endpoint["id"].as_str().expect("id"))).await;
     let (status, token) = ann.post_json("/v1/me/tokens", &json!({"name": "schemathesis"})).await;
     assert_eq!(status, StatusCode::CREATED, "{token}");
+    let (status, export) = ann.post_json("/v1/privacy/exports", &json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{export}");
+    let export = export["id"].as_str().expect("id").to_owned();
+    petportrait_tests::wait_until("the export", Duration::from_secs(60), || async {
+        (ann.get(&format!("/v1/privacy/requests/{export}")).await.1["status"] == "completed").then_some(())
+    })
+    .await;
 
     let ids = [
         ("/v1/uploads/{id}", json!(upload)),
@@ -59,6 +66,8 @@ async fn the_document_describes_every_answer(mode: Mode) {
         ("/v1/webhook-endpoints/{id}", endpoint["id"].clone()),
         ("/v1/webhook-endpoints/{id}/deliveries", endpoint["id"].clone()),
         ("/v1/webhook-deliveries/{id}/retry", deliveries["data"][0]["id"].clone()),
+        ("/v1/privacy/requests/{id}", json!(export)),
+        ("/v1/privacy/requests/{id}/download", json!(export)),
     ];
     let mut config = format!(
         "[headers]\nAuthorization = \"Bearer {}\"\n\n[parameters]\n\"body.upload_id\" = \"{upload}\"\n",
@@ -94,6 +103,9 @@ async fn the_document_describes_every_answer(mode: Mode) {
                 "/auth/logout-all",
                 "--exclude-path",
                 "/auth/logout",
+                // So does deleting the account (tested in `privacy::`).
+                "--exclude-path",
+                "/v1/privacy/deletion",
             ],
         )
     })

@@ -1,8 +1,12 @@
-//! Expiry: the scheduler purges expired uploads and outputs (objects and rows),
-//! downloads then answer 410, and ticks are single-flight across schedulers.
+//! Expiry and retention: the scheduler purges expired uploads and outputs (objects and
+//! rows), downloads then answer 410, and ticks are single-flight across schedulers;
+//! payment records go after their legal period, generation Idempotency-Keys after a
+//! day, and the object walk removes orphans and marks rows whose bytes are gone.
 
 use std::time::Duration;
 
+use petportrait_core::ids::{ObjectId, UserId};
+use petportrait_core::objects::{Placement, Source, WrittenObject};
 use petportrait_core::time::now_ms;
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::{Mode, TestApp};
@@ -107,5 +111,183 @@ async fn expired_uploads_are_gone(mode: Mode) {
         .await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("upload_expired")), "{body}");
     assert_eq!(ann.available_credits().await, 10, "nothing was held");
+    app.stop().await;
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+all_modes!(payment_records_are_deleted_after_their_period, payment_records_are_deleted_after_their_period);
+all_modes!(generation_keys_replay_for_a_day_then_are_forgotten, generation_keys_replay_for_a_day_then_are_forgotten);
+all_modes!(
+    the_object_walk_removes_orphans_and_marks_lost_objects,
+    the_object_walk_removes_orphans_and_marks_lost_objects
+);
+all_modes!(the_object_walk_resumes_from_its_cursor, the_object_walk_resumes_from_its_cursor);
+
+async fn payment_records_are_deleted_after_their_period(mode: Mode) {
+    use petportrait_core::privacy::inventory::PAYMENT_RETENTION_DAYS;
+    let app = TestApp::spawn_with(mode, &[], NO_SCHEDULER, None).await;
+    let ann = app.user("Ann").await;
+    let user = UserId::parse(&ann.user_id().await).expect("user id");
+    // Test-only SQL: the app never writes a payment dated in the past.
+    let now = now_ms();
+    for (id, created_at) in [("pay_older", now - 2 * DAY_MS), ("pay_newer", now)] {
+        let sql = format!(
+            "INSERT INTO payments (id, user_id, pack_id, credits, amount, currency, checkout_session_id, status, \
+             created_at) VALUES ($1, $2, 'starter', 10, 500, 'eur', $3, 'paid', {created_at})"
+        );
+        app.raw_execute(&sql, &[id, user.as_str(), &format!("cs_{id}")]).await;
+    }
+    let period = i64::from(PAYMENT_RETENTION_DAYS) * DAY_MS;
+    let ids = || async {
+        let rows = app.services.db.list_payments(&user, None, 10).await.expect("payments");
+        rows.into_iter().map(|p| p.id).collect::<Vec<_>>()
+    };
+
+    // Within their period both are kept.
+    let tick = |at| petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", at);
+    assert_eq!(tick(now + period - 3 * DAY_MS).await.expect("tick").payments_deleted, 0);
+    assert_eq!(ids().await, ["pay_newer", "pay_older"]);
+    // A day after the older one's period ended, it goes; the newer one stays.
+    assert_eq!(tick(now + period - DAY_MS).await.expect("tick").payments_deleted, 1);
+    assert_eq!(ids().await, ["pay_newer"]);
+    app.stop().await;
+}
+
+async fn generation_keys_replay_for_a_day_then_are_forgotten(mode: Mode) {
+    use petportrait_scheduler::IDEMPOTENCY_KEY_RETENTION_MS;
+    let app = TestApp::spawn_with(mode, &[("UPLOAD_TTL", "7d")], NO_SCHEDULER, None).await;
+    let ann = app.user("Ann").await;
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let body = serde_json::json!({"kind": "portrait", "upload_id": upload, "style": "watercolor"});
+    let send = || {
+        let request = ann.http.post(ann.url("/v1/generations")).header("idempotency-key", "order-1").json(&body);
+        async move {
+            let response = request.send().await.expect("post");
+            let status = response.status();
+            let replayed = response.headers().get("idempotent-replayed").is_some();
+            let body = response.json::<serde_json::Value>().await.expect("json");
+            (status, replayed, body["id"].as_str().expect("id").to_owned())
+        }
+    };
+    let tick = |at| petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", at);
+    let (status, replayed, first) = send().await;
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, false));
+
+    // Within the day the key replays the first generation.
+    let report = tick(now_ms() + IDEMPOTENCY_KEY_RETENTION_MS - 60_000).await.expect("tick");
+    assert_eq!(report.generation_keys_cleared, 0);
+    assert_eq!(send().await, (StatusCode::ACCEPTED, true, first.clone()));
+
+    // After it the key is forgotten: the same key and body are a new request.
+    let report = tick(now_ms() + IDEMPOTENCY_KEY_RETENTION_MS + 60_000).await.expect("tick");
+    assert_eq!(report.generation_keys_cleared, 1);
+    let (status, replayed, second) = send().await;
+    assert_eq!((status, replayed), (StatusCode::ACCEPTED, false));
+    assert_ne!(second, first, "a new generation");
+    assert_eq!(send().await, (StatusCode::ACCEPTED, true, second), "which the key now replays");
+    assert_eq!(ann.available_credits().await, 2, "two generations held or charged");
+    app.stop().await;
+}
+
+/// Writes a tracked object (row, then bytes) of `user`, as every writer does.
+async fn write_object(app: &TestApp, user: &UserId, version: &str) -> WrittenObject {
+    let bytes = version.as_bytes().to_vec().into();
+    let placement = Placement::Picture { version };
+    app.services
+        .objects
+        .write(user, placement, "image/png", Source::Bytes(bytes), now_ms(), |written| async move {
+            Ok::<_, petportrait_core::db::DbError>(written)
+        })
+        .await
+        .expect("write")
+}
+
+async fn the_object_walk_removes_orphans_and_marks_lost_objects(mode: Mode) {
+    use petportrait_scheduler::ORPHAN_GRACE_MS;
+    let overrides = [("UPLOAD_TTL", "7d"), ("OUTPUT_TTL", "7d")];
+    let app = TestApp::spawn_with(mode, &overrides, NO_SCHEDULER, None).await;
+    let ann = app.user("Ann").await;
+    let user = UserId::parse(&ann.user_id().await).expect("user id");
+    let upload = ann.upload_ok(pet_jpeg()).await;
+    let id = ann.create_portrait(&upload, "watercolor").await["id"].as_str().expect("id").to_owned();
+    let done = ann.wait_terminal(&id, Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded");
+    let file = done["outputs"][0]["url"].as_str().expect("url").to_owned();
+
+    // An object whose row is gone (an account's deletion removes rows; the bytes follow)…
+    let rowless = write_object(&app, &user, "rowless").await;
+    app.raw_execute("DELETE FROM stored_objects WHERE id = $1", &[rowless.id.as_str()]).await;
+    // …one whose row says deleted (a purge whose delete did not take)…
+    let dead = write_object(&app, &user, "dead").await;
+    app.services.db.mark_objects_deleted(&[dead.id.to_string()], now_ms()).await.expect("mark");
+    // …and an output whose bytes went behind the database's back.
+    let outputs = app.services.store.list(&format!("u/{user}/generated/")).await.expect("list");
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    app.services.store.delete_many(&outputs).await.expect("delete");
+
+    // Within the grace nothing is touched: a write may be in flight.
+    let tick = |at| petportrait_scheduler::tick(&app.config, &app.services, "test-scheduler", at);
+    let walk = tick(now_ms()).await.expect("tick").objects;
+    assert_eq!((walk.orphans_deleted, walk.missing_marked, walk.wrapped), (0, 0, true), "{walk:?}");
+    assert_eq!(app.services.store.list("").await.expect("list").len(), 3, "the upload and both orphans");
+
+    // A day later the orphans go and the lost output's row is marked; the upload stays.
+    let walk = tick(now_ms() + ORPHAN_GRACE_MS + 60_000).await.expect("tick").objects;
+    assert_eq!((walk.orphans_deleted, walk.missing_marked), (2, 1), "{walk:?}");
+    let left = app.services.store.list("").await.expect("list");
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(&format!("u/{user}/uploads/")), "{left:?}");
+    let (status, body) = ann.get(&file).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::GONE, Some("gone")), "{body}");
+    let upload_object = app.services.db.get_upload(&upload).await.expect("upload").expect("its row").object_id;
+    let row = app.services.db.get_object(&ObjectId::from_db(upload_object)).await.expect("read").expect("row");
+    assert!(row.is_available(now_ms()), "the upload is untouched: {row:?}");
+    app.stop().await;
+}
+
+async fn the_object_walk_resumes_from_its_cursor(mode: Mode) {
+    use petportrait_scheduler::{OBJECT_WALK, ORPHAN_GRACE_MS, walk_objects};
+    let app = TestApp::spawn_with(mode, &[], NO_SCHEDULER, None).await;
+    let ann = app.user("Ann").await;
+    let user = UserId::parse(&ann.user_id().await).expect("user id");
+    let mut written = Vec::new();
+    for n in 0..5 {
+        written.push(write_object(&app, &user, &format!("v{n}")).await);
+    }
+    // The third key in the bucket's order loses its row: one page deletes it.
+    let mut keys = app.services.store.list("").await.expect("list");
+    keys.sort();
+    assert_eq!(keys.len(), 5, "{keys:?}");
+    let orphan = written.iter().find(|w| w.key == keys[2]).expect("the third key");
+    app.raw_execute("DELETE FROM stored_objects WHERE id = $1", &[orphan.id.as_str()]).await;
+
+    let db = &app.services.db;
+    let cursor = || async { db.maintenance_cursor(OBJECT_WALK).await.expect("cursor") };
+    assert_eq!(cursor().await, None);
+    // Two keys a walk, a day later: each walk goes on where the persisted cursor says,
+    // and the one that reaches the end starts the walk over.
+    let later = now_ms() + ORPHAN_GRACE_MS + 60_000;
+    let expected = [(2, 0, Some(&keys[1])), (2, 1, Some(&keys[3])), (1, 0, None)];
+    for (listed, orphans, after) in expected {
+        let walk = walk_objects(&app.services, later, 2, 1).await.expect("walk");
+        assert_eq!((walk.keys_listed, walk.orphans_deleted, walk.missing_marked), (listed, orphans, 0), "{walk:?}");
+        assert_eq!(walk.wrapped, after.is_none());
+        assert_eq!(cursor().await.as_ref(), after);
+    }
+    // From the start again, now without the orphan; several pages in one call stop at
+    // the end of the bucket.
+    let walk = walk_objects(&app.services, later, 2, 10).await.expect("walk");
+    assert_eq!((walk.keys_listed, walk.orphans_deleted, walk.missing_marked, walk.wrapped), (4, 0, 0, true));
+    assert_eq!(cursor().await, None);
+
+    // A cursor naming a user's key is reset for the account's deletion, no other.
+    walk_objects(&app.services, later, 2, 1).await.expect("walk");
+    assert_eq!(cursor().await.as_ref(), Some(&keys[1]));
+    let reset =
+        |prefix: String| async move { db.reset_maintenance_cursors_under(&prefix, later).await.expect("reset") };
+    assert_eq!(reset("u/usr_someone_else/".to_owned()).await, 0);
+    assert_eq!(reset(format!("u/{user}/")).await, 1);
+    assert_eq!(cursor().await, None);
     app.stop().await;
 }

@@ -153,6 +153,23 @@ impl Db {
         .await?)
     }
 
+    /// Forgets the `Idempotency-Key` (and the body's fingerprint) of at most `limit`
+    /// generations created before `before`: a key is honoured for a day, after which the
+    /// same key is a new request and nothing links the two. The unique index on
+    /// `(user_id, idempotency_key)` admits any number of NULLs in both dialects.
+    pub async fn clear_idempotency_keys_before(&self, before: Millis, limit: i64) -> DbResult<u64> {
+        Ok(sqlx::query(
+            "UPDATE generations SET idempotency_key = NULL, request_fingerprint = NULL WHERE id IN \
+             (SELECT id FROM generations WHERE idempotency_key IS NOT NULL AND created_at < $1 \
+              ORDER BY created_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
     /// The user's generations, newest first.
     pub async fn list_generations(&self, user: &UserId, filter: &GenerationFilter<'_>) -> DbResult<Vec<GenerationRow>> {
         let (after_at, after_id) = filter.after.unwrap_or((Millis::MAX, ""));

@@ -17,6 +17,7 @@ mod gallery;
 mod gauges;
 mod generations;
 mod leases;
+mod maintenance;
 mod models;
 mod objects;
 mod operator;

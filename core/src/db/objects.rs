@@ -1,5 +1,7 @@
 //! Stored objects (the object store's index) and uploads.
 
+use std::collections::HashSet;
+
 use crate::domain::StoredObjectKind;
 use crate::ids::{ObjectId, UserId};
 use crate::time::Millis;
@@ -140,6 +142,80 @@ impl Db {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Of `keys`, those a row still owns (a row with that key, not `deleted`): the
+    /// object walk deletes the others as orphans once they are old enough.
+    pub async fn owned_object_keys(&self, keys: &[String]) -> DbResult<HashSet<String>> {
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let sql = format!(
+            "SELECT object_key FROM stored_objects WHERE state <> 'deleted' AND object_key IN ({})",
+            super::users::placeholders(1, keys.len())
+        );
+        // Safe: only numbered placeholders are formatted in.
+        let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for key in keys {
+            query = query.bind(key);
+        }
+        Ok(query.fetch_all(&self.pool).await?.into_iter().collect())
+    }
+
+    /// Marks `deleted` (downloads then answer 410, as for a purged object) the active
+    /// rows created before `created_before` whose key lies in the range the object walk
+    /// just listed, `after` (exclusive) to `through` (inclusive; `None` for either end:
+    /// open), yet is not among the `listed` keys: their bytes are gone. Returns how many.
+    pub async fn mark_missing_objects(
+        &self,
+        after: Option<&str>,
+        through: Option<&str>,
+        listed: &[String],
+        created_before: Millis,
+        now: Millis,
+    ) -> DbResult<u64> {
+        // Dialect-marked query: the store lists keys in byte order; SQLite compares text
+        // that way already, PostgreSQL only under the "C" collation (whatever the
+        // database's own), which `stored_objects_key_bytes_idx` serves.
+        let key = match self.dialect {
+            Dialect::Postgres => "object_key COLLATE \"C\"",
+            Dialect::Sqlite => "object_key",
+        };
+        let mut sql = String::from(
+            "UPDATE stored_objects SET state = 'deleted', deleted_at = $1 WHERE state = 'active' AND created_at < $2",
+        );
+        let mut next = 3;
+        if after.is_some() {
+            sql.push_str(&format!(" AND {key} > ${next}"));
+            next += 1;
+        }
+        if through.is_some() {
+            sql.push_str(&format!(" AND {key} <= ${next}"));
+            next += 1;
+        }
+        if !listed.is_empty() {
+            sql.push_str(&format!(" AND object_key NOT IN ({})", super::users::placeholders(next, listed.len())));
+        }
+        // Safe: only the collation and numbered placeholders are formatted in.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now).bind(created_before);
+        for bound in after.iter().chain(through.iter()) {
+            query = query.bind(*bound);
+        }
+        for listed in listed {
+            query = query.bind(listed);
+        }
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Whether any active object created before `created_before` is recorded (the walk
+    /// refuses to believe an empty bucket while there is).
+    pub async fn any_active_object_before(&self, created_before: Millis) -> DbResult<bool> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM stored_objects WHERE state = 'active' AND created_at < $1 LIMIT 1")
+                .bind(created_before)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
     }
 
     pub async fn insert_upload(&self, upload: &UploadRow) -> DbResult<()> {

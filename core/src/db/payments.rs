@@ -241,4 +241,19 @@ impl Db {
         .fetch_all(&self.pool)
         .await?)
     }
+
+    /// The retention: deletes at most `limit` payment records created before `before`
+    /// (the end of their legal period). Nothing references a payment row: refunds are
+    /// kept on the row itself and ledger entries name no payment.
+    pub async fn delete_payments_before(&self, before: Millis, limit: i64) -> DbResult<u64> {
+        Ok(sqlx::query(
+            "DELETE FROM payments WHERE id IN \
+             (SELECT id FROM payments WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(limit)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
 }

@@ -103,6 +103,8 @@ async fn delete_objects(services: &Services, user: &str) -> Result<u64, PrivacyE
         }
     }
     services.db.mark_user_objects_deleted(user, now_ms()).await?;
+    // The object walk's cursor may name a key of the user's: it starts over instead.
+    services.db.reset_maintenance_cursors_under(&prefix, now_ms()).await?;
     Ok(removed)
 }
 

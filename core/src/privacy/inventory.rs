@@ -50,7 +50,8 @@ pub enum Deletion {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Owner {
-    /// The column holding the user id.
+    /// The column holding the user id (`maintenance_cursors.cursor` holds an object key,
+    /// which begins with the user's `u/{user}/`).
     User { column: &'static str },
     /// Through another table's row (`column` references `table`'s id).
     Through { column: &'static str, table: &'static str },
@@ -447,6 +448,17 @@ pub const TABLES: &[Table] = &[
     not_personal!("model_availability": "kind", "style", "reporter", "available", "detail", "checked_at"),
     not_personal!("reconciliation_runs": "id", "ran_at", "users_checked", "balance_differences", "sessions_checked", "sessions_applied", "stripe_error"),
     not_personal!("scheduler_leases": "name", "holder", "expires_at"),
+    // Where the scheduler's walk of the object store stopped: `cursor` is the last object
+    // key it handled, and keys begin with the owner's `u/{user}/`, so the row names one
+    // user at a time, for about a tick (the walk moves on and overwrites it). Not about
+    // the user in any other way, and not worth an export; the account's deletion resets
+    // a cursor under the user's prefix (`Db::reset_maintenance_cursors_under`).
+    Table {
+        name: "maintenance_cursors",
+        owner: user("cursor"),
+        deletion: DELETE,
+        columns: &[c("name", NotAbout, false), c("cursor", Operational, false), c("updated_at", NotAbout, false)],
+    },
     not_personal!("_petportrait_migrations": "version", "description", "installed_on", "success", "checksum", "execution_time"),
     // The embedded queue store (SQLite only; distributed mode keeps the queue in
     // Redis). Its payloads carry a generation's id and nothing else.

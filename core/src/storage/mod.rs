@@ -42,6 +42,15 @@ fn request_error(operation: &'static str) -> impl FnOnce(Box<dyn std::error::Err
     move |source| StorageError::Request { operation, source }
 }
 
+/// An object as a listing shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedObject {
+    pub key: String,
+    /// When the object was last written, by the store's clock (milliseconds).
+    pub last_modified_ms: i64,
+    pub size: i64,
+}
+
 /// A bucket on an S3-compatible server.
 #[derive(Clone, Debug)]
 pub struct ObjectStore {
@@ -241,5 +250,37 @@ impl ObjectStore {
                 return Ok(keys);
             }
         }
+    }
+
+    /// One page of the whole bucket in key order (S3 lists keys by their UTF-8 bytes):
+    /// up to `max` objects after `start_after`, and whether more follow. Each call
+    /// stands alone, so a walk over many calls can resume from any key it recorded.
+    pub async fn list_page(
+        &self,
+        start_after: Option<&str>,
+        max: i32,
+    ) -> Result<(Vec<ListedObject>, bool), StorageError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .set_start_after(start_after.map(str::to_owned))
+            .max_keys(max)
+            .send()
+            .await
+            .map_err(|e| request_error("ListObjectsV2")(Box::new(e)))?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(ListedObject {
+                    key: o.key()?.to_owned(),
+                    // An object without a date is treated as brand new: never an orphan yet.
+                    last_modified_ms: o.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or(i64::MAX),
+                    size: o.size().unwrap_or(0),
+                })
+            })
+            .collect();
+        Ok((objects, out.is_truncated().unwrap_or(false)))
     }
 }

@@ -154,6 +154,12 @@ async fn export_then_delete_an_account(mode: Mode) {
     let ready_events = receiver.wait_for("annabel-hooks", 1, |r| r.event_type() == "privacy_export.ready").await;
     assert_eq!(ready_events[0].json()["data"]["id"], id.as_str());
     assert!(receiver.received("bartholomew-hooks").iter().all(|r| r.event_type() != "privacy_export.ready"));
+    // Past EXPORT_TTL the scheduler's purge deletes the archive; the download is gone.
+    let ttl = petportrait_core::time::duration_ms(app.config.lifetimes.export_ttl);
+    let later = petportrait_core::time::now_ms() + ttl + 60_000;
+    petportrait_scheduler::purge_expired_objects(&app.services, later, 100).await.expect("purge");
+    let (status, _) = ann.client.download(ready["download_url"].as_str().expect("download_url")).await;
+    assert_eq!(status, StatusCode::GONE, "the export after EXPORT_TTL");
 
     // The deletion: a wrong confirmation changes nothing; then the account closes at once.
     let (status, problem) = ann.client.post_json("/v1/privacy/deletion", &json!({"confirm": "delete"})).await;
@@ -176,7 +182,8 @@ async fn export_then_delete_an_account(mode: Mode) {
     })
     .await;
     let receipt: Value = serde_json::from_str(&receipt.detail).expect("receipt");
-    assert!(receipt["objects_removed"].as_u64() >= Some(4), "{receipt}");
+    // The output and the gallery copy (the upload and the export expired above).
+    assert!(receipt["objects_removed"].as_u64() >= Some(2), "{receipt}");
     assert!(receipt["retained"][0]["records"] == 1, "one payment record kept: {receipt}");
 
     // Nothing references Ann but her detached payment and the pseudonymous audit log.

@@ -37,7 +37,7 @@ pub async fn handle(state: Arc<WorkerState>, job: PrivacyJob) -> JobOutcome {
         let now = now_ms();
         let claim = state.services.db.claim_privacy_request(id.as_str(), &owner, now, now + duration_ms(lease)).await;
         let request = match claim {
-            Ok(PrivacyClaim::Claimed(request)) => request,
+            Ok(PrivacyClaim::Claimed(request)) => *request,
             Ok(PrivacyClaim::Busy) => {
                 tracing::debug!("another job holds the request; the scheduler dispatches it again if that job dies");
                 return JobOutcome::Done;

@@ -112,11 +112,23 @@ pub(crate) async fn serve_object(
         },
         None => None,
     };
-    let bytes = store
-        .get_range(&object.object_key, range)
-        .await?
-        .ok_or_else(|| ApiError::gone("this file has been deleted"))?;
-    let mut response = bytes.into_response();
+    // A whole file is streamed from the store (an export can be large); a range is small.
+    let mut response = match range {
+        None => {
+            let stream = store
+                .get_stream(&object.object_key)
+                .await?
+                .ok_or_else(|| ApiError::gone("this file has been deleted"))?;
+            let mut response = axum::body::Body::from_stream(stream).into_response();
+            response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            response
+        }
+        Some(range) => store
+            .get_range(&object.object_key, Some(range))
+            .await?
+            .ok_or_else(|| ApiError::gone("this file has been deleted"))?
+            .into_response(),
+    };
     if let Some(ByteRange { first, last }) = range {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         response

@@ -77,7 +77,7 @@ pub struct AccountClosed {
 #[derive(Clone, Debug)]
 pub enum PrivacyClaim {
     /// This job holds the request until the lease ends.
-    Claimed(PrivacyRequestRow),
+    Claimed(Box<PrivacyRequestRow>),
     /// Another job holds it, or it has ended: nothing to do.
     Busy,
     Ended,
@@ -145,13 +145,12 @@ impl Db {
         if created {
             insert_audit(&mut tx, audit).await?;
         }
-        let mut closed = AccountClosed::default();
-        closed.sessions = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        let sessions = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(new.user_id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        closed.tokens = sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
+        let tokens = sqlx::query("DELETE FROM api_tokens WHERE user_id = $1")
             .bind(new.user_id)
             .execute(&mut *tx)
             .await?
@@ -174,8 +173,8 @@ impl Db {
         for (id, cost, charged) in &unfinished {
             give_credits_back(&mut tx, id, new.user_id, *cost, *charged, now).await?;
         }
-        closed.generations_canceled = unfinished.into_iter().map(|(id, _, _)| id).collect();
-        closed.exports_abandoned = sqlx::query(
+        let generations_canceled: Vec<String> = unfinished.into_iter().map(|(id, _, _)| id).collect();
+        let exports_abandoned = sqlx::query(
             "UPDATE privacy_requests SET status = 'failed', error_code = 'account_deleted', updated_at = $2, \
              completed_at = $2, lease_owner = NULL, lease_until = NULL \
              WHERE user_id = $1 AND kind = 'export' AND status IN ('received', 'in_progress')",
@@ -186,6 +185,7 @@ impl Db {
         .await?
         .rows_affected();
         tx.commit().await?;
+        let closed = AccountClosed { sessions, tokens, generations_canceled, exports_abandoned };
         let outcome = if created {
             RequestOutcome::Created(self.privacy_request(new.id).await?.ok_or(sqlx::Error::RowNotFound)?)
         } else {
@@ -248,7 +248,7 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?;
         if let Some(row) = claimed {
-            return Ok(PrivacyClaim::Claimed(row));
+            return Ok(PrivacyClaim::Claimed(Box::new(row)));
         }
         Ok(match self.privacy_request(id).await? {
             None => PrivacyClaim::NotFound,

@@ -242,7 +242,7 @@ impl<'a> Rows<'a> {
             self.done = true;
             let subjects = audit::subjects(self.services.accounts.keyring(), self.user.as_str());
             let rows = self.services.db.audit_entries(&subjects).await?;
-            rows.iter().map(|r| audit_json(r)).collect()
+            rows.iter().map(audit_json).collect()
         } else {
             self.services.db.exported_rows(self.table, self.user.as_str(), self.offset, PAGE).await?
         };

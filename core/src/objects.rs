@@ -35,8 +35,9 @@ pub enum Placement<'a> {
     Gallery { item: &'a GalleryItemId },
     /// A profile picture; each fetch gets a key of its own (`version`, a fresh ULID).
     Picture { version: &'a str },
-    /// An access export's archive, keyed by its request.
-    Export { request: &'a PrivacyRequestId },
+    /// An access export's archive, keyed by its request and the attempt that wrote it
+    /// (an attempt never reuses an earlier one's object, which may be purged meanwhile).
+    Export { request: &'a PrivacyRequestId, attempt: i64 },
 }
 
 impl Placement<'_> {
@@ -59,7 +60,7 @@ impl Placement<'_> {
             }
             Placement::Gallery { item } => format!("u/{user}/gallery/{item}"),
             Placement::Picture { version } => format!("u/{user}/profile/{version}"),
-            Placement::Export { request } => format!("u/{user}/exports/{request}.zip"),
+            Placement::Export { request, attempt } => format!("u/{user}/exports/{request}-a{attempt}.zip"),
         }
     }
 
@@ -258,7 +259,7 @@ mod tests {
                 format!("u/{user}/generated/{generation}/a2-1-portrait.png"),
             ),
             (Placement::Gallery { item: &item }, format!("u/{user}/gallery/{item}")),
-            (Placement::Export { request: &request }, format!("u/{user}/exports/{request}.zip")),
+            (Placement::Export { request: &request, attempt: 2 }, format!("u/{user}/exports/{request}-a2.zip")),
         ];
         for (placement, key) in placements {
             assert_eq!(placement.key(&user), key);

@@ -85,7 +85,7 @@ async fn an_archive_streams_into_the_store(mode: Mode) {
     let (reader, writer) = pipe(64 * 1024);
     let upload = app.services.objects.write_stream(
         &user,
-        Placement::Export { request: &request },
+        Placement::Export { request: &request, attempt: 1 },
         "application/zip",
         reader,
         now_ms(),
@@ -113,7 +113,7 @@ async fn an_archive_streams_into_the_store(mode: Mode) {
     produced.expect("the archive is produced");
     let written: WrittenObject = uploaded.expect("the archive is stored and recorded");
 
-    assert_eq!(written.key, format!("u/{user}/exports/{request}.zip"));
+    assert_eq!(written.key, format!("u/{user}/exports/{request}-a1.zip"));
     assert!(written.bytes > 2 * 8 * 1024 * 1024, "several parts: {} bytes", written.bytes);
     let row_of = app.services.db.get_object(&written.id).await.expect("read the row").expect("the row");
     assert_eq!(
@@ -157,7 +157,7 @@ async fn an_archive_streams_into_the_store(mode: Mode) {
     let (reader, writer) = pipe(64 * 1024);
     let upload = app.services.objects.write_stream(
         &user,
-        Placement::Export { request: &small },
+        Placement::Export { request: &small, attempt: 1 },
         "application/zip",
         reader,
         now_ms(),
@@ -191,7 +191,7 @@ async fn a_failed_producer_stores_nothing(mode: Mode) {
     let (reader, writer) = pipe(64 * 1024);
     let upload = app.services.objects.write_stream(
         &user,
-        Placement::Export { request: &request },
+        Placement::Export { request: &request, attempt: 1 },
         "application/zip",
         reader,
         now_ms(),
@@ -216,7 +216,7 @@ async fn a_failed_producer_stores_nothing(mode: Mode) {
     assert!(produced.is_err());
     assert!(matches!(uploaded, Err(ObjectWriteError::Source(_))), "the upload saw the producer fail: {uploaded:?}");
     assert!(!recorded.load(Ordering::SeqCst), "nothing recorded as written");
-    let key = Placement::Export { request: &request }.key(&user);
+    let key = Placement::Export { request: &request, attempt: 1 }.key(&user);
     assert_eq!(store.get(&key).await.expect("get"), None, "no truncated archive stored");
     assert!(store.list(&format!("u/{user}/exports/")).await.expect("list").is_empty());
 

@@ -41,6 +41,9 @@ async fn seed(app: &TestApp, name: &str, receiver: &Receiver) -> Seeded {
     assert_eq!(done["status"], "succeeded", "{done}");
     let (status, saved) = client.post_json(&format!("/v1/generations/{generation}/save"), &json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{saved}");
+    // A second portrait of the same style: its file has the same name as the first's.
+    let twin = client.create_portrait(&upload, "pixel_art").await["id"].as_str().expect("id").to_owned();
+    assert_eq!(client.wait_terminal(&twin, Duration::from_secs(60)).await["status"], "succeeded");
     let (status, token) = client.post_json("/v1/me/tokens", &json!({"name": format!("{name}'s script")})).await;
     assert_eq!(status, StatusCode::CREATED, "{token}");
     let url = receiver.path(&format!("{}-hooks", name.to_lowercase()), Answer::Ok);
@@ -112,9 +115,10 @@ async fn export_then_delete_an_account(mode: Mode) {
     assert_eq!(status, StatusCode::ACCEPTED, "{request}");
     let id = request["id"].as_str().expect("id").to_owned();
     let (status, again) = ann.client.post_json("/v1/privacy/exports", &json!({})).await;
-    assert!(status == StatusCode::OK || again["status"] == "completed", "{status} {again}");
-    if status == StatusCode::OK {
-        assert_eq!(again["id"], id.as_str(), "the open request");
+    assert_eq!(status, StatusCode::ACCEPTED, "{again}");
+    if again["id"] != id.as_str() {
+        let (_, first) = ann.client.get(&format!("/v1/privacy/requests/{id}")).await;
+        assert_eq!(first["status"], "completed", "a second export only once the first has ended: {again}");
     }
     assert_eq!((request["kind"].as_str(), request["status"].as_str()), (Some("export"), Some("received")));
     let month = petportrait_core::time::one_month_after(
@@ -138,7 +142,8 @@ async fn export_then_delete_an_account(mode: Mode) {
         assert!(entries.contains_key(name), "{name} missing from {:?}", entries.keys());
     }
     assert!(entries.keys().any(|n| n.starts_with("files/gallery/")), "{:?}", entries.keys());
-    assert!(entries.keys().any(|n| n.starts_with("files/output/")), "{:?}", entries.keys());
+    let outputs = entries.keys().filter(|n| n.starts_with("files/output/")).count();
+    assert_eq!(outputs, 2, "both outputs, though their names are the same: {:?}", entries.keys());
     every_inventory_field_is_exported(&held, &entries);
     let profile = String::from_utf8_lossy(&entries["profile.json"]).into_owned();
     assert!(profile.contains(&ann.client.email) && profile.contains("Annabel"), "{profile}");
@@ -182,8 +187,8 @@ async fn export_then_delete_an_account(mode: Mode) {
     })
     .await;
     let receipt: Value = serde_json::from_str(&receipt.detail).expect("receipt");
-    // The output and the gallery copy (the upload and the export expired above).
-    assert!(receipt["objects_removed"].as_u64() >= Some(2), "{receipt}");
+    // Two outputs and the gallery copy (the upload and the export expired above).
+    assert!(receipt["objects_removed"].as_u64() >= Some(3), "{receipt}");
     assert!(receipt["retained"][0]["records"] == 1, "one payment record kept: {receipt}");
 
     // Nothing references Ann but her detached payment and the pseudonymous audit log.

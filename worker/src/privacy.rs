@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use petportrait_core::db::{CompletedExport, PrivacyClaim, PrivacyRequestRow};
+use petportrait_core::db::{CompletedExport, ExportCompletion, PrivacyClaim, PrivacyRequestRow};
 use petportrait_core::domain::{EventType, PrivacyKind, PrivacyStatus};
 use petportrait_core::errors::error_chain;
 use petportrait_core::ids::PrivacyRequestId;
@@ -111,11 +111,15 @@ async fn complete_export(state: &WorkerState, request: &PrivacyRequestRow, owner
         now,
     );
     let completed = CompletedExport { id: &request.id, owner, object_id: &object_id, expires_at };
-    if !services.db.complete_export(&completed, &entry, &deliveries, now).await? {
-        tracing::warn!(
-            "the export's lease was taken over or the account is being deleted; its archive is purged at its provisional expiry"
-        );
-        return Ok(());
+    match services.db.complete_export(&completed, &entry, &deliveries, now).await? {
+        ExportCompletion::Completed => {}
+        ExportCompletion::LeaseLost => {
+            tracing::warn!(
+                "the export's lease was taken over or the account is being deleted; its archive is purged at its provisional expiry"
+            );
+            return Ok(());
+        }
+        ExportCompletion::ArchiveGone => return Err(PrivacyError::ArchiveGone),
     }
     for delivery in &deliveries {
         services.webhooks.push(&delivery.id, "first", Duration::ZERO).await;

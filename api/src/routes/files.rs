@@ -112,23 +112,14 @@ pub(crate) async fn serve_object(
         },
         None => None,
     };
-    // A whole file is streamed from the store (an export can be large); a range is small.
-    let mut response = match range {
-        None => {
-            let stream = store
-                .get_stream(&object.object_key)
-                .await?
-                .ok_or_else(|| ApiError::gone("this file has been deleted"))?;
-            let mut response = axum::body::Body::from_stream(stream).into_response();
-            response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-            response
-        }
-        Some(range) => store
-            .get_range(&object.object_key, Some(range))
-            .await?
-            .ok_or_else(|| ApiError::gone("this file has been deleted"))?
-            .into_response(),
-    };
+    // Streamed from the store, whole or a range (an export can be large).
+    let stream = store
+        .get_stream_range(&object.object_key, range)
+        .await?
+        .ok_or_else(|| ApiError::gone("this file has been deleted"))?;
+    let length = range.map_or(size, |r| r.last - r.first + 1);
+    let mut response = axum::body::Body::from_stream(stream).into_response();
+    response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     if let Some(ByteRange { first, last }) = range {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         response

@@ -1,7 +1,7 @@
 //! `/v1/privacy/…`: the user's privacy requests. An export request queues the job that
 //! writes the archive; a deletion request ends the account's use at once (in one
 //! transaction) and queues the job that removes its data. Each answers 202 with the
-//! request, or 200 with the open request of that kind when there is one.
+//! request: the new one, or the open request of that kind when there is one.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use petportrait_core::db::{PrivacyRequestRow, RequestOutcome};
-use petportrait_core::domain::PrivacyKind;
+use petportrait_core::domain::{PrivacyKind, PrivacyStatus};
 use petportrait_core::ids::PrivacyRequestId;
 use petportrait_core::privacy::audit::{self, AuditAction};
 use petportrait_core::privacy::requests::{self, PrivacyError};
@@ -37,23 +37,18 @@ fn view(row: &PrivacyRequestRow) -> PrivacyRequestView {
     PrivacyRequestView::new(row, "", now_ms())
 }
 
-/// 202 with a new request, 200 with the open one; `Location` names it either way.
+/// 202 with the request: the new one, or the open one of its kind (at most one is open
+/// per user); `Location` names it.
 fn answer(outcome: &RequestOutcome) -> ApiResult<Response> {
-    let status = match outcome {
-        RequestOutcome::Created(_) => StatusCode::ACCEPTED,
-        RequestOutcome::AlreadyOpen(_) => StatusCode::OK,
-    };
     let row = outcome.row();
-    let mut response = (status, Json(view(row))).into_response();
+    let mut response = (StatusCode::ACCEPTED, Json(view(row))).into_response();
     let location = HeaderValue::from_str(&format!("/v1/privacy/requests/{}", row.id))?;
     response.headers_mut().insert(header::LOCATION, location);
     Ok(response)
 }
 
 #[utoipa::path(post, path = "/v1/privacy/exports", tag = "privacy", security(("session" = []), ("bearer" = [])), responses(
-    (status = 202, description = "Received: the export is being prepared (`privacy_export.ready` is sent when it is ready)", body = PrivacyRequestView,
-        headers(("Location" = String, description = "The request"))),
-    (status = 200, description = "An export request is already open: that one", body = PrivacyRequestView,
+    (status = 202, description = "Received: the export is being prepared (`privacy_export.ready` is sent when it is ready), or the export request already open", body = PrivacyRequestView,
         headers(("Location" = String, description = "The request"))),
 ))]
 pub async fn request_export(State(state): State<AppState>, CurrentUser(user): CurrentUser) -> ApiResult<Response> {
@@ -72,8 +67,6 @@ pub struct DeletionRequest {
 
 #[utoipa::path(post, path = "/v1/privacy/deletion", tag = "privacy", security(("session" = []), ("bearer" = [])), request_body = DeletionRequest, responses(
     (status = 202, description = "Received: the account no longer works (every session and token is revoked, unfinished generations are canceled with their credits given back); a job deletes its data. The session cookie is cleared.", body = PrivacyRequestView,
-        headers(("Location" = String, description = "The request"), ("Set-Cookie" = String, description = "Clears the session cookie"))),
-    (status = 200, description = "A deletion is already under way: that request", body = PrivacyRequestView,
         headers(("Location" = String, description = "The request"), ("Set-Cookie" = String, description = "Clears the session cookie"))),
     (status = 422, description = "`confirmation_required`: `confirm` is not `DELETE`."),
 ))]
@@ -139,7 +132,7 @@ pub async fn get_request(
     (status = 206, description = "The byte range asked for", content_type = "application/zip"),
     (status = 302, description = "A short-lived link to the object store (when it has a public endpoint)"),
     (status = 304, description = "Unchanged since `If-None-Match`"),
-    (status = 409, description = "`export_not_ready`: the export is not ready yet (or failed)."),
+    (status = 409, description = "`export_not_ready`: the export is not ready yet, or failed (the detail says why)."),
     (status = 410, description = "`gone`: the export's link has expired and the archive was deleted."),
     (status = 416, description = "`range_not_satisfiable`: the range is outside the file (`Content-Range: bytes */size`)."),
 ))]
@@ -156,10 +149,11 @@ pub async fn download_export(
         .filter(|r| r.kind == PrivacyKind::Export)
         .ok_or_else(ApiError::not_found)?;
     let now = now_ms();
+    if row.status == PrivacyStatus::Failed {
+        let why = row.error_code.as_deref().unwrap_or("failed");
+        return Err(ApiError::new(StatusCode::CONFLICT, "export_not_ready", format!("the export failed ({why})")));
+    }
     let Some(object_id) = row.object_id.as_deref() else {
-        if row.completed_at.is_some() {
-            return Err(ApiError::gone("the export has expired and was deleted"));
-        }
         return Err(ApiError::new(StatusCode::CONFLICT, "export_not_ready", "the export is not ready yet"));
     };
     let object = db
@@ -167,13 +161,25 @@ pub async fn download_export(
         .await?
         .filter(|o| o.is_available(now) && row.expires_at.is_some_and(|at| at > now))
         .ok_or_else(|| ApiError::gone("the export has expired and was deleted"))?;
-    // A range request continuing a download is the same download: recorded once.
-    if !headers.contains_key(header::RANGE) {
+    let filename = format!("petportrait-export-{}.zip", &rfc3339(row.created_at)[..10]);
+    let response = serve_object(&state, &object, &filename, &headers).await?;
+    // A download is recorded when it starts: the whole file, a link to it, or a range
+    // from its first byte (a download manager's first request); a range continuing a
+    // download, or a 304, is the same download.
+    let from_start = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|range| range.trim().starts_with("bytes=0-"));
+    let starts = match response.status() {
+        StatusCode::OK | StatusCode::FOUND => true,
+        StatusCode::PARTIAL_CONTENT => from_start,
+        _ => false,
+    };
+    if starts {
         let detail = serde_json::json!({ "request": row.id });
         let entry =
             audit::entry(state.services.accounts.keyring(), &user.id, AuditAction::ExportDownloaded, detail, now);
         db.record_audit(&entry).await?;
     }
-    let filename = format!("petportrait-export-{}.zip", &rfc3339(row.created_at)[..10]);
-    serve_object(&state, &object, &filename, &headers).await
+    Ok(response)
 }

@@ -64,7 +64,7 @@ impl Db {
         // so two concurrent requests can never hold more than the balance.
         let held = sqlx::query(
             "UPDATE users SET credits_held = credits_held + $1 \
-             WHERE id = $2 AND credits_balance - credits_held >= $1",
+             WHERE id = $2 AND credits_balance - credits_held >= $1 AND deleted_at IS NULL",
         )
         .bind(new.cost)
         .bind(new.user_id.as_str())

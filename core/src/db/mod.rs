@@ -54,7 +54,10 @@ pub use operator::AccountSummary;
 pub use payments::{EventOutcome, PaymentRow, Purchase};
 pub use personal_data::DELETION_ORDER;
 pub use policy::PolicyVersionRow;
-pub use privacy::{AccountClosed, CompletedExport, NewPrivacyRequest, PrivacyClaim, PrivacyRequestRow, RequestOutcome};
+pub use privacy::{
+    AccountClosed, CompletedExport, ExportCompletion, NewPrivacyRequest, PrivacyClaim, PrivacyRequestRow,
+    RequestOutcome,
+};
 pub use reconcile::{LedgerCheck, ReconciliationRow};
 pub use rows::*;
 pub use runs::{ChargeOutcome, ClaimOutcome};

@@ -102,13 +102,16 @@ impl Db {
             tx.rollback().await?;
             return Ok(EventOutcome::Duplicate);
         }
-        let credited = sqlx::query("UPDATE users SET credits_balance = credits_balance + $2 WHERE id = $1")
-            .bind(purchase.user_id)
-            .bind(purchase.credits)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
+        // A closed account (its deletion requested) is credited nothing: the payment is
+        // recorded without an owner, as for an unknown user, and reported for a refund.
+        let credited =
+            sqlx::query("UPDATE users SET credits_balance = credits_balance + $2 WHERE id = $1 AND deleted_at IS NULL")
+                .bind(purchase.user_id)
+                .bind(purchase.credits)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
         let owner = credited.then_some(purchase.user_id);
         let inserted = sqlx::query(
             "INSERT INTO payments (id, user_id, pack_id, credits, amount, currency, checkout_session_id, \

@@ -298,7 +298,7 @@ impl Db {
         audit: &AuditRow,
         deliveries: &[NewDelivery],
         now: Millis,
-    ) -> DbResult<bool> {
+    ) -> DbResult<ExportCompletion> {
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(
             "UPDATE privacy_requests SET status = 'completed', step = 'completed', object_id = $3, \
@@ -315,19 +315,26 @@ impl Db {
         .rows_affected();
         if moved != 1 {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(ExportCompletion::LeaseLost);
         }
         // The archive lives until the request's link expires (it was written with a
         // provisional expiry, so an export that never completes is purged anyway).
-        sqlx::query("UPDATE stored_objects SET expires_at = $2 WHERE id = $1")
+        // Only if the archive is still there (an attempt slower than its provisional hour
+        // may find it purged): then nothing is recorded and the job tries again.
+        let kept = sqlx::query("UPDATE stored_objects SET expires_at = $2 WHERE id = $1 AND state = 'active'")
             .bind(done.object_id)
             .bind(done.expires_at)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        if kept != 1 {
+            tx.rollback().await?;
+            return Ok(ExportCompletion::ArchiveGone);
+        }
         insert_audit(&mut tx, audit).await?;
         super::webhooks::insert_deliveries(&mut tx, deliveries, now).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(ExportCompletion::Completed)
     }
 
     /// Ends a request as failed (out of attempts, or a permanent error), only for the
@@ -420,6 +427,17 @@ impl Db {
         .await?;
         Ok(())
     }
+}
+
+/// What recording an export's completion found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportCompletion {
+    Completed,
+    /// Another job holds the request, or it ended (the account's deletion failed it).
+    LeaseLost,
+    /// The archive was purged before it could be recorded (an attempt slower than its
+    /// provisional hour): the job tries again.
+    ArchiveGone,
 }
 
 /// What a completed export records.

@@ -98,8 +98,9 @@ impl Db {
         expires_at: Millis,
     ) -> DbResult<()> {
         sqlx::query(
+            // Never for an account whose deletion was requested (a sign-in racing it).
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $3)",
+             SELECT $1, $2, $3, $4, $3 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2 AND deleted_at IS NULL)",
         )
         .bind(token_hash)
         .bind(user.as_str())
@@ -119,7 +120,7 @@ impl Db {
     ) -> DbResult<Option<SessionUser>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS}, s.last_seen_at FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3"
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND s.last_seen_at > $3 AND u.deleted_at IS NULL"
         )))
         .bind(token_hash)
         .bind(now)
@@ -199,7 +200,7 @@ impl Db {
     pub async fn find_token_user(&self, token_hash: &str) -> DbResult<Option<TokenUser>> {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {USER_COLUMNS}, t.id AS token_id, t.last_used_at FROM api_tokens t \
-             JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1"
+             JOIN users u ON u.id = t.user_id WHERE t.token_hash = $1 AND u.deleted_at IS NULL"
         )))
         .bind(token_hash)
         .fetch_optional(&self.pool)

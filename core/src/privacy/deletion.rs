@@ -62,8 +62,11 @@ pub async fn carry_out(
         }
         tracing::info!(privacy.request = %request.id, objects = removed, "deletion: objects removed");
     }
+    // Objects a writer that started before the account closed (a running generation or
+    // export) finished since the first step: gone too, before their rows.
+    let late = delete_objects(services, user).await?;
     let now = now_ms();
-    let objects_removed = receipt["objects_removed"].as_u64().unwrap_or(0);
+    let objects_removed = receipt["objects_removed"].as_u64().unwrap_or(0) + late;
     let removed = services
         .db
         .delete_user_rows(user, |removed, detached| {
@@ -78,6 +81,12 @@ pub async fn carry_out(
         }
         None => tracing::info!(privacy.request = %request.id, "deletion already completed"),
     }
+    // With the account's row gone no object of it can be recorded any more (a row comes
+    // before its bytes, and needs the account), but bytes of a row recorded just before
+    // may still land: one last look. What it misses, the object walk removes.
+    if let Err(error) = delete_objects(services, user).await {
+        tracing::warn!(privacy.request = %request.id, error = %crate::errors::error_chain(&error), "the last look under the prefix failed; the object walk will remove what is left");
+    }
     Ok(DeletionProgress::Completed)
 }
 
@@ -86,6 +95,13 @@ pub async fn carry_out(
 /// harmless.
 async fn delete_objects(services: &Services, user: &str) -> Result<u64, PrivacyError> {
     let prefix = format!("u/{user}/");
+    // Parts of uploads a killed process left (no object listing shows them). The
+    // in-process server keeps none reachable and refuses the listing: nothing to do.
+    match services.store.abort_uploads_under(&prefix).await {
+        Ok(0) => {}
+        Ok(aborted) => tracing::info!(aborted, "deletion: unfinished uploads aborted"),
+        Err(error) => tracing::debug!(error = %crate::errors::error_chain(&error), "no multipart uploads listed"),
+    }
     let mut removed = 0;
     loop {
         let keys = services.store.list(&prefix).await?;

@@ -67,7 +67,7 @@ pub async fn write_export(
     let (reader, writer) = crate::pipe::pipe(64 * 1024);
     let upload = services.objects.write_stream(
         &user,
-        Placement::Export { request: &request_id },
+        Placement::Export { request: &request_id, attempt: request.attempts },
         "application/zip",
         reader,
         started,
@@ -200,8 +200,9 @@ async fn write_files<W: AsyncWrite + Unpin + Send>(
         let Some(last) = page.last() else { break };
         after = last.id.clone();
         for object in page.iter().filter(|o| exported_file(o, now)) {
-            let name = object.object_key.rsplit('/').next().unwrap_or(&object.id);
-            let path = format!("files/{}/{}", object.kind.as_str(), name);
+            // Names repeat (two portraits of one style): the object's id keeps them apart.
+            let name = object.object_key.rsplit('/').next().unwrap_or_default();
+            let path = format!("files/{}/{}-{}", object.kind.as_str(), object.id, name);
             if zip.add_object(&path, &services.store, &object.object_key).await? {
                 copied += 1;
             }

@@ -481,3 +481,47 @@ pub const OBJECT_PREFIXES: &[ObjectPrefix] = &[
 pub fn table(name: &str) -> Option<&'static Table> {
     TABLES.iter().find(|t| t.name == name)
 }
+
+/// A kind of key Redis holds in distributed mode, and what it says about a person.
+/// Nothing here is exported or deleted by a request: every key about a person expires
+/// on its own within the period named.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct RedisKey {
+    pub pattern: &'static str,
+    pub category: Category,
+    pub holds: &'static str,
+    pub lifetime: &'static str,
+}
+
+pub const REDIS_KEYS: &[RedisKey] = &[
+    RedisKey {
+        pattern: "{QUEUE_PREFIX}:ratelimit:generations:{user}",
+        category: Usage,
+        holds: "the user's id (in the key) and one number: when their next generation request is due",
+        lifetime: "one window of RATE_LIMIT_GENERATIONS (a minute by default)",
+    },
+    RedisKey {
+        pattern: "{QUEUE_PREFIX}:ratelimit:uploads:{user}",
+        category: Usage,
+        holds: "the user's id (in the key) and one number: when their next upload is due",
+        lifetime: "one window of RATE_LIMIT_UPLOADS (a minute by default)",
+    },
+    RedisKey {
+        pattern: "{QUEUE_PREFIX}:ratelimit:anonymous:{address}",
+        category: Operational,
+        holds: "a client's IP address (IPv6 as its /64) in the key, on routes that need no sign-in",
+        lifetime: "one window of RATE_LIMIT_ANONYMOUS (a minute by default)",
+    },
+    RedisKey {
+        pattern: "{QUEUE_PREFIX}:{generation,webhook,privacy}.v1 queue keys",
+        category: NotAbout,
+        holds: "jobs whose payloads name a generation, delivery or privacy request id, never a person",
+        lifetime: "finished jobs an hour; dead jobs until an operator replays or purges them",
+    },
+    RedisKey {
+        pattern: "{QUEUE_PREFIX}:changes (pub/sub channel)",
+        category: NotAbout,
+        holds: "\"generation X changed\" notices (ids only), not stored",
+        lifetime: "none: published, not kept",
+    },
+];

@@ -22,6 +22,8 @@ pub enum PrivacyError {
     Archive(#[from] crate::privacy::archive::ArchiveError),
     #[error("a profile field could not be opened")]
     Seal(#[from] crate::sealing::SealError),
+    #[error("the export's archive was purged before it was recorded")]
+    ArchiveGone,
     #[error("the object store refused to delete {remaining} of the user's objects")]
     ObjectsRemain { remaining: usize },
     #[error("making the webhook event failed")]

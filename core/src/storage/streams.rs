@@ -45,13 +45,52 @@ impl futures::Stream for ObjectStream {
 }
 
 impl ObjectStore {
-    /// The object's body as a stream of chunks, or `None` when there is no such key.
+    /// The object's body (or one byte range of it) as a stream of chunks, or `None` when
+    /// there is no such key.
     pub async fn get_stream(&self, key: &str) -> Result<Option<ObjectStream>, StorageError> {
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        self.get_stream_range(key, None).await
+    }
+
+    pub async fn get_stream_range(
+        &self,
+        key: &str,
+        range: Option<super::ByteRange>,
+    ) -> Result<Option<ObjectStream>, StorageError> {
+        let range = range.map(|r| format!("bytes={}-{}", r.first, r.last));
+        match self.client.get_object().bucket(&self.bucket).key(key).set_range(range).send().await {
             Ok(out) => Ok(Some(ObjectStream { body: out.body })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(request_error("GetObject")(Box::new(e))),
         }
+    }
+
+    /// Aborts the multipart uploads left under `prefix` (a process killed mid-upload
+    /// leaves its parts, which no listing of objects shows); returns how many. A server
+    /// without `ListMultipartUploads` (the in-process one keeps none we could reach)
+    /// answers an error, which the caller may take as "none".
+    pub async fn abort_uploads_under(&self, prefix: &str) -> Result<u64, StorageError> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .map_err(|e| request_error("ListMultipartUploads")(Box::new(e)))?;
+        let mut aborted = 0;
+        for upload in out.uploads() {
+            let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else { continue };
+            self.client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(id)
+                .send()
+                .await
+                .map_err(|e| request_error("AbortMultipartUpload")(Box::new(e)))?;
+            aborted += 1;
+        }
+        Ok(aborted)
     }
 
     /// Writes an object from `reader` and returns its length. An object shorter than one

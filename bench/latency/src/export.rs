@@ -1,12 +1,12 @@
-//! `export [--mode embedded|distributed|both] [--small 100] [--large 1000] [--gallery 50]`:
+//! `export [--mode embedded|distributed|both] [--small 100] [--large 1000] [--gallery 50] [--max-side 256] [--style pixel_art]`:
 //! how long an access export takes and how much memory it adds, for a user with
 //! `--small` generations and then, the same user, with `--large` (each with its output,
 //! and `--gallery` of them saved), side by side in one run: a streamed export's memory
 //! does not grow with the data.
 //!
 //! It starts the real app with every role in this process (as the system tests do),
-//! makes the generations through the API (256 px pixel-art portraits: the cheapest real
-//! render), then asks for an export through the API and waits for it. Memory is the
+//! makes the generations through the API (PNG portraits of `--max-side` px in
+//! `--style`; pixel art is the cheapest real render), then asks for an export through the API and waits for it. Memory is the
 //! process's peak resident set (`VmHWM`, reset through `/proc/self/clear_refs` just
 //! before the request) above its resident set at that moment; the process is otherwise
 //! idle. It asserts nothing.
@@ -39,6 +39,12 @@ struct Args {
     /// Generations saved to the gallery (before the first export).
     #[arg(long, default_value_t = 50)]
     gallery: usize,
+    /// The portraits' longest side in pixels (256 to 2,048): larger files, a larger archive.
+    #[arg(long, default_value_t = 256)]
+    max_side: u32,
+    /// The portraits' style (pixel art compresses to little; watercolor does not).
+    #[arg(long, default_value = "pixel_art")]
+    style: String,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -62,13 +68,13 @@ async fn main() -> anyhow::Result<()> {
         let app = TestApp::spawn(mode, &vars).await;
         let ann = app.user("Ann").await;
         let upload = ann.upload_ok(pet_jpeg()).await;
-        let mut made = make(&ann, &upload, args.small).await?;
+        let mut made = make(&ann, &upload, args.small, args.max_side, &args.style).await?;
         for id in made.iter().take(args.gallery) {
             let (status, body) = ann.post_json(&format!("/v1/generations/{id}/save"), &json!({})).await;
             anyhow::ensure!(status.as_u16() == 201, "save: {status} {body}");
         }
         for target in [args.small, args.large] {
-            made.extend(make(&ann, &upload, target.saturating_sub(made.len())).await?);
+            made.extend(make(&ann, &upload, target.saturating_sub(made.len()), args.max_side, &args.style).await?);
             let run = export(&ann).await?;
             println!(
                 "| {name} | {} | {} | {:.2} | {:.1} | {:.1} |",
@@ -85,8 +91,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Makes `n` generations and waits until they have all succeeded; returns their ids.
-async fn make(client: &Client, upload: &str, n: usize) -> anyhow::Result<Vec<String>> {
-    let order = json!({"kind": "portrait", "upload_id": upload, "style": "pixel_art", "options": {"max_side": 256}});
+async fn make(client: &Client, upload: &str, n: usize, max_side: u32, style: &str) -> anyhow::Result<Vec<String>> {
+    let order = json!({
+        "kind": "portrait", "upload_id": upload, "style": style,
+        "options": {"max_side": max_side, "format": "png"},
+    });
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {
         let (status, body) = client.post_json("/v1/generations", &order).await;

@@ -57,6 +57,11 @@ impl EmbeddedS3 {
                         }
                     },
                 };
+                // Small answers go out at once: with Nagle's algorithm, an answer written
+                // in two pieces waits for the client's delayed ACK (tens of ms a request).
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %error, "embedded s3: could not set TCP_NODELAY");
+                }
                 let service = service.clone();
                 let conn_shutdown = accept_shutdown.clone();
                 conn_tasks.spawn(async move {

@@ -134,6 +134,17 @@ async fn export_then_delete_an_account(mode: Mode) {
     assert_eq!(list["data"][0]["id"], id.as_str(), "{list}");
     let (status, _) = bob.client.get(&format!("/v1/privacy/requests/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "another user's request");
+    let (status, _) = bob.client.get(&format!("/v1/privacy/requests/{id}/download")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another user's export");
+    let anonymous = reqwest::Client::new();
+    for path in ["/v1/privacy/requests", &format!("/v1/privacy/requests/{id}")] {
+        let status = anonymous.get(format!("{}{path}", app.base_url)).send().await.expect("GET").status();
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} without a session");
+    }
+    let (status, problem) =
+        ann.client.post_json("/v1/privacy/deletion", &json!({"confirm": "DELETE", "also": 1})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "an unknown field: {problem}");
+    assert!(problem["code"].is_string(), "a problem: {problem}");
     let (status, zip_bytes) = ann.client.download(ready["download_url"].as_str().expect("download_url")).await;
     assert_eq!(status, StatusCode::OK);
 

@@ -268,8 +268,7 @@ impl Db {
         audit: &AuditRow,
         now: Millis,
     ) -> DbResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        let moved = sqlx::query(
+        let update = sqlx::query(
             "UPDATE privacy_requests SET step = $3, receipt = COALESCE($4, receipt), updated_at = $5 \
              WHERE id = $1 AND lease_owner = $2 AND status = 'in_progress'",
         )
@@ -277,17 +276,8 @@ impl Db {
         .bind(owner)
         .bind(step)
         .bind(receipt)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if moved != 1 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        .bind(now);
+        self.as_holder_with_audit(update, audit).await
     }
 
     /// Completes an export: its archive, its expiry, the audit entry and the
@@ -347,19 +337,26 @@ impl Db {
         audit: &AuditRow,
         now: Millis,
     ) -> DbResult<bool> {
-        let mut tx = self.pool.begin().await?;
-        let moved = sqlx::query(
+        let update = sqlx::query(
             "UPDATE privacy_requests SET status = 'failed', error_code = $3, completed_at = $4, updated_at = $4, \
              lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'in_progress'",
         )
         .bind(id)
         .bind(owner)
         .bind(code)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if moved != 1 {
+        .bind(now);
+        self.as_holder_with_audit(update, audit).await
+    }
+
+    /// Runs `update` (a statement conditional on the lease holder) and, if it changed the
+    /// request, appends `audit` in the same transaction; `false` when the lease was lost.
+    async fn as_holder_with_audit<'q>(
+        &self,
+        update: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        audit: &AuditRow,
+    ) -> DbResult<bool> {
+        let mut tx = self.pool.begin().await?;
+        if update.execute(&mut *tx).await?.rows_affected() != 1 {
             tx.rollback().await?;
             return Ok(false);
         }

@@ -304,10 +304,7 @@ impl JobQueue {
     pub async fn dispatch_delivery(&self, delivery: &str, key: &str, delay: Duration) -> Result<(), JobQueueError> {
         let payload =
             serde_json::to_vec(&DeliveryJob { delivery_id: delivery.to_owned() }).map_err(JobQueueError::Encode)?;
-        let job = NewJob::new(payload).after(delay).idempotency_key(format!("{delivery}:{key}"));
-        on_store!(@ &self.deliveries, store => Store::push(store, vec![job]).await)
-            .map(|_| ())
-            .map_err(JobQueueError::Engine)
+        push_one(&self.deliveries, payload, format!("{delivery}:{key}"), delay).await
     }
 
     /// Pushes the job of privacy request `request`. `key` names this push (the request's
@@ -316,10 +313,7 @@ impl JobQueue {
     pub async fn dispatch_privacy(&self, request: &str, key: &str) -> Result<(), JobQueueError> {
         let payload =
             serde_json::to_vec(&PrivacyJob { request_id: request.to_owned() }).map_err(JobQueueError::Encode)?;
-        let job = NewJob::new(payload).idempotency_key(format!("{request}:{key}"));
-        on_store!(@ &self.privacy, store => Store::push(store, vec![job]).await)
-            .map(|_| ())
-            .map_err(JobQueueError::Engine)
+        push_one(&self.privacy, payload, format!("{request}:{key}"), Duration::ZERO).await
     }
 
     /// Pushes a planned dispatch, due after `delay`. Pushing the same plan again (or
@@ -347,13 +341,12 @@ impl JobQueue {
     /// Removes the records of jobs that finished more than `older_than` ago (the engine
     /// also trims them to its retention as it records outcomes); returns how many.
     pub async fn vacuum(&self, older_than: Duration) -> Result<u64, JobQueueError> {
-        let generations =
-            on_store!(self, store => Store::forget_finished(store, older_than).await).map_err(JobQueueError::Engine)?;
-        let deliveries = on_store!(@ &self.deliveries, store => Store::forget_finished(store, older_than).await)
-            .map_err(JobQueueError::Engine)?;
-        let privacy = on_store!(@ &self.privacy, store => Store::forget_finished(store, older_than).await)
-            .map_err(JobQueueError::Engine)?;
-        Ok(generations + deliveries + privacy)
+        let mut removed = 0;
+        for queue in [&self.store, &self.deliveries, &self.privacy] {
+            removed += on_store!(@ queue, store => Store::forget_finished(store, older_than).await)
+                .map_err(JobQueueError::Engine)?;
+        }
+        Ok(removed)
     }
 
     /// How many jobs wait, run, wait for a retry, are dead or recently finished.
@@ -449,6 +442,13 @@ impl JobQueue {
             }
         })
     }
+}
+
+/// Pushes one job of `payload` to `queue`, due after `delay`; `key` names the push, so
+/// the same push made twice enqueues one job.
+async fn push_one(queue: &QueueStore, payload: Vec<u8>, key: String, delay: Duration) -> Result<(), JobQueueError> {
+    let job = NewJob::new(payload).after(delay).idempotency_key(key);
+    on_store!(@ queue, store => Store::push(store, vec![job]).await).map(|_| ()).map_err(JobQueueError::Engine)
 }
 
 type Handler<J> = Arc<dyn Fn(J) -> Pin<Box<dyn Future<Output = JobOutcome> + Send>> + Send + Sync>;

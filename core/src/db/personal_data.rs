@@ -97,14 +97,6 @@ impl Db {
         Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(user).fetch_one(&self.pool).await?)
     }
 
-    /// The user's objects still in the store (any state but deleted): their keys.
-    pub async fn object_keys_of_user(&self, user: &str) -> DbResult<Vec<(String, String)>> {
-        Ok(sqlx::query_as("SELECT id, object_key FROM stored_objects WHERE user_id = $1 AND state <> 'deleted'")
-            .bind(user)
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
     /// The user's object rows after id `after`, in id order, `limit` at a time.
     pub async fn objects_of_user_after(
         &self,

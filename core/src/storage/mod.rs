@@ -115,22 +115,6 @@ impl ObjectStore {
         Ok(Some(request.uri().to_owned()))
     }
 
-    /// Part of the object (or all of it), or `None` when there is no such key.
-    pub async fn get_range(&self, key: &str, range: Option<ByteRange>) -> Result<Option<Bytes>, StorageError> {
-        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
-        if let Some(ByteRange { first, last }) = range {
-            request = request.range(format!("bytes={first}-{last}"));
-        }
-        match request.send().await {
-            Ok(out) => {
-                let data = out.body.collect().await.map_err(|e| StorageError::Body(Box::new(e)))?;
-                Ok(Some(data.into_bytes()))
-            }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(request_error("GetObject")(Box::new(e))),
-        }
-    }
-
     /// Creates the bucket unless it exists already.
     pub async fn ensure_bucket(&self) -> Result<(), StorageError> {
         if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
@@ -199,7 +183,10 @@ impl ObjectStore {
 
     /// The object's bytes, or `None` when there is no such key.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
-        self.get_range(key, None).await
+        match self.get_stream(key).await? {
+            Some(stream) => Ok(Some(stream.collect().await?)),
+            None => Ok(None),
+        }
     }
 
     /// Deletes up to 1000 keys in one request; returns the keys the server reported

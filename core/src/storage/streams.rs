@@ -31,6 +31,11 @@ impl ObjectStream {
     }
 
     /// The body as a tokio reader, for code that copies with `tokio::io::copy`.
+    /// The whole body in memory (small objects only).
+    pub async fn collect(self) -> Result<Bytes, StorageError> {
+        Ok(self.body.collect().await.map_err(|e| StorageError::Body(Box::new(e)))?.into_bytes())
+    }
+
     pub fn into_async_read(self) -> impl tokio::io::AsyncBufRead + Send + Unpin {
         self.body.into_async_read()
     }

@@ -20,6 +20,7 @@ mod routes;
 mod serve;
 mod status_cache;
 mod views;
+mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,8 @@ pub struct AppState {
     pub models: petportrait_core::config::ModelsConfig,
     /// `RATE_LIMIT_*` and `TRUSTED_PROXIES` (`rate_limits.rs`).
     pub limits: petportrait_core::config::RateLimits,
+    /// `S3_PUBLIC_ENDPOINT`: where file downloads redirect to, so the page may load them.
+    pub object_links: Option<String>,
 }
 
 impl AppState {
@@ -92,6 +95,7 @@ impl AppState {
             sse_heartbeat: config.http.sse_heartbeat,
             models: config.models.clone(),
             limits: config.limits.clone(),
+            object_links: config.s3.public_endpoint.clone(),
         }
     }
 }
@@ -114,7 +118,8 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         .routes(routes!(auth::google::callback))
         .routes(routes!(auth::google::age))
         .routes(routes!(policy::get_policy))
-        .route("/", get(page))
+        .route("/", get(move |state| web::index(state, dev_login)))
+        .route("/assets/{*path}", get(web::asset))
         .route("/privacy", get(policy::privacy_page))
         // The documentation page: Swagger UI, its assets compiled into the binary.
         .merge(OpenApiRouter::from(Router::from(
@@ -181,15 +186,13 @@ pub fn router(state: AppState, dev_login: bool) -> Router {
         })
         .layer(axum::Extension(openapi::Document::new(&document)))
         .layer(DefaultBodyLimit::max(64 * 1024))
-        .layer(axum::middleware::from_fn_with_state(guards::HostPolicy::new(&state.public_url), guards::check_host))
+        .layer(axum::middleware::from_fn_with_state(
+            guards::HostPolicy::new(&state.public_url, state.object_links.as_deref()),
+            guards::check_host,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(request_id::span))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
-}
-
-/// The small page for trying the service in a browser (embedded mode).
-async fn page() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("page.html"))
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then finishes the

@@ -59,4 +59,5 @@ mod sessions;
 mod slow_clients;
 mod studio;
 mod sweep;
+mod web_app;
 mod webhooks;

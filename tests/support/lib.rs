@@ -254,13 +254,39 @@ impl TestApp {
         studio: Option<Arc<dyn Studio>>,
         customize: impl FnOnce(&mut Services),
     ) -> TestApp {
+        TestApp::spawn_inner(mode, overrides, roles, studio, customize, false).await
+    }
+
+    /// Every role, with `PUBLIC_URL` naming the port the app really listens on (the
+    /// other tests' names port 0), as a real browser needs: its redirects (Google's
+    /// callback, Stripe's return) and the links in the answers must lead back here.
+    pub async fn spawn_reachable(
+        mode: Mode,
+        overrides: &[(&str, &str)],
+        customize: impl FnOnce(&mut Services),
+    ) -> TestApp {
+        TestApp::spawn_inner(mode, overrides, petportrait::Roles::ALL, None, customize, true).await
+    }
+
+    async fn spawn_inner(
+        mode: Mode,
+        overrides: &[(&str, &str)],
+        roles: petportrait::Roles,
+        studio: Option<Arc<dyn Studio>>,
+        customize: impl FnOnce(&mut Services),
+        public_url_is_the_listener: bool,
+    ) -> TestApp {
         init_logs();
         let isolation = Isolation::new(mode).await;
-        let config = test_config(&isolation, overrides);
-        let mut services = Services::connect(&config, SchemaPolicy::Migrate).await.expect("services connect");
-        customize(&mut services);
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind a port");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let mut overrides = overrides.to_vec();
+        if public_url_is_the_listener {
+            overrides.push(("PUBLIC_URL", base_url.as_str()));
+        }
+        let config = test_config(&isolation, &overrides);
+        let mut services = Services::connect(&config, SchemaPolicy::Migrate).await.expect("services connect");
+        customize(&mut services);
         let studio = match studio {
             Some(studio) => studio,
             None => petportrait_studio::from_config(&config)

@@ -97,6 +97,7 @@ async function upload(page, name, mimeType, buffer) {
   await page.setInputFiles('#photo', { name, mimeType, buffer });
 }
 
+/** Orders one of `kind` with the uploaded photo and watches it to the end. */
 async function order(page, kind) {
   await page.goto(`${APP}/#/create`);
   await page.waitForSelector('#upload-status:has-text("Photo ready")');
@@ -136,7 +137,13 @@ async function journey(browser, size) {
 
   // Each class of bad file gets its own explanation.
   await page.goto(`${APP}/#/create`);
-  await upload(page, 'notes.jpg', 'image/jpeg', Buffer.from('these are my notes, not a photo'));
+  // The first one dropped on the zone, as a file dragged from the desktop is.
+  const dropped = await page.evaluateHandle(() => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File(['these are my notes, not a photo'], 'notes.jpg', { type: 'image/jpeg' }));
+    return transfer;
+  });
+  await page.dispatchEvent('#drop-zone', 'drop', { dataTransfer: dropped });
   await page.waitForSelector('#upload-error:has-text("not a photo we can read")');
   await screen(page, 'upload-error', tag);
   await upload(page, 'cut.jpg', 'image/jpeg', PHOTO.subarray(0, Math.floor(PHOTO.length / 2)));
@@ -173,11 +180,14 @@ async function journey(browser, size) {
     const audio = document.querySelector('#results audio');
     audio.muted = true;
     await audio.play();
-    await new Promise((resolve) => {
-      const moved = () => { if (audio.currentTime > 0) resolve(); };
-      audio.addEventListener('timeupdate', moved);
-      moved();
-    });
+    await Promise.race([
+      new Promise((resolve) => {
+        const moved = () => { if (audio.currentTime > 0) resolve(); };
+        audio.addEventListener('timeupdate', moved);
+        moved();
+      }),
+      new Promise((_, reject) => setTimeout(() => reject(new Error(`the tune did not advance in 20 s (readyState ${audio.readyState}, error ${audio.error?.code})`)), 20_000)),
+    ]);
     return { duration: audio.duration, currentTime: audio.currentTime };
   });
   check(played.duration > 1 && played.currentTime > 0, `the tune plays: ${JSON.stringify(played)}`);
@@ -208,8 +218,10 @@ async function journey(browser, size) {
   });
   check(drawn.share > 0.05 && drawn.colours > 50, `the 3D view is blank: ${JSON.stringify(drawn)}`);
   log(`${tag}: the sculpture is drawn on ${(drawn.share * 100).toFixed(0)} % of the canvas in ${drawn.colours} colours`);
-  const viewerAfter = await page.evaluate(() => performance.getEntriesByType('resource').some((e) => e.name.includes('/vendor/viewer.js')));
-  check(viewerAfter, 'the 3D viewer came from this server');
+  const viewer = await page.evaluate(() => performance.getEntriesByType('resource')
+    .filter((e) => e.name.includes('/vendor/viewer.js')).map((e) => ({ url: e.name, transferred: e.transferSize, size: e.decodedBodySize }))[0]);
+  check(viewer && new URL(viewer.url).origin === new URL(APP).origin, `the 3D viewer came from this server: ${JSON.stringify(viewer)}`);
+  log(`${tag}: the 3D viewer loaded on demand, ${(viewer.transferred / 1024).toFixed(0)} KB transferred (${(viewer.size / 1024).toFixed(0)} KB unpacked)`);
   await screen(page, 'sculpture', tag);
 
   // History, filtered.

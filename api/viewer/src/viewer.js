@@ -69,7 +69,13 @@ export async function showModel(canvas, url) {
     dispose() {
       resize.disconnect();
       controls.dispose();
+      gltf.scene.traverse((node) => {
+        node.geometry?.dispose();
+        for (const material of [node.material].flat()) material?.dispose();
+      });
       renderer.dispose();
+      // Browsers cap the WebGL contexts of a page: give this one back now.
+      renderer.forceContextLoss();
     },
   };
 }

@@ -2,7 +2,7 @@
 // endpoints with their delivery logs, signing out everywhere, and deleting the account.
 import { api, localUrl, request } from './api.js';
 import { announce, fill, formatDate, h, heading, field } from './dom.js';
-import { pagedList } from './list.js';
+import { focusAfterRemoving, pagedList } from './list.js';
 
 const EVENT_TYPES = ['generation.started', 'generation.progress', 'generation.succeeded', 'generation.failed',
   'generation.canceled', 'privacy_export.ready'];
@@ -28,7 +28,9 @@ function profile(app) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     try {
-      const preferences = kind.value ? { default_kind: kind.value } : {};
+      // The preferences are replaced whole: keep the ones this form does not show.
+      const { default_kind: _, ...others } = app.me.preferences;
+      const preferences = kind.value ? { ...others, default_kind: kind.value } : others;
       await api('/v1/me', { method: 'PATCH', json: { name: name.value, preferences } });
       await app.refreshMe();
       result.className = 'success';
@@ -46,14 +48,16 @@ async function exports(app) {
   const status = h('p', { role: 'status', id: 'export-status' });
   const start = h('button', { type: 'button', id: 'request-export' }, 'Prepare a copy of my data');
   let timer = null;
+  let left = false;
   const render = async () => {
     const page = await api('/v1/privacy/requests');
+    if (left) return;
     fill(list, page.data.filter((r) => r.kind === 'export').map((r) => h('li', {},
       h('span', {}, `Copy requested ${formatDate(r.created_at)}: `, h('strong', {}, r.status.replace('_', ' '))),
       r.download_url
         ? h('a', { class: 'button secondary', href: localUrl(r.download_url), download: '' }, 'Download my data (ZIP)',
           h('span', { class: 'visually-hidden' }, `, available until ${formatDate(r.expires_at)}`))
-        : h('span', { class: 'muted' }, r.status === 'failed' ? 'Failed; request a new copy.' : `Ready by ${formatDate(r.due_at)} at the latest`))));
+        : h('span', { class: 'muted' }, waiting(r)))));
     const open = page.data.some((r) => r.kind === 'export' && (r.status === 'received' || r.status === 'in_progress'));
     clearTimeout(timer);
     if (open) timer = setTimeout(render, 1500);
@@ -71,25 +75,37 @@ async function exports(app) {
       status.textContent = `Could not start: ${problem.message}`;
     }
   });
-  app.onLeave(() => clearTimeout(timer));
+  app.onLeave(() => { left = true; clearTimeout(timer); });
   await render();
   return section('export', 'Download your data',
     h('p', {}, 'A ZIP file with everything we hold about you: your profile, photos, results, credits, payments and logs, with an explanation of each part.'),
     start, status, list);
 }
 
+/** What an export without a download link is waiting for, or why it has none. */
+function waiting(request) {
+  if (request.status === 'failed') return 'Failed; request a new copy.';
+  if (request.status === 'completed') return 'Its download has expired; request a new copy.';
+  return `Ready by ${formatDate(request.due_at)} at the latest`;
+}
+
 async function tokens() {
   const list = h('ul', { class: 'list', id: 'tokens' });
   const name = h('input', { type: 'text', id: 'token-name', required: true, maxlength: '100' });
-  const created = h('div', { role: 'status', id: 'token-created' });
+  // Not a live region: a screen reader would read the secret aloud.
+  const created = h('div', { id: 'token-created' });
   const row = (token) => {
     const remove = h('button', { type: 'button', class: 'secondary' }, 'Revoke', h('span', { class: 'visually-hidden' }, ` ${token.name}`));
     const item = h('li', {}, h('span', {}, h('strong', {}, token.name), ` created ${formatDate(token.created_at)}`,
       token.last_used_at ? `, last used ${formatDate(token.last_used_at)}` : ', never used'), remove);
     remove.addEventListener('click', async () => {
-      await api(`/v1/me/tokens/${token.id}`, { method: 'DELETE' });
-      item.remove();
-      announce(`Token ${token.name} revoked`);
+      try {
+        await api(`/v1/me/tokens/${token.id}`, { method: 'DELETE' });
+        focusAfterRemoving(item);
+        announce(`Token ${token.name} revoked`);
+      } catch (problem) {
+        announce(`Could not revoke: ${problem.message}`);
+      }
     });
     return item;
   };
@@ -99,6 +115,7 @@ async function tokens() {
     try {
       const token = await api('/v1/me/tokens', { method: 'POST', json: { name: name.value } });
       fill(created, h('p', {}, 'Copy your token now; it is not shown again:'), h('p', { class: 'secret' }, token.token));
+      announce('Token created; it is shown below the form');
       list.prepend(row(token));
       name.value = '';
     } catch (problem) {
@@ -114,7 +131,7 @@ async function endpoints() {
   const url = h('input', { type: 'url', id: 'endpoint-url', required: true, placeholder: 'https://example.com/hooks/petportrait' });
   const events = h('fieldset', {}, h('legend', {}, 'Events'), h('div', { class: 'choices' },
     EVENT_TYPES.map((type) => h('label', {}, h('input', { type: 'checkbox', name: 'events', value: type, checked: type !== 'generation.progress' }), ` ${type}`))));
-  const created = h('div', { role: 'status', id: 'endpoint-created' });
+  const created = h('div', { id: 'endpoint-created' });
   const form = h('form', {}, field('HTTPS address', url), events, h('button', { type: 'submit' }, 'Add endpoint'));
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
@@ -122,6 +139,7 @@ async function endpoints() {
       const chosen = [...events.querySelectorAll('input:checked')].map((box) => box.value);
       const endpoint = await api('/v1/webhook-endpoints', { method: 'POST', json: { url: url.value, events: chosen } });
       fill(created, h('p', {}, 'Signing secret (shown only now; deliveries are signed with it):'), h('p', { class: 'secret' }, endpoint.secret));
+      announce('Endpoint added; its signing secret is shown below the form');
       list.prepend(endpointRow(endpoint));
       url.value = '';
     } catch (problem) {
@@ -151,9 +169,13 @@ function endpointRow(endpoint) {
     if (!rows.children.length) rows.append(h('tr', {}, h('td', { colspan: '5', class: 'muted' }, 'Nothing sent yet.')));
   });
   remove.addEventListener('click', async () => {
-    await api(`/v1/webhook-endpoints/${endpoint.id}`, { method: 'DELETE' });
-    item.remove();
-    announce('Endpoint deleted');
+    try {
+      await api(`/v1/webhook-endpoints/${endpoint.id}`, { method: 'DELETE' });
+      focusAfterRemoving(item);
+      announce('Endpoint deleted');
+    } catch (problem) {
+      announce(`Could not delete: ${problem.message}`);
+    }
   });
   return item;
 }
@@ -179,8 +201,12 @@ function deliveryRow(delivery) {
 function sessions(app) {
   const everywhere = h('button', { type: 'button', class: 'secondary', id: 'sign-out-everywhere' }, 'Sign out everywhere');
   everywhere.addEventListener('click', async () => {
-    await request('/auth/logout-all', { method: 'POST' });
-    app.signedOut('You are signed out on every device, and your API tokens are revoked.');
+    try {
+      await request('/auth/logout-all', { method: 'POST' });
+      app.signedOut('You are signed out on every device, and your API tokens are revoked.');
+    } catch (problem) {
+      announce(`Could not sign out everywhere: ${problem.message}`);
+    }
   });
   return section('sessions', 'Sessions', h('p', {}, 'Ends every session on every device and revokes every API token.'), everywhere);
 }

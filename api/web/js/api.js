@@ -50,5 +50,7 @@ export async function api(path, options) {
  * the page was opened under another name of this server (localhost vs 127.0.0.1). */
 export function localUrl(url) {
   const parsed = new URL(url, window.location.href);
-  return parsed.pathname.startsWith('/v1/') ? parsed.pathname + parsed.search : parsed.href;
+  if (parsed.pathname.startsWith('/v1/')) return parsed.pathname + parsed.search;
+  // Only web links: a `javascript:` or `data:` address never reaches an href.
+  return parsed.protocol === 'https:' || parsed.protocol === 'http:' ? parsed.href : '#';
 }

@@ -35,6 +35,8 @@ const app = {
   },
   signedOut(message) {
     app.me = null;
+    // Screens that keep something between visits (the photo being used) drop it.
+    window.dispatchEvent(new Event('petportrait:signed-out'));
     nav.hidden = true;
     signOut.hidden = true;
     leave();
@@ -47,9 +49,24 @@ function leave() {
   cleanups = [];
 }
 
+// Each navigation's number: a screen still loading when another is asked for gives way.
+let navigation = 0;
+
+function policyPending() {
+  const { accepted_version: accepted, current_version: current } = app.me.policy;
+  return Boolean(current) && accepted !== current;
+}
+
 async function route() {
   if (!app.me) return;
   leave();
+  const ticket = ++navigation;
+  app.current = () => ticket === navigation && app.me !== null;
+  // Nothing but the policy until a new version is accepted.
+  if (policyPending()) {
+    await showPolicy(main, app, () => { announce('Policy accepted'); route(); });
+    return;
+  }
   const [name = 'create', ...rest] = window.location.hash.replace(/^#\/?/, '').split('/');
   const load = screens[name] || screens.create;
   for (const link of nav.querySelectorAll('a')) {
@@ -58,10 +75,15 @@ async function route() {
   }
   try {
     const screen = await load();
+    if (!app.current()) return;
     await screen.show(main, app, ...rest);
   } catch (error) {
-    fill(main, h('h1', {}, 'Something went wrong'), h('p', { class: 'error', role: 'alert' }, error.message));
+    // A 401 has already brought the sign-in back; a newer screen has taken the page.
+    if (error.status === 401 || !app.current()) return;
+    fill(main, h('h1', { tabindex: '-1', 'data-focus': true }, 'Something went wrong'),
+      h('p', { class: 'error', role: 'alert' }, error.message));
   }
+  if (!app.current()) return;
   const title = main.querySelector('h1');
   document.title = title ? `${title.textContent} · PetPortrait` : 'PetPortrait';
   // Move the focus to the new screen's heading, as a page load would.
@@ -74,11 +96,6 @@ async function enter() {
   await app.refreshMe();
   nav.hidden = false;
   signOut.hidden = false;
-  const { accepted_version: accepted, current_version: current } = app.me.policy;
-  if (current && accepted !== current) {
-    await showPolicy(main, app, () => { announce('Policy accepted'); route(); });
-    return;
-  }
   await route();
 }
 app.enter = enter;

@@ -2,7 +2,7 @@
 // is picked, so a bad file is explained at once; then a kind and style, with the cost
 // quoted, and the order.
 import { api, request } from './api.js';
-import { announce, credits, fill, formatBytes, h, heading, field } from './dom.js';
+import { credits, fill, formatBytes, h, heading, field } from './dom.js';
 
 // What each refusal of `POST /v1/uploads` means for the person holding the photo.
 const UPLOAD_ERRORS = {
@@ -15,8 +15,13 @@ const UPLOAD_ERRORS = {
   missing_file: 'Choose a photo first.',
 };
 
-// The photo uploaded last, kept while the person moves between screens.
+// The photo uploaded last, kept while the person moves between screens, and dropped
+// when they sign out (the next person in this tab must not see it).
 let current = null;
+window.addEventListener('petportrait:signed-out', () => {
+  if (current) URL.revokeObjectURL(current.preview);
+  current = null;
+});
 
 export async function show(main, app) {
   const maxBytes = Number(document.body.dataset.uploadMaxBytes) || 0;
@@ -41,8 +46,11 @@ export async function show(main, app) {
     uploadStatus.textContent = `Photo ready: ${current.upload.width} × ${current.upload.height} pixels, ${formatBytes(current.upload.bytes)}.`;
   };
 
+  // Each photo's number: when two are picked quickly, only the last one's answer counts.
+  let picked = 0;
   const take = async (file) => {
     if (!file) return;
+    const ticket = ++picked;
     uploadError.textContent = '';
     uploadStatus.textContent = '';
     preview.hidden = true;
@@ -58,10 +66,11 @@ export async function show(main, app) {
     form.append('file', file);
     try {
       const upload = await api('/v1/uploads', { method: 'POST', form });
+      if (ticket !== picked) return;
       current = { upload, preview: URL.createObjectURL(file) };
       showUpload();
-      announce('Photo uploaded');
     } catch (problem) {
+      if (ticket !== picked) return;
       uploadStatus.textContent = '';
       const meaning = UPLOAD_ERRORS[problem.code] || 'This photo could not be uploaded.';
       uploadError.textContent = `${meaning} (${problem.message})`;
@@ -82,6 +91,7 @@ export async function show(main, app) {
   // The kind, then its styles with their costs.
   const kinds = catalogue.kinds;
   const preferred = app.me.preferences.default_kind;
+  const preferredStyle = app.me.preferences.default_style;
   const firstKind = kinds.find((k) => k.available && k.kind === preferred) || kinds.find((k) => k.available) || kinds[0];
   const kindChoices = h('div', { class: 'choices' }, kinds.map((kind) => h('label', {},
     h('input', { type: 'radio', name: 'kind', value: kind.kind, checked: kind === firstKind, disabled: !kind.available }),
@@ -95,7 +105,8 @@ export async function show(main, app) {
   const fillStyles = () => {
     fill(style, selectedKind().styles.map((s) =>
       h('option', { value: s.id, disabled: !s.available }, `${s.name} (${credits(s.credits)})${s.available ? '' : ' (unavailable now)'}`)));
-    const firstReady = selectedKind().styles.find((s) => s.available);
+    const firstReady = selectedKind().styles.find((s) => s.available && s.id === preferredStyle)
+      || selectedKind().styles.find((s) => s.available);
     if (firstReady) style.value = firstReady.id;
     refreshQuote();
   };
@@ -134,21 +145,25 @@ export async function show(main, app) {
     orderError.textContent = '';
     if (!current) { orderError.textContent = UPLOAD_ERRORS.missing_file; return; }
     create.disabled = true;
+    let generation;
     try {
-      const generation = await api('/v1/generations', {
+      generation = await api('/v1/generations', {
         method: 'POST', headers: { 'idempotency-key': key },
         json: { kind: selectedKind().kind, style: style.value, upload_id: current.upload.id },
       });
-      key = crypto.randomUUID();
-      await app.refreshMe();
-      app.go(`#/generations/${generation.id}`);
     } catch (problem) {
       orderError.textContent = problem.code === 'insufficient_credits'
         ? 'You do not have enough credits for this. Buy credits on the Credits page.'
         : `Could not start it: ${problem.message}`;
-      if (problem.status !== 0) key = crypto.randomUUID();
+      // The same key again after a lost answer, a 409 (the first is still being
+      // processed) or a server error: the server answers the first order, never a second.
+      if (problem.status >= 400 && problem.status < 500 && problem.status !== 409) key = crypto.randomUUID();
       refreshQuote();
+      return;
     }
+    key = crypto.randomUUID();
+    app.refreshMe().catch(() => {});
+    app.go(`#/generations/${generation.id}`);
   });
 
   fill(main, heading('Create'),

@@ -25,7 +25,7 @@ export async function show(main, app) {
   app.checkoutReturn = null;
   if (returned?.outcome === 'success') {
     notice.textContent = 'Thank you! Your payment is being confirmed; the credits appear here as soon as Stripe tells us it went through.';
-    watchForCredits(app, account.balance, notice, showBalance);
+    watchForCredits(app, returned.session, notice, showBalance);
   } else if (returned?.outcome === 'canceled') {
     notice.textContent = 'The purchase was canceled; nothing was charged.';
   }
@@ -76,24 +76,30 @@ export async function show(main, app) {
   if (!payments.children.length) payments.append(h('tr', {}, h('td', { colspan: '4', class: 'muted' }, 'No purchases yet.')));
 }
 
-/** After Stripe's return, checks the balance for a while: Stripe's event credits it. */
-function watchForCredits(app, before, notice, showBalance) {
+/** After Stripe's return, looks for the payment of this Checkout session: Stripe's
+ * event records it and credits the account. */
+function watchForCredits(app, session, notice, showBalance) {
+  const thanks = notice.textContent;
   let left = 30;
-  const timer = setInterval(async () => {
+  let timer = null;
+  let gone = false;
+  const look = async () => {
     left -= 1;
+    if (gone) return;
     try {
-      const now = await api('/v1/credits');
-      if (now.balance > before) {
-        clearInterval(timer);
-        showBalance(now);
-        notice.textContent = `Payment confirmed: ${credits(now.balance - before)} added.`;
+      const payments = await api('/v1/payments?limit=20');
+      const payment = payments.data.find((p) => p.provider_reference === session);
+      if (payment) {
+        showBalance(await api('/v1/credits'));
+        notice.textContent = `Payment confirmed: ${credits(payment.credits)} added.`;
         app.refreshMe().catch(() => {});
+        return;
       }
-    } catch { /* the next tick tries again */ }
-    if (left <= 0) {
-      clearInterval(timer);
-      notice.textContent += ' This is taking longer than usual; the credits will still arrive, come back later.';
-    }
-  }, 2000);
-  app.onLeave(() => clearInterval(timer));
+    } catch { /* the next look tries again */ }
+    if (gone) return;
+    if (left > 0) timer = setTimeout(look, 2000);
+    else notice.textContent = `${thanks} This is taking longer than usual; the credits will still arrive, come back later.`;
+  };
+  if (session) look();
+  app.onLeave(() => { gone = true; clearTimeout(timer); });
 }

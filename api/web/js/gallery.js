@@ -1,7 +1,7 @@
 // The gallery: what the person saved, kept until they delete it.
 import { api, localUrl } from './api.js';
 import { announce, fill, formatBytes, formatDate, h, heading } from './dom.js';
-import { pagedList } from './list.js';
+import { focusAfterRemoving, pagedList } from './list.js';
 
 export async function show(main) {
   const list = h('ul', { class: 'gallery', id: 'gallery' });
@@ -25,7 +25,7 @@ function item(saved) {
     remove.disabled = true;
     try {
       await api(`/v1/gallery/${saved.id}`, { method: 'DELETE' });
-      entry.remove();
+      focusAfterRemoving(entry);
       announce('Deleted from the gallery');
     } catch (problem) {
       remove.disabled = false;

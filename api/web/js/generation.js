@@ -22,11 +22,13 @@ export async function show(main, app, id) {
   try {
     generation = await api(`/v1/generations/${encodeURIComponent(id || '')}`);
   } catch (problem) {
+    if (problem.status !== 404) throw problem;
     fill(main, heading('Not found'), h('p', { role: 'alert' }, 'There is no such generation in your account. ',
       h('a', { href: '#/history' }, 'See your history')));
     return;
   }
-  const status = h('p', { class: 'status', id: 'status' });
+  if (!app.current()) return;
+  const status = h('p', { class: 'status', id: 'status', tabindex: '-1' });
   const queue = h('p', { id: 'queue-position' });
   const bar = h('progress', { id: 'progress', max: 100, value: 0, 'aria-labelledby': 'progress-label' });
   const stage = h('span', { id: 'stage' });
@@ -79,6 +81,8 @@ export async function show(main, app, id) {
       if (error.code !== 'already_completed') problem.textContent = error.message;
     }
     cancel.disabled = false;
+    // The button is gone once the generation has ended: the focus goes to its status.
+    if (cancel.hidden) status.focus();
   });
 
   const stop = follow(generation, update);
@@ -98,6 +102,7 @@ function follow(generation, update) {
     let wait = 2;
     try {
       const answer = await request(generation.urls.self, { headers: etag ? { 'if-none-match': etag } : {} });
+      if (stopped) return;
       if (answer.status === 200) update(answer.data);
       etag = answer.headers.get('etag') || etag;
       wait = Number(answer.headers.get('retry-after')) || wait;
@@ -108,6 +113,9 @@ function follow(generation, update) {
   if (window.EventSource) {
     let failures = 0;
     stream = new EventSource(generation.urls.events);
+    // Failures in a row: a stream that opens again is working (heartbeats are comments,
+    // which fire no event).
+    stream.onopen = () => { failures = 0; };
     stream.onmessage = (event) => {
       failures = 0;
       try { update(JSON.parse(event.data)); } catch { /* a malformed event is skipped */ }

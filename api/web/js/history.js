@@ -1,6 +1,6 @@
 // The history of generations, newest first, filtered by status and kind.
 import { localUrl } from './api.js';
-import { fill, formatDate, h, heading, field } from './dom.js';
+import { announce, fill, formatDate, h, heading, field } from './dom.js';
 import { pagedList } from './list.js';
 import { title } from './generation.js';
 
@@ -12,14 +12,18 @@ export async function show(main, app) {
     h('option', { value: '' }, 'All'), values.map((v) => h('option', { value: v }, v)));
   const status = choice('status', STATUSES);
   const kind = choice('kind', KINDS);
-  const list = h('ul', { class: 'list', id: 'history', 'aria-live': 'polite' });
+  // A fresh list per load: an older load still running fills a list no longer shown.
+  let list = h('ul', { class: 'list', id: 'history' });
   const load = async () => {
     main.querySelectorAll('button.more').forEach((b) => b.remove());
-    list.replaceChildren();
+    const fresh = h('ul', { class: 'list', id: 'history' });
+    list.replaceWith(fresh);
+    list = fresh;
     const query = new URLSearchParams({ limit: '20' });
     if (status.value) query.set('status', status.value);
     if (kind.value) query.set('kind', kind.value);
-    await pagedList(list, `/v1/generations?${query}`, row, { empty: 'Nothing here yet.' });
+    const page = await pagedList(fresh, `/v1/generations?${query}`, row, { empty: 'Nothing here yet.' });
+    if (fresh === list) announce(`${page.data.length}${page.next_cursor ? ' or more' : ''} generations shown`);
   };
   status.addEventListener('change', load);
   kind.addEventListener('change', load);

@@ -17,8 +17,35 @@ export async function pagedList(list, path, render, { empty, after = list } = {}
     shown += page.data.length;
     if (!shown && empty) list.append(h('li', { class: 'muted' }, empty));
     more.hidden = !page.next_cursor;
-    more.onclick = () => load(page.next_cursor);
+    more.onclick = async () => {
+      // One page at a time: a double click must not append the same page twice.
+      more.disabled = true;
+      const before = list.children.length;
+      try {
+        await load(page.next_cursor);
+        // The focus goes to the first new item (the button may have just hidden itself).
+        const first = list.children[before];
+        if (first) {
+          first.tabIndex = -1;
+          first.focus();
+        }
+      } catch (problem) {
+        list.append(h('li', { class: 'error', role: 'alert' }, problem.message));
+      }
+      more.disabled = false;
+    };
     return page;
   };
   return load(null);
+}
+
+/** Removes an item of a list, moving the focus to its neighbour (or the page heading)
+ * so a keyboard or screen reader user is not dropped back to the top of the page. */
+export function focusAfterRemoving(item) {
+  const next = item.nextElementSibling || item.previousElementSibling || document.querySelector('main h1');
+  item.remove();
+  if (next) {
+    if (next.tabIndex < 0 && !next.hasAttribute('tabindex')) next.tabIndex = -1;
+    next.focus();
+  }
 }

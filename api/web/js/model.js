@@ -7,7 +7,9 @@ export async function showModel(canvas, url) {
   try {
     viewer ??= import('/assets/vendor/viewer.js');
     const view = await (await viewer).showModel(canvas, url);
-    canvas.dispose = () => view.dispose();
+    // The person may have left the screen while the model loaded.
+    if (!canvas.isConnected) view.dispose();
+    else canvas.dispose = () => view.dispose();
   } catch (error) {
     viewer = null;
     note.className = 'error';

@@ -97,16 +97,51 @@ async function upload(page, name, mimeType, buffer) {
   await page.setInputFiles('#photo', { name, mimeType, buffer });
 }
 
-/** Orders one of `kind` with the uploaded photo and watches it to the end. */
-async function order(page, kind) {
+/** Orders one of `kind` with the uploaded photo; resolves on its page. */
+async function start(page, kind) {
   await page.goto(`${APP}/#/create`);
   await page.waitForSelector('#upload-status:has-text("Photo ready")');
   await page.check(`input[name=kind][value=${kind}]`);
   await page.waitForFunction(() => !document.querySelector('#create').disabled);
   await page.click('#create');
   await page.waitForURL(/#\/generations\//);
+  await page.waitForSelector('#percent');
+}
+
+/** Orders one of `kind` and watches it to the end: the progress must be seen moving
+ * (the test's studio works at a model's pace). With `withoutStream` the event stream is
+ * refused, as a buffering proxy would make it fail, and the page must poll instead. */
+async function order(page, kind, withoutStream = false) {
+  const polls = [];
+  const count = (request) => {
+    if (/\/v1\/generations\/gen_[^/?]+$/.test(request.url()) && request.method() === 'GET') polls.push(request.url());
+  };
+  if (withoutStream) {
+    await page.route('**/v1/generations/*/events', (route) => route.abort('connectionrefused'));
+    page.on('request', count);
+  }
+  await start(page, kind);
+  // Every progress the page shows, from now to the end.
+  await page.evaluate(() => {
+    window.seenProgress = [];
+    const note = () => window.seenProgress.push(`${document.querySelector('#percent').textContent} ${document.querySelector('#stage').textContent}`);
+    note();
+    new MutationObserver(note).observe(document.querySelector('#progress-label'), { subtree: true, childList: true, characterData: true });
+  });
   await page.waitForFunction(() => document.querySelector('#percent')?.textContent === '100 %', null, { timeout: LONG });
   await page.waitForSelector('#status:has-text("Done")');
+  const seen = [...new Set(await page.evaluate(() => window.seenProgress))];
+  const between = seen.filter((s) => !s.startsWith('0 %') && !s.startsWith('100 %'));
+  check(between.length >= 2, `${kind}: the progress was not seen moving: ${seen.join(' | ')}`);
+  if (withoutStream) {
+    await page.unroute('**/v1/generations/*/events');
+    page.off('request', count);
+    // The first GET is the screen's own load; the others are the polls.
+    check(polls.length >= 3, `without the event stream the page polled ${polls.length - 1} times`);
+    log(`${kind} followed without the event stream: ${polls.length - 1} polls, progress seen: ${seen.join(' | ')}`);
+  } else {
+    log(`${kind} followed live: ${seen.join(' | ')}`);
+  }
 }
 
 /** The whole life of an account at one screen size, through the development sign-in. */
@@ -159,8 +194,9 @@ async function journey(browser, size) {
   await page.waitForSelector('#quote:has-text("Costs")');
   await screen(page, 'create', tag);
 
-  // A portrait, watched to 100 %, shown, downloaded and saved.
-  await order(page, 'portrait');
+  // A portrait, watched to 100 % (on the phone without the event stream), shown,
+  // downloaded and saved.
+  await order(page, 'portrait', tag === 'phone');
   await page.waitForFunction(() => [...document.querySelectorAll('#results img')].some((i) => i.complete && i.naturalWidth > 0));
   await screen(page, 'portrait', tag);
   const [picture] = await Promise.all([page.waitForEvent('download'), page.click('#results a[download]')]);
@@ -173,6 +209,19 @@ async function journey(browser, size) {
   await page.goto(`${APP}/#/gallery`);
   await page.waitForFunction(() => [...document.querySelectorAll('#gallery img')].some((i) => i.complete && i.naturalWidth > 0));
   await screen(page, 'gallery', tag);
+
+  // Two at once with one worker: the second waits in the queue, and is canceled there.
+  await start(page, 'music');
+  const first = page.url();
+  await start(page, 'music');
+  check(page.url() !== first, 'a second generation was made');
+  await page.waitForSelector('#queue-position:has-text("Position in the queue")');
+  await screen(page, 'queued', tag);
+  await page.click('#cancel');
+  await page.waitForSelector('#status:has-text("Canceled")');
+  await page.waitForSelector('#generation-error:has-text("released")');
+  check(await page.isHidden('#cancel'), 'the cancel button is gone once canceled');
+  log(`${tag}: a queued generation canceled (${await page.textContent('#cost')})`);
 
   // Music that plays.
   await order(page, 'music');
@@ -230,7 +279,12 @@ async function journey(browser, size) {
   await page.selectOption('#filter-kind', 'music');
   await page.waitForFunction(() => {
     const rows = [...document.querySelectorAll('#history > li')];
-    return rows.length === 1 && rows[0].textContent.includes('Music');
+    return rows.length === 3 && rows.every((row) => row.textContent.includes('Music'));
+  });
+  await page.selectOption('#filter-status', 'canceled');
+  await page.waitForFunction(() => {
+    const rows = [...document.querySelectorAll('#history > li')];
+    return rows.length === 1 && rows[0].textContent.includes('canceled');
   });
   await screen(page, 'history', tag);
 
@@ -247,7 +301,7 @@ async function journey(browser, size) {
     route.fulfill({ status: 303, headers: { location: `${APP}/?checkout=success&session_id=${session}` } });
   });
   await page.click('#packs button');
-  await page.waitForSelector('#checkout-notice:has-text("Thank you")');
+  await page.waitForSelector('#checkout-notice:has-text("Payment confirmed: 5 credits added")');
   check(checkout && checkout.includes('/c/pay/cs_'), `the browser went to Stripe Checkout: ${checkout}`);
   check(new URL(page.url()).search === '', 'the return address is tidied');
   await screen(page, 'checkout-return', tag);

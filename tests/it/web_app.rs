@@ -1,8 +1,10 @@
 //! The web app in a real browser: Debian's Chromium, headless, driven by playwright-core
 //! through `tests/browser/app.test.mjs`, against two apps in embedded mode started here:
-//! one with the development sign-in, a fake Stripe and webhook endpoints resolving to a
-//! closed local port (so the delivery log has failures to show), and one with Google
-//! sign-in against a fake OpenID provider (for the age question). The script checks each
+//! one with the development sign-in, one worker and the real studio at a model's pace
+//! (`PacedStudio`, so generations can be watched, queued and canceled), a fake Stripe
+//! whose every Checkout session gets paid (with Stripe's signed event), and webhook
+//! endpoints resolving to a closed local port (so the delivery log has failures to
+//! show); and one with Google sign-in against a fake OpenID provider (the age question). The script checks each
 //! screen with axe-core and writes its screenshot to `docs/screenshots/`.
 //!
 //! It needs Chromium (`apt-get install chromium`) and the script's npm packages
@@ -15,9 +17,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use petportrait_core::outbound::Outbound;
-use petportrait_tests::fake_stripe::FakeStripe;
+use petportrait_core::time::now_ms;
+use petportrait_tests::fake_stripe::{FakeStripe, signature};
 use petportrait_tests::oidc_provider::{FakeOidc, Person};
+use petportrait_tests::studios::PacedStudio;
 use petportrait_tests::{Mode, TestApp};
+
+const STRIPE_WEBHOOK_SECRET: &str = "whsec_petportrait_browser";
 
 /// The whole script: two screen sizes, three generations each, an export and a deletion.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(600);
@@ -48,15 +54,20 @@ async fn browser() {
     );
 
     let stripe = FakeStripe::start().await;
+    // One worker and a model's pace (four stages half a second apart before the real
+    // render), so the browser can watch a generation move, see one wait in the queue
+    // behind another, and cancel it.
     let dev = TestApp::spawn_reachable(
         Mode::Embedded,
         &[
+            ("WORKER_CONCURRENCY", "1"),
             ("STARTER_CREDITS", "40"),
             ("CREDIT_PACKS", "mini:5:199:eur,maxi:50:1499:eur"),
             ("STRIPE_SECRET_KEY", "sk_test_browser"),
-            ("STRIPE_WEBHOOK_SECRET", "whsec_petportrait_browser"),
+            ("STRIPE_WEBHOOK_SECRET", STRIPE_WEBHOOK_SECRET),
             ("STRIPE_API_BASE", &stripe.base_url),
         ],
+        Some(PacedStudio::new(Duration::from_millis(500))),
         |services| {
             // hooks.example.org is this machine, where nothing listens on 443: every
             // delivery fails at once and is logged.
@@ -76,7 +87,8 @@ async fn browser() {
     .await;
     let overrides = provider.app_overrides();
     let overrides: Vec<(&str, &str)> = overrides.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let google = TestApp::spawn_reachable(Mode::Embedded, &overrides, |_| {}).await;
+    let google = TestApp::spawn_reachable(Mode::Embedded, &overrides, None, |_| {}).await;
+    let customer = tokio::spawn(pay_every_checkout(stripe.clone(), dev.base_url.clone()));
 
     let screenshots = std::env::var("PP_SCREENSHOTS").map_or_else(|_| root.join("docs/screenshots"), PathBuf::from);
     // The script's output goes to files (read at the end) so a chatty run cannot fill a
@@ -123,6 +135,45 @@ async fn browser() {
     };
     assert_eq!(accounts(&google).await, 1, "the adult's account only");
     assert_eq!(stripe.requests().len(), 2, "one Checkout session per journey");
+    customer.abort();
     dev.stop().await;
     google.stop().await;
+}
+
+/// The customer on Stripe's Checkout page: each session the app opens is paid, and
+/// Stripe's signed `checkout.session.completed` event is sent to the app, as Stripe
+/// does once a payment goes through.
+async fn pay_every_checkout(stripe: FakeStripe, app: String) {
+    let http = reqwest::Client::new();
+    let mut paid = 0;
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        every.tick().await;
+        for (session, form) in stripe.sessions().into_iter().skip(paid) {
+            stripe.mark_paid(&session);
+            let pack = form.get("metadata[pack_id]").cloned().unwrap_or_default();
+            let amount = if pack == "maxi" { 1499 } else { 199 };
+            let body = serde_json::json!({
+                "id": format!("evt_browser_{session}"), "object": "event", "type": "checkout.session.completed",
+                "data": {"object": {
+                    "id": session, "object": "checkout.session",
+                    "client_reference_id": form.get("client_reference_id"), "metadata": {"pack_id": pack},
+                    "amount_total": amount, "currency": "eur", "payment_status": "paid",
+                    "payment_intent": format!("pi_for_{session}"),
+                }},
+            })
+            .to_string();
+            let signed = signature(&body, STRIPE_WEBHOOK_SECRET, now_ms() / 1000);
+            let answer = http
+                .post(format!("{app}/webhooks/stripe"))
+                .header("stripe-signature", signed)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("the app takes Stripe's event");
+            assert!(answer.status().is_success(), "Stripe's event was refused: {}", answer.status());
+            paid += 1;
+        }
+    }
 }

@@ -93,6 +93,11 @@ impl FakeStripe {
         found.paid = true;
     }
 
+    /// Every session opened so far, oldest first: its id and the form it was made with.
+    pub fn sessions(&self) -> Vec<(String, HashMap<String, String>)> {
+        self.seen.lock().expect("seen").sessions.iter().map(|s| (s.id.clone(), s.form.clone())).collect()
+    }
+
     /// How many list calls were answered (not counting refused ones).
     pub fn list_calls(&self) -> usize {
         self.seen.lock().expect("seen").list_calls

@@ -263,9 +263,10 @@ impl TestApp {
     pub async fn spawn_reachable(
         mode: Mode,
         overrides: &[(&str, &str)],
+        studio: Option<Arc<dyn Studio>>,
         customize: impl FnOnce(&mut Services),
     ) -> TestApp {
-        TestApp::spawn_inner(mode, overrides, petportrait::Roles::ALL, None, customize, true).await
+        TestApp::spawn_inner(mode, overrides, petportrait::Roles::ALL, studio, customize, true).await
     }
 
     async fn spawn_inner(

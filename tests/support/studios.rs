@@ -77,3 +77,28 @@ impl Studio for LateSuccessStudio {
         self.inner.render(request, &RenderContext::detached())
     }
 }
+
+/// The real studio at a model's pace: before rendering it reports a few stages, one
+/// every `step`, as a model server working for a while does, so a client can watch a
+/// generation move (and cancel it) before it ends.
+pub struct PacedStudio {
+    inner: LocalStudio,
+    step: Duration,
+}
+
+impl PacedStudio {
+    pub fn new(step: Duration) -> Arc<PacedStudio> {
+        Arc::new(PacedStudio { inner: LocalStudio::new(UploadLimits::default()), step })
+    }
+}
+
+impl Studio for PacedStudio {
+    fn render(&self, request: &RenderRequest, ctx: &RenderContext) -> Result<Vec<RenderedFile>, StudioError> {
+        for (percent, stage) in [(1, "loading_model"), (2, "loading_model"), (3, "warming_up"), (4, "warming_up")] {
+            ctx.checkpoint(percent, stage)?;
+            // The model's working time: this is what is being simulated, not a wait.
+            std::thread::sleep(self.step);
+        }
+        self.inner.render(request, ctx)
+    }
+}

@@ -112,19 +112,20 @@ function follow(generation, update) {
   if (TERMINAL.has(generation.status)) return () => {};
   if (window.EventSource) {
     let failures = 0;
+    let opened = false;
     stream = new EventSource(generation.urls.events);
     // Failures in a row: a stream that opens again is working (heartbeats are comments,
     // which fire no event).
-    stream.onopen = () => { failures = 0; };
+    stream.onopen = () => { opened = true; failures = 0; };
     stream.onmessage = (event) => {
       failures = 0;
       try { update(JSON.parse(event.data)); } catch { /* a malformed event is skipped */ }
     };
     stream.onerror = () => {
       failures += 1;
-      // The browser reconnects by itself (with Last-Event-ID); after a few failures in a
-      // row, the stream is given up for polling.
-      if (stream.readyState === EventSource.CLOSED || failures >= 3) {
+      // The browser reconnects by itself (with Last-Event-ID); a stream that never opened
+      // (refused by a proxy, say) or fails three times in a row is given up for polling.
+      if (stream.readyState === EventSource.CLOSED || !opened || failures >= 3) {
         stream.close();
         if (!stopped) poll();
       }

@@ -9,6 +9,19 @@ const LEDGER_TEXT = {
   release: 'Hold released', refund: 'Refunded',
 };
 
+/** How an entry changes the balance. Amounts are sizes: a hold sets credits aside
+ * without spending them, its charge spends them, a release gives them back to use. */
+function ledgerAmount(entry) {
+  const size = Math.abs(entry.amount);
+  switch (entry.kind) {
+    case 'charge': return `−${size}`;
+    case 'hold': return `${size} set aside`;
+    case 'release': return `${size} freed`;
+    // A grant, purchase or refund adds; an operator's revocation is a negative grant.
+    default: return entry.amount < 0 ? `−${size}` : `+${size}`;
+  }
+}
+
 function money(minor, currency) {
   return new Intl.NumberFormat(undefined, { style: 'currency', currency: currency.toUpperCase() }).format(minor / 100);
 }
@@ -69,7 +82,7 @@ export async function show(main, app) {
   await pagedList(ledger, '/v1/credits/ledger?limit=20', (entry) => h('tr', {},
     h('td', {}, formatDate(entry.created_at)),
     h('td', {}, LEDGER_TEXT[entry.kind] || entry.kind, entry.generation_id ? [' (', h('a', { href: `#/generations/${entry.generation_id}` }, 'see'), ')'] : ''),
-    h('td', { class: 'num' }, entry.amount > 0 ? `+${entry.amount}` : String(entry.amount))), { after: ledgerTable });
+    h('td', { class: 'num' }, ledgerAmount(entry))), { after: ledgerTable });
   await pagedList(payments, '/v1/payments?limit=20', (payment) => h('tr', {},
     h('td', {}, formatDate(payment.created_at)), h('td', {}, credits(payment.credits)), h('td', {}, payment.status),
     h('td', { class: 'num' }, money(payment.amount, payment.currency))), { after: paymentsTable });

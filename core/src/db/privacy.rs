@@ -93,30 +93,33 @@ impl Db {
         audit: &AuditRow,
         now: Millis,
     ) -> DbResult<RequestOutcome> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = insert_request(&mut tx, new, now).await?;
-        if !inserted {
-            tx.rollback().await?;
-            return self.open_request(new.user_id, new.kind).await;
+        // The open request that refused the insert may end before it is read (a small
+        // export finishes in a moment): then a new one may be made, so try again. Three
+        // rounds lost that way in a row would take three requests ending in between.
+        for _ in 0..3 {
+            let mut tx = self.pool.begin().await?;
+            let inserted = insert_request(&mut tx, new, now).await?;
+            if !inserted {
+                tx.rollback().await?;
+                match self.open_request(new.user_id, new.kind).await? {
+                    Some(open) => return Ok(RequestOutcome::AlreadyOpen(open)),
+                    None => continue,
+                }
+            }
+            insert_audit(&mut tx, audit).await?;
+            tx.commit().await?;
+            let row = self.privacy_request(new.id).await?.ok_or(sqlx::Error::RowNotFound)?;
+            return Ok(RequestOutcome::Created(row));
         }
-        insert_audit(&mut tx, audit).await?;
-        tx.commit().await?;
-        let row = self.privacy_request(new.id).await?.ok_or(sqlx::Error::RowNotFound)?;
-        Ok(RequestOutcome::Created(row))
+        Err(sqlx::Error::RowNotFound.into())
     }
 
-    async fn open_request(&self, user: &str, kind: PrivacyKind) -> DbResult<RequestOutcome> {
+    async fn open_request(&self, user: &str, kind: PrivacyKind) -> DbResult<Option<PrivacyRequestRow>> {
         let sql = format!(
             "SELECT {COLUMNS} FROM privacy_requests WHERE user_id = $1 AND kind = $2 \
              AND status IN ('received', 'in_progress')"
         );
-        let row: PrivacyRequestRow = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(user)
-            .bind(kind.as_str())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
-        Ok(RequestOutcome::AlreadyOpen(row))
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(user).bind(kind.as_str()).fetch_optional(&self.pool).await?)
     }
 
     /// The deletion request and the account's immediate end, in one transaction: the
@@ -189,7 +192,8 @@ impl Db {
         let outcome = if created {
             RequestOutcome::Created(self.privacy_request(new.id).await?.ok_or(sqlx::Error::RowNotFound)?)
         } else {
-            self.open_request(new.user_id, PrivacyKind::Deletion).await?
+            let open = self.open_request(new.user_id, PrivacyKind::Deletion).await?;
+            RequestOutcome::AlreadyOpen(open.ok_or(sqlx::Error::RowNotFound)?)
         };
         Ok((outcome, closed))
     }

@@ -204,6 +204,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     petportrait_core::metrics::install();
+    tokio::task::spawn_blocking(web::warm);
     let state = AppState::new(config, services);
     // The streams end as soon as the API starts stopping (they would hold the shutdown
     // open until SHUTDOWN_TIMEOUT otherwise); their clients reconnect elsewhere.

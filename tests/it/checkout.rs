@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use petportrait_core::time::now_ms;
-use petportrait_tests::fake_stripe::{FakeStripe, post_event, signature};
+use petportrait_tests::fake_stripe::{FakeStripe, paid_session_event, post_event, signature};
 use petportrait_tests::{Client, Mode, TestApp, wait_until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -179,13 +179,7 @@ async fn reconciliation_applies_paid_sessions_and_reports_drift(mode: Mode) {
     for session in &sessions[..3] {
         stripe.mark_paid(session);
     }
-    let paid_event = |event: &str, session: &str| {
-        json!({"id": event, "type": "checkout.session.completed", "data": {"object": {
-            "id": session, "client_reference_id": user, "metadata": {"pack_id": "mini"},
-            "amount_total": 199, "currency": "eur", "payment_status": "paid", "payment_intent": format!("pi_for_{session}"),
-        }}})
-        .to_string()
-    };
+    let paid_event = |event: &str, session: &str| paid_session_event(event, session, &user, "mini", 199);
     let deliver = |body: String| {
         let app = &app;
         async move { post_event(app, &body, Some(signature(&body, WEBHOOK_SECRET, now_ms() / 1000))).await }

@@ -13,7 +13,7 @@ use petportrait_core::privacy::audit;
 use petportrait_core::privacy::export::DOCUMENTS;
 use petportrait_core::privacy::inventory::{TABLES, table};
 use petportrait_tests::client::Client;
-use petportrait_tests::fake_stripe::{post_event, signature as stripe_signature};
+use petportrait_tests::fake_stripe::{paid_session_event, post_event, signature as stripe_signature};
 use petportrait_tests::fixtures::pet_jpeg;
 use petportrait_tests::receiver::{Answer, Receiver};
 use petportrait_tests::{DetachedWorker, Mode, TestApp, wait_until};
@@ -56,15 +56,7 @@ async fn seed(app: &TestApp, name: &str, receiver: &Receiver) -> Seeded {
     assert_eq!(status, StatusCode::CREATED, "{endpoint}");
     // A purchase: Stripe's event for a paid Checkout Session of this user.
     let session = format!("cs_{}", name.to_lowercase());
-    let event = json!({
-        "id": format!("evt_{}", name.to_lowercase()), "object": "event", "type": "checkout.session.completed",
-        "data": {"object": {
-            "id": session, "object": "checkout.session", "client_reference_id": user_id,
-            "payment_status": "paid", "status": "complete", "amount_total": 199, "currency": "eur",
-            "metadata": {"pack_id": "mini"}, "payment_intent": format!("pi_{}", name.to_lowercase()),
-        }},
-    })
-    .to_string();
+    let event = paid_session_event(&format!("evt_{}", name.to_lowercase()), &session, &user_id, "mini", 199);
     let now = petportrait_core::time::now_ms() / 1000;
     assert_eq!(post_event(app, &event, Some(stripe_signature(&event, STRIPE_SECRET, now))).await, StatusCode::OK);
     let ledger = client.ledger().await;

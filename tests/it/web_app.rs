@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use petportrait_core::outbound::Outbound;
 use petportrait_core::time::now_ms;
-use petportrait_tests::fake_stripe::{FakeStripe, signature};
+use petportrait_tests::fake_stripe::{FakeStripe, paid_session_event, post_event_to, signature};
 use petportrait_tests::oidc_provider::{FakeOidc, Person};
 use petportrait_tests::studios::PacedStudio;
 use petportrait_tests::{Mode, TestApp};
@@ -144,7 +144,6 @@ async fn browser() {
 /// Stripe's signed `checkout.session.completed` event is sent to the app, as Stripe
 /// does once a payment goes through.
 async fn pay_every_checkout(stripe: FakeStripe, app: String) {
-    let http = reqwest::Client::new();
     let mut paid = 0;
     let mut every = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -153,65 +152,12 @@ async fn pay_every_checkout(stripe: FakeStripe, app: String) {
             stripe.mark_paid(&session);
             let pack = form.get("metadata[pack_id]").cloned().unwrap_or_default();
             let amount = if pack == "maxi" { 1499 } else { 199 };
-            let body = serde_json::json!({
-                "id": format!("evt_browser_{session}"), "object": "event", "type": "checkout.session.completed",
-                "data": {"object": {
-                    "id": session, "object": "checkout.session",
-                    "client_reference_id": form.get("client_reference_id"), "metadata": {"pack_id": pack},
-                    "amount_total": amount, "currency": "eur", "payment_status": "paid",
-                    "payment_intent": format!("pi_for_{session}"),
-                }},
-            })
-            .to_string();
+            let user = form.get("client_reference_id").cloned().unwrap_or_default();
+            let body = paid_session_event(&format!("evt_browser_{session}"), &session, &user, &pack, amount);
             let signed = signature(&body, STRIPE_WEBHOOK_SECRET, now_ms() / 1000);
-            let answer = http
-                .post(format!("{app}/webhooks/stripe"))
-                .header("stripe-signature", signed)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .expect("the app takes Stripe's event");
-            assert!(answer.status().is_success(), "Stripe's event was refused: {}", answer.status());
+            let status = post_event_to(&app, &body, Some(signed)).await;
+            assert!(status.is_success(), "Stripe's event was refused: {status}");
             paid += 1;
         }
     }
-}
-
-/// The app's files without a browser: the page names the sign-in on offer, files are
-/// gzipped when asked and revalidated with their tag, and nothing outside the list is
-/// served (a path climbing out of the folder included).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn files_are_gzipped_revalidated_and_listed_only() {
-    let app = TestApp::spawn(Mode::Embedded, &[]).await;
-    let http = reqwest::Client::new();
-    let page = http.get(format!("{}/", app.base_url)).send().await.expect("page");
-    assert_eq!(page.status(), reqwest::StatusCode::OK);
-    let csp = page.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
-    assert!(csp.contains("script-src 'self';"), "no inline script may run: {csp}");
-    let html = page.text().await.expect("html");
-    assert!(html.contains(r#"data-sign-in="dev""#) && !html.contains("{{"), "{html}");
-
-    let raw = std::fs::read(repository().join("api/web/js/app.js")).expect("the file");
-    let asset = format!("{}/assets/js/app.js", app.base_url);
-    let gzipped = http.get(&asset).header("accept-encoding", "gzip, br").send().await.expect("asset");
-    assert_eq!(gzipped.status(), reqwest::StatusCode::OK);
-    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
-    assert_eq!(gzipped.headers()["vary"], "accept-encoding");
-    assert!(gzipped.headers()["content-type"].to_str().expect("ascii").starts_with("text/javascript"));
-    let tag = gzipped.headers()["etag"].clone();
-    let packed = gzipped.bytes().await.expect("body");
-    assert!(packed.len() < raw.len() / 2 && packed.starts_with(&[0x1f, 0x8b]), "{} of {}", packed.len(), raw.len());
-    let plain = http.get(&asset).send().await.expect("asset");
-    assert!(plain.headers().get("content-encoding").is_none());
-    assert_eq!(plain.bytes().await.expect("body").as_ref(), raw.as_slice());
-    let again = http.get(&asset).header("if-none-match", tag).send().await.expect("asset");
-    assert_eq!(again.status(), reqwest::StatusCode::NOT_MODIFIED);
-
-    for path in ["/assets/js/missing.js", "/assets/../Cargo.toml", "/assets/%2e%2e/src/web.rs", "/assets/index.html"] {
-        let answer = http.get(format!("{}{path}", app.base_url)).send().await.expect("GET");
-        assert_eq!(answer.status(), reqwest::StatusCode::NOT_FOUND, "{path}");
-        assert_eq!(answer.headers()["content-type"], "application/problem+json", "{path}");
-    }
-    app.stop().await;
 }

@@ -199,10 +199,29 @@ pub fn signature(body: &str, secret: &str, at: i64) -> String {
     format!("t={at},v1={hex}")
 }
 
+/// Stripe's `checkout.session.completed` for a paid session of `user` buying `pack`
+/// (`amount` in euro cents), with its payment intent named after the session.
+pub fn paid_session_event(event_id: &str, session: &str, user: &str, pack: &str, amount: i64) -> String {
+    serde_json::json!({
+        "id": event_id, "object": "event", "type": "checkout.session.completed",
+        "data": {"object": {
+            "id": session, "object": "checkout.session", "client_reference_id": user,
+            "payment_status": "paid", "status": "complete", "amount_total": amount, "currency": "eur",
+            "metadata": {"pack_id": pack}, "payment_intent": format!("pi_for_{session}"),
+        }},
+    })
+    .to_string()
+}
+
 /// Posts `body` to the app's `/webhooks/stripe` with `signature`, as Stripe delivers.
 pub async fn post_event(app: &crate::TestApp, body: &str, signature: Option<String>) -> StatusCode {
+    post_event_to(&app.base_url, body, signature).await
+}
+
+/// `post_event` to the app at `base_url` (for a task that does not hold the app).
+pub async fn post_event_to(base_url: &str, body: &str, signature: Option<String>) -> StatusCode {
     let mut request = reqwest::Client::new()
-        .post(format!("{}/webhooks/stripe", app.base_url))
+        .post(format!("{base_url}/webhooks/stripe"))
         .header("content-type", "application/json")
         .body(body.to_owned());
     if let Some(signature) = signature {

@@ -161,3 +161,41 @@ async fn pay_every_checkout(stripe: FakeStripe, app: String) {
         }
     }
 }
+
+/// The app's files without a browser: the page names the sign-in on offer, files are
+/// gzipped when asked and revalidated with their tag, and nothing outside the list is
+/// served (a path climbing out of the folder included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_gzipped_revalidated_and_listed_only() {
+    let app = TestApp::spawn(Mode::Embedded, &[]).await;
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{}/", app.base_url)).send().await.expect("page");
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    let csp = page.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+    assert!(csp.contains("script-src 'self';"), "no inline script may run: {csp}");
+    let html = page.text().await.expect("html");
+    assert!(html.contains(r#"data-sign-in="dev""#) && !html.contains("{{"), "{html}");
+
+    let raw = std::fs::read(repository().join("api/web/js/app.js")).expect("the file");
+    let asset = format!("{}/assets/js/app.js", app.base_url);
+    let gzipped = http.get(&asset).header("accept-encoding", "gzip, br").send().await.expect("asset");
+    assert_eq!(gzipped.status(), reqwest::StatusCode::OK);
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gzipped.headers()["vary"], "accept-encoding");
+    assert!(gzipped.headers()["content-type"].to_str().expect("ascii").starts_with("text/javascript"));
+    let tag = gzipped.headers()["etag"].clone();
+    let packed = gzipped.bytes().await.expect("body");
+    assert!(packed.len() < raw.len() / 2 && packed.starts_with(&[0x1f, 0x8b]), "{} of {}", packed.len(), raw.len());
+    let plain = http.get(&asset).send().await.expect("asset");
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.bytes().await.expect("body").as_ref(), raw.as_slice());
+    let again = http.get(&asset).header("if-none-match", tag).send().await.expect("asset");
+    assert_eq!(again.status(), reqwest::StatusCode::NOT_MODIFIED);
+
+    for path in ["/assets/js/missing.js", "/assets/../Cargo.toml", "/assets/%2e%2e/src/web.rs", "/assets/index.html"] {
+        let answer = http.get(format!("{}{path}", app.base_url)).send().await.expect("GET");
+        assert_eq!(answer.status(), reqwest::StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(answer.headers()["content-type"], "application/problem+json", "{path}");
+    }
+    app.stop().await;
+}
